@@ -1,0 +1,11 @@
+# Warnings for every hearth target; -Werror in CI builds (HEARTH_WERROR, on by default).
+function(hearth_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  if(HEARTH_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(HEARTH_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  endif()
+endfunction()

@@ -1,0 +1,25 @@
+#pragma once
+// The in-process event bus: the core and plugins publish named events with a JSON payload;
+// handlers run on the hub loop in publication order.
+
+#include <functional>
+#include <string>
+
+namespace hearth {
+
+using EventHandler = std::function<void(const std::string& topic, const std::string& dataJson)>;
+
+// Topics the core publishes.
+namespace events {
+// {"userId","clientId","appId","deviceModel","deviceName","openId"} after a terminal's hello.
+inline constexpr const char* kTerminalHello = "terminal.hello";
+// {"userId","clientId"} when a terminal's presence topic says online / offline (or its Will).
+inline constexpr const char* kTerminalOnline = "terminal.online";
+inline constexpr const char* kTerminalOffline = "terminal.offline";
+// {"userId"} when a user account is removed.
+inline constexpr const char* kUserRemoved = "user.removed";
+// {} when the control plane (re)connected to the broker.
+inline constexpr const char* kBrokerConnected = "broker.connected";
+}  // namespace events
+
+}  // namespace hearth

@@ -1,0 +1,214 @@
+#pragma once
+// What the core offers a plugin: everything reaches the core through the one PluginContext a
+// plugin is handed at creation (no globals, no singletons).
+//
+// Threading contract: the core runs one hub loop thread that owns all core state. Every
+// callback the core makes into a plugin (request handlers, timers, event handlers, start/stop)
+// runs on the hub loop. Every PluginContext method must be called on the hub loop, except
+// post(), logger() and Responder, which are safe from any thread. A plugin with its own I/O
+// thread hands work to the hub loop with post().
+//
+// JSON crosses this boundary as UTF-8 text so that the SDK headers carry no library types;
+// plugins parse it with the library of their choice (POCO JSON in the shipped plugins).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hearth/events.h"
+#include "hearth/status.h"
+
+namespace hearth {
+
+enum class LogLevel { kDebug = 0, kInfo, kWarn, kError };
+
+// A logger whose lines carry the plugin's name as a tag. Thread-safe.
+class Logger {
+ public:
+  virtual ~Logger() = default;
+  virtual void log(LogLevel level, std::string_view message) = 0;
+  void debug(std::string_view m) { log(LogLevel::kDebug, m); }
+  void info(std::string_view m) { log(LogLevel::kInfo, m); }
+  void warn(std::string_view m) { log(LogLevel::kWarn, m); }
+  void error(std::string_view m) { log(LogLevel::kError, m); }
+};
+
+// Time source. Tests inject a manual clock; production uses the system clock.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  // Wall-clock time in milliseconds since the Unix epoch (for expiry stored on disk).
+  virtual int64_t nowMs() const = 0;
+  // Monotonic time for timers.
+  virtual std::chrono::steady_clock::time_point steadyNow() const = 0;
+};
+
+// A request as the router hands it to a handler. userId/clientId come from the topic, which
+// the broker's ACL ties to the authenticated account; for admin requests userId is empty and
+// isAdmin is true.
+struct Request {
+  std::string method;
+  std::string id;          // the envelope id (1..64 chars)
+  std::string userId;      // validated identifier
+  std::string clientId;    // validated identifier
+  std::string paramsJson;  // always a JSON object ("{}" when params was absent)
+  bool isAdmin = false;
+};
+
+// Where a response goes. Implemented by the core.
+class ResponseSink {
+ public:
+  virtual ~ResponseSink() = default;
+  virtual void sendOk(std::string resultJson) = 0;
+  virtual void sendError(ErrorCode code, std::string message) = 0;
+};
+
+// A handle to answer one request exactly once. Copyable; the first answer wins and later
+// ones are dropped (and logged by the core). If every copy is destroyed without an answer
+// the core answers INTERNAL, so a request always gets exactly one response. Thread-safe.
+class Responder {
+ public:
+  explicit Responder(std::shared_ptr<ResponseSink> sink) : sink_(std::move(sink)) {}
+  void ok(std::string resultJson = "{}") const { sink_->sendOk(std::move(resultJson)); }
+  void error(ErrorCode code, std::string message) const {
+    sink_->sendError(code, std::move(message));
+  }
+  void status(const Status& s, std::string resultJsonIfOk = "{}") const {
+    if (s.isOk()) {
+      ok(std::move(resultJsonIfOk));
+    } else {
+      error(s.code(), s.message());
+    }
+  }
+
+ private:
+  std::shared_ptr<ResponseSink> sink_;
+};
+
+using RequestHandler = std::function<void(const Request&, Responder)>;
+
+enum class MethodScope {
+  kUser,   // hearth/v1/u/<user>/<client>/req/<method>
+  kAdmin,  // hearth/v1/admin/req/<method>
+};
+
+// The plugin's validated configuration subtree (plugins.<name> in the YAML file). Every key
+// the plugin declared is present (the default fills a missing key), so getters never fail for
+// declared keys; asking for an undeclared key is a broken invariant and throws
+// std::out_of_range inside the plugin.
+class ConfigView {
+ public:
+  virtual ~ConfigView() = default;
+  virtual bool getBool(std::string_view key) const = 0;
+  virtual int64_t getInt(std::string_view key) const = 0;
+  virtual double getDouble(std::string_view key) const = 0;
+  virtual std::string getString(std::string_view key) const = 0;
+  virtual std::chrono::milliseconds getDuration(std::string_view key) const = 0;
+  // Lists and maps (HEARTH_CFG_JSON keys) as JSON text.
+  virtual std::string getJson(std::string_view key) const = 0;
+};
+
+// A durable, ordered key/value namespace private to one plugin, stored in the hub database.
+// Keys within a collection are ordered bytewise, so zero-padded sequence numbers give FIFO
+// order. Every write outside transaction() is its own durable commit; inside transaction()
+// the writes commit together when the body returns ok (and roll back otherwise).
+class KvStore {
+ public:
+  virtual ~KvStore() = default;
+  virtual Status put(std::string_view collection, std::string_view key, std::string_view value) = 0;
+  virtual Result<std::optional<std::string>> get(std::string_view collection,
+                                                 std::string_view key) = 0;
+  virtual Status erase(std::string_view collection, std::string_view key) = 0;
+  // Calls fn(key, value) for keys >= fromKey in order until fn returns false or limit rows
+  // have been visited (limit 0 = no limit).
+  virtual Status scan(std::string_view collection, std::string_view fromKey, size_t limit,
+                      const std::function<bool(const std::string&, const std::string&)>& fn) = 0;
+  virtual Result<int64_t> count(std::string_view collection) = 0;
+  virtual Status transaction(const std::function<Status()>& body) = 0;
+};
+
+// A terminal (one app install) as the core knows it from `hello` and its presence topic.
+struct TerminalInfo {
+  std::string userId;
+  std::string clientId;
+  std::string appId;
+  std::string deviceModel;
+  std::string deviceName;
+  std::string openId;
+  bool online = false;
+};
+
+using TimerId = uint64_t;
+
+enum class PluginState { kStarting, kRunning, kWaiting, kDegraded, kFailed, kStopped };
+
+inline const char* pluginStateName(PluginState s) {
+  switch (s) {
+    case PluginState::kStarting: return "starting";
+    case PluginState::kRunning: return "running";
+    case PluginState::kWaiting: return "waiting";
+    case PluginState::kDegraded: return "degraded";
+    case PluginState::kFailed: return "failed";
+    case PluginState::kStopped: return "stopped";
+  }
+  return "failed";
+}
+
+class PluginContext {
+ public:
+  virtual ~PluginContext() = default;
+
+  virtual const std::string& pluginName() const = 0;
+  virtual Logger& logger() = 0;
+  virtual const Clock& clock() const = 0;
+  virtual const ConfigView& config() const = 0;
+  virtual KvStore& store() = 0;
+
+  // Requests: registers a method on the control plane. Fails with CONFLICT if the name is
+  // taken (core methods and other plugins' methods).
+  virtual Status registerMethod(const std::string& method, MethodScope scope,
+                                RequestHandler handler) = 0;
+
+  // Events to terminals on hearth/v1/u/<user>/<client>/evt/<event>. An empty clientId sends
+  // to every online terminal of the user. Returns the number of terminals it was sent to.
+  virtual size_t sendEvent(const std::string& userId, const std::string& clientId,
+                           const std::string& event, const std::string& dataJson) = 0;
+
+  // Terminals known to the hub (from hello and presence).
+  virtual std::optional<TerminalInfo> terminal(const std::string& userId,
+                                               const std::string& clientId) const = 0;
+  virtual std::optional<TerminalInfo> terminalByOpenId(const std::string& openId) const = 0;
+  virtual std::vector<TerminalInfo> terminals(const std::string& userId) const = 0;
+  virtual bool userExists(const std::string& userId) const = 0;
+
+  // The in-process event bus (see events.h for the core's topics).
+  virtual void subscribe(const std::string& topic, EventHandler handler) = 0;
+  virtual void publish(const std::string& topic, const std::string& dataJson) = 0;
+
+  // Timers on the hub loop. A cancelled or fired timer id is never reused.
+  virtual TimerId startTimer(std::chrono::milliseconds delay, std::function<void()> fn) = 0;
+  virtual void cancelTimer(TimerId id) = 0;
+
+  // Hands work to the hub loop. Safe from any thread.
+  virtual void post(std::function<void()> fn) = 0;
+
+  // What hub/status shows for this plugin; detailJson (an object, may be empty) appears
+  // under "details".<plugin> in hub/status.
+  virtual void setState(PluginState state, const std::string& detailJson = "") = 0;
+};
+
+// A loaded plugin instance. start() and stop() run on the hub loop. start() returning an
+// error marks the plugin failed (shown in hub/status); the rest of the hub keeps running.
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+  virtual Status start() = 0;
+  virtual void stop() = 0;
+};
+
+}  // namespace hearth

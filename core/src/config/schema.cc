@@ -1,0 +1,97 @@
+#include "config/schema.h"
+
+namespace hearth::config {
+
+namespace {
+
+constexpr double kMinute = 60;
+constexpr double kHour = 3600;
+constexpr double kDay = 86400;
+constexpr double kMaxPathLength = 4096;  // PATH_MAX
+
+}  // namespace
+
+const std::vector<std::string_view>& bindingModes() {
+  static const std::vector<std::string_view> modes = {"preemptive", "share_required", "share_free",
+                                                      "owner_on_share"};
+  return modes;
+}
+
+const std::vector<CoreKey>& coreSchema() {
+  using T = CoreKeyType;
+  using H = HubConfig;
+  // Ranges say what the rest of the core can honour: MQTT keepalive is a 16-bit number of
+  // seconds and libmosquitto refuses less than 5; a QR share key lives at most 30 minutes
+  // (SPEC §3); the others keep a typo ("24d" for "24h") from silently disabling a limit.
+  // One row per key reads as a table; the formatter would put each field on its own line.
+  // clang-format off
+  static const std::vector<CoreKey> schema = {
+      {"hub.state_dir", T::kPath, "/var/lib/hearth", 1, kMaxPathLength, {},
+       "Directory of the hub database (SQLite) and other durable state.", &H::stateDir},
+      {"hub.plugin_dir", T::kPath, "/usr/lib/hearth/plugins", 1, kMaxPathLength, {},
+       "Directory searched for plugin modules (*.so).", &H::pluginDir},
+      {"hub.log_level", T::kEnum, "info", 0, 0, {"debug", "info", "warn", "error"},
+       "Least severe log level written.", &H::logLevel},
+
+      {"broker.host", T::kString, "127.0.0.1", 1, 253, {},
+       "Host name or address of the local MQTT broker.", &H::brokerHost},
+      {"broker.port", T::kInt, "1883", 1, 65535, {}, "TCP port of the local MQTT broker.",
+       &H::brokerPort},
+      {"broker.client_id", T::kIdentifier, "hearthd", 0, 0, {},
+       "MQTT client id of hearthd's own connection.", &H::brokerClientId},
+      {"broker.username", T::kIdentifier, "hearthd", 0, 0, {},
+       "Broker account hearthd logs in with (the Dynamic Security admin in dynsec mode).",
+       &H::brokerUsername},
+      {"broker.password", T::kString, "\"\"", 0, 1024, {},
+       "Inline password (discouraged; prefer password_file). Non-empty wins over the file.",
+       &H::brokerPassword},
+      {"broker.password_file", T::kPath, "/etc/hearth/broker.pass", 0, kMaxPathLength, {},
+       "File whose first line is the broker password; empty = no password.",
+       &H::brokerPasswordFile},
+      {"broker.keepalive", T::kDuration, "30s", 5, 65535, {}, "MQTT keepalive interval.",
+       &H::keepalive},
+      {"broker.reconnect_min", T::kDuration, "500ms", 0.1, kHour, {},
+       "Shortest delay before reconnecting to a lost broker (back-off starts here).",
+       &H::reconnectMin},
+      {"broker.reconnect_max", T::kDuration, "30s", 1, kDay, {},
+       "Longest delay between reconnect attempts; at least reconnect_min.", &H::reconnectMax},
+      {"broker.user_management", T::kEnum, "dynsec", 0, 0, {"dynsec", "external"},
+       "dynsec: hearthd manages user accounts through mosquitto's Dynamic Security plugin; "
+       "external: the operator manages accounts and the ACL hearth/v1/u/%u/#.",
+       &H::userManagement},
+
+      {"admin.users", T::kIdentifierList, "[]", 0, 0, {},
+       "Broker accounts allowed to use hearth/v1/admin/; empty = broker.username only.",
+       &H::adminUsers},
+
+      {"binding.provision_ttl", T::kDuration, "10m", kMinute, kDay, {},
+       "Lifetime of a WiFi provisioning token.", &H::provisionTtl},
+      {"binding.share.qr_ttl", T::kDuration, "15m", kMinute, 30 * kMinute, {},
+       "Lifetime of a QR share key (at most 30m).", &H::qrTtl},
+      {"binding.share.invite_ttl", T::kDuration, "24h", kMinute, 30 * kDay, {},
+       "Lifetime of an account share invitation.", &H::inviteTtl},
+      {"binding.share.max_members", T::kInt, "20", 1, 1000, {},
+       "Most users bound to one device (owner included).", &H::maxMembers},
+      {"binding.share.max_failed_scans", T::kInt, "20", 1, 10000, {},
+       "Failed QR scans by one user within failed_scan_window before RATE_LIMITED.",
+       &H::maxFailedScans},
+      {"binding.share.failed_scan_window", T::kDuration, "15m", 1, kDay, {},
+       "Window for counting failed scans, and how long RATE_LIMITED lasts.",
+       &H::failedScanWindow},
+      {"binding.products", T::kProductRules, "[]", 0, 0, {},
+       "Per-product binding modes: a list of {model: glob, mode: ...}; first match wins.",
+       &H::products},
+      {"binding.transport_defaults.wifi", T::kEnum, "preemptive", 0, 0, bindingModes(),
+       "Binding mode of WiFi devices no product rule matches.", &H::wifiDefaultMode},
+      {"binding.transport_defaults.ble", T::kEnum, "share_required", 0, 0, bindingModes(),
+       "Binding mode of BLE devices no product rule matches.", &H::bleDefaultMode},
+
+      {"plugins", T::kPluginTrees, "{}", 0, 0, {},
+       "Plugin name -> its settings ({enabled: bool} plus the keys the plugin declares).",
+       std::monostate{}},
+  };
+  // clang-format on
+  return schema;
+}
+
+}  // namespace hearth::config

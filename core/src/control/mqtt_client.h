@@ -1,0 +1,93 @@
+#pragma once
+// A thin owner of one libmosquitto connection: MQTT 5, TCP_NODELAY, capped exponential
+// reconnect backoff (libmosquitto's own), a Last Will, and Response Topic / Correlation Data.
+//
+// Threading: callbacks run on libmosquitto's network thread; the owner hands them to its own
+// loop (the hub loop uses post()). publish()/subscribe() are safe from any thread.
+
+#include <mosquitto.h>
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "hearth/status.h"
+
+namespace hearth {
+
+struct MqttMessage {
+  std::string topic;
+  std::string payload;
+  std::string responseTopic;    // MQTT 5 Response Topic, empty if absent
+  std::string correlationData;  // MQTT 5 Correlation Data, empty if absent
+  bool hasCorrelation = false;
+  bool retain = false;
+};
+
+struct MqttOptions {
+  std::string host = "127.0.0.1";
+  int port = 1883;
+  std::string clientId;
+  std::string username;
+  std::string password;
+  int keepaliveSec = 30;
+  unsigned reconnectMinSec = 1;
+  unsigned reconnectMaxSec = 30;
+  bool cleanStart = true;
+  std::string willTopic;  // empty = no will
+  std::string willPayload;
+  bool willRetain = false;
+};
+
+class MqttClient {
+ public:
+  using ConnectHandler = std::function<void(int reasonCode, const std::string& reason)>;
+  using DisconnectHandler = std::function<void(int reasonCode)>;
+  using MessageHandler = std::function<void(MqttMessage msg)>;
+  using PublishedHandler = std::function<void(int mid, int reasonCode)>;
+
+  explicit MqttClient(MqttOptions options);
+  ~MqttClient();
+  MqttClient(const MqttClient&) = delete;
+  MqttClient& operator=(const MqttClient&) = delete;
+
+  void onConnect(ConnectHandler h) { onConnect_ = std::move(h); }
+  void onDisconnect(DisconnectHandler h) { onDisconnect_ = std::move(h); }
+  void onMessage(MessageHandler h) { onMessage_ = std::move(h); }
+  void onPublished(PublishedHandler h) { onPublished_ = std::move(h); }
+
+  // Starts the network thread; connection failures are retried with backoff forever.
+  Status start();
+  // Sends DISCONNECT (the Will is not published) and joins the network thread.
+  void stop();
+
+  // Returns false when libmosquitto refused the message (e.g. not connected and the queue is
+  // not accepting); *mid receives the message id for QoS > 0.
+  bool publish(const std::string& topic, const std::string& payload, int qos, bool retain,
+               const std::string* correlationData = nullptr, int* mid = nullptr);
+  // Publishes a QoS 1 request carrying MQTT 5 Response Topic and Correlation Data.
+  bool publishWithResponseTopic(const std::string& topic, const std::string& payload,
+                                const std::string& responseTopic,
+                                const std::string& correlationData);
+  bool subscribe(const std::vector<std::string>& filters, int qos);
+  bool connected() const { return connected_.load(); }
+  static std::string errorString(int rc);
+
+ private:
+  static void connectCb(mosquitto*, void*, int, int, const mosquitto_property*);
+  static void disconnectCb(mosquitto*, void*, int, const mosquitto_property*);
+  static void messageCb(mosquitto*, void*, const mosquitto_message*, const mosquitto_property*);
+  static void publishCb(mosquitto*, void*, int, int, const mosquitto_property*);
+
+  MqttOptions options_;
+  mosquitto* mosq_ = nullptr;
+  std::atomic<bool> connected_{false};
+  bool started_ = false;
+  ConnectHandler onConnect_;
+  DisconnectHandler onDisconnect_;
+  MessageHandler onMessage_;
+  PublishedHandler onPublished_;
+};
+
+}  // namespace hearth

@@ -1,0 +1,256 @@
+#include "control/router.h"
+
+#include "control/params.h"
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/StringTokenizer.h>
+
+#include <sstream>
+
+namespace hearth {
+namespace {
+
+bool isValidMethodName(const std::string& m) {
+  if (m.empty() || m.size() > 64) return false;
+  for (char c : m) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  }
+  return true;
+}
+
+std::string stringify(const Poco::JSON::Object& o) {
+  std::ostringstream out;
+  o.stringify(out);
+  return out.str();
+}
+
+// Answers one request once; the first answer wins. If nobody answered when the last Responder
+// copy goes away, INTERNAL is sent so that every request gets exactly one response.
+class MqttResponseSink : public ResponseSink {
+ public:
+  MqttResponseSink(Publisher& publisher, Logger& logger, RequestRouter::Counters& counters,
+                   std::string topic, std::optional<std::string> correlation, std::string id,
+                   std::string method)
+      : publisher_(publisher),
+        logger_(logger),
+        counters_(counters),
+        topic_(std::move(topic)),
+        correlation_(std::move(correlation)),
+        id_(std::move(id)),
+        method_(std::move(method)) {}
+
+  ~MqttResponseSink() override {
+    if (!answered_.load()) {
+      logger_.error("request " + method_ + " id " + id_ + " was dropped by its handler");
+      sendError(ErrorCode::kInternal, "the handler did not answer");
+    }
+  }
+
+  void sendOk(std::string resultJson) override {
+    if (answered_.exchange(true)) return dropDuplicate();
+    Poco::JSON::Object env;
+    env.set("id", id_);
+    env.set("ok", true);
+    try {
+      env.set("result", Poco::JSON::Parser().parse(resultJson.empty() ? "{}" : resultJson));
+    } catch (const std::exception& e) {
+      // A handler produced broken JSON: a bug, but the caller still gets its one answer.
+      logger_.error("handler of " + method_ + " returned invalid JSON: " + e.what());
+      answered_ = false;
+      sendError(ErrorCode::kInternal, "handler returned invalid JSON");
+      return;
+    }
+    send(stringify(env));
+  }
+
+  void sendError(ErrorCode code, std::string message) override {
+    if (answered_.exchange(true)) return dropDuplicate();
+    counters_.errors++;
+    send(errorEnvelope(id_.empty() ? std::nullopt : std::optional<std::string>(id_), code,
+                       message));
+  }
+
+  static std::string errorEnvelope(const std::optional<std::string>& id, ErrorCode code,
+                                   const std::string& message) {
+    Poco::JSON::Object env;
+    if (id) {
+      env.set("id", *id);
+    } else {
+      env.set("id", Poco::Dynamic::Var());  // null: the request had no usable id
+    }
+    env.set("ok", false);
+    Poco::JSON::Object::Ptr err = new Poco::JSON::Object;
+    err->set("code", errorCodeName(code));
+    err->set("message", message);
+    env.set("error", err);
+    return stringify(env);
+  }
+
+ private:
+  void dropDuplicate() { logger_.warn("second answer to " + method_ + " id " + id_ + " dropped"); }
+  void send(const std::string& payload) {
+    publisher_.publish(topic_, payload, correlation_ ? &*correlation_ : nullptr);
+  }
+
+  Publisher& publisher_;
+  Logger& logger_;
+  RequestRouter::Counters& counters_;
+  std::string topic_;
+  std::optional<std::string> correlation_;
+  std::string id_;
+  std::string method_;
+  std::atomic<bool> answered_{false};
+};
+
+}  // namespace
+
+std::optional<RequestTopic> parseRequestTopic(const std::string& topic) {
+  Poco::StringTokenizer parts(topic, "/");
+  RequestTopic t;
+  if (parts.count() == 7 && parts[0] == "hearth" && parts[1] == "v1" && parts[2] == "u" &&
+      parts[5] == "req") {
+    t.scope = MethodScope::kUser;
+    t.userId = parts[3];
+    t.clientId = parts[4];
+    t.method = parts[6];
+    t.replyTopic = "hearth/v1/u/" + t.userId + "/" + t.clientId + "/res/" + t.method;
+    return t;
+  }
+  if (parts.count() == 5 && parts[0] == "hearth" && parts[1] == "v1" && parts[2] == "admin" &&
+      parts[3] == "req") {
+    t.scope = MethodScope::kAdmin;
+    t.method = parts[4];
+    t.replyTopic = "hearth/v1/admin/res/" + t.method;
+    return t;
+  }
+  return std::nullopt;
+}
+
+Status RequestRouter::registerMethod(const std::string& method, MethodScope scope,
+                                     RequestHandler handler, const std::string& owner) {
+  if (!isValidMethodName(method)) {
+    return Status::error(ErrorCode::kInvalidRequest, "invalid method name '" + method + "'");
+  }
+  // Method names are unique across scopes so that docs and logs never have to say which one.
+  auto [it, inserted] = methods_.try_emplace(method, Entry{scope, std::move(handler), owner});
+  if (!inserted) {
+    return Status::error(ErrorCode::kConflict,
+                         "method '" + method + "' is already registered by " + it->second.owner);
+  }
+  return Status::ok();
+}
+
+void RequestRouter::unregisterOwner(const std::string& owner) {
+  std::erase_if(methods_, [&](const auto& kv) { return kv.second.owner == owner; });
+}
+
+void RequestRouter::handle(const MqttMessage& msg) {
+  counters_.requests++;
+  auto topic = parseRequestTopic(msg.topic);
+  if (!topic) return;  // not a request topic; the subscription filters make this unreachable
+
+  std::string replyTopic = topic->replyTopic;
+  std::optional<std::string> correlation;
+  if (msg.hasCorrelation) correlation = msg.correlationData;
+
+  auto reject = [&](ErrorCode code, const std::string& message,
+                    const std::optional<std::string>& id) {
+    counters_.rejected++;
+    counters_.errors++;
+    logger_.debug("rejected " + msg.topic + ": " + message);
+    std::string payload = MqttResponseSink::errorEnvelope(id, code, message);
+    publisher_.publish(replyTopic, payload, correlation ? &*correlation : nullptr);
+  };
+
+  // A Response Topic is honoured only inside the requester's own tree: otherwise a terminal
+  // could make the hub publish into another user's topics.
+  if (!msg.responseTopic.empty()) {
+    std::string allowedPrefix = topic->scope == MethodScope::kAdmin
+                                    ? "hearth/v1/admin/"
+                                    : "hearth/v1/u/" + topic->userId + "/";
+    if (msg.responseTopic.rfind(allowedPrefix, 0) != 0 ||
+        msg.responseTopic.find_first_of("+#") != std::string::npos) {
+      return reject(ErrorCode::kInvalidRequest,
+                    "response topic must be under " + allowedPrefix, std::nullopt);
+    }
+    replyTopic = msg.responseTopic;
+  }
+
+  if (topic->scope == MethodScope::kUser &&
+      (!isValidIdentifier(topic->userId) || !isValidIdentifier(topic->clientId))) {
+    return reject(ErrorCode::kInvalidRequest,
+                  "user and client ids must match [A-Za-z0-9._:-]{1,64}", std::nullopt);
+  }
+  if (msg.payload.size() > kMaxPayloadBytes) {
+    return reject(ErrorCode::kInvalidRequest,
+                  "payload of " + std::to_string(msg.payload.size()) + " bytes exceeds the " +
+                      std::to_string(kMaxPayloadBytes) + "-byte limit",
+                  std::nullopt);
+  }
+
+  Poco::JSON::Object::Ptr envelope;
+  try {
+    Poco::Dynamic::Var parsed = Poco::JSON::Parser().parse(msg.payload);
+    if (parsed.type() != typeid(Poco::JSON::Object::Ptr)) {
+      return reject(ErrorCode::kInvalidRequest, "the request must be a JSON object",
+                    std::nullopt);
+    }
+    envelope = parsed.extract<Poco::JSON::Object::Ptr>();
+  } catch (const std::exception& e) {
+    return reject(ErrorCode::kInvalidRequest, std::string("malformed JSON: ") + e.what(),
+                  std::nullopt);
+  }
+
+  Poco::Dynamic::Var idVar = envelope->get("id");
+  if (idVar.isEmpty() || !idVar.isString()) {
+    return reject(ErrorCode::kInvalidRequest, "\"id\" must be a string of 1 to 64 characters",
+                  std::nullopt);
+  }
+  std::string id = idVar.toString();
+  if (id.empty() || id.size() > 64) {
+    return reject(ErrorCode::kInvalidRequest, "\"id\" must be a string of 1 to 64 characters",
+                  std::nullopt);
+  }
+
+  std::string paramsJson = "{}";
+  if (envelope->has("params")) {
+    Poco::Dynamic::Var params = envelope->get("params");
+    if (params.type() != typeid(Poco::JSON::Object::Ptr)) {
+      return reject(ErrorCode::kInvalidRequest, "\"params\" must be an object", id);
+    }
+    paramsJson = stringify(*params.extract<Poco::JSON::Object::Ptr>());
+  }
+
+  if (!isValidMethodName(topic->method)) {
+    return reject(ErrorCode::kInvalidRequest, "invalid method name", id);
+  }
+  auto it = methods_.find(topic->method);
+  if (it == methods_.end() || it->second.scope != topic->scope) {
+    return reject(ErrorCode::kUnknownMethod, "no method '" + topic->method + "'", id);
+  }
+
+  Request req;
+  req.method = topic->method;
+  req.id = id;
+  req.userId = topic->userId;
+  req.clientId = topic->clientId;
+  req.paramsJson = std::move(paramsJson);
+  req.isAdmin = topic->scope == MethodScope::kAdmin;
+
+  auto sink = std::make_shared<MqttResponseSink>(publisher_, logger_, counters_, replyTopic,
+                                                 correlation, id, req.method);
+  Responder responder(sink);
+  try {
+    it->second.handler(req, responder);
+  } catch (const InvalidParam& e) {
+    responder.error(ErrorCode::kInvalidRequest, e.what());
+  } catch (const std::exception& e) {
+    // Handlers validate their input; an exception here is a bug in one method, and the hub keeps
+    // serving the others.
+    logger_.error("handler of " + req.method + " threw: " + e.what());
+    responder.error(ErrorCode::kInternal, "internal error");
+  }
+}
+
+}  // namespace hearth

@@ -1,0 +1,451 @@
+#include "daemon/hub.h"
+
+#include <Poco/File.h>
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Path.h>
+#include <Poco/StringTokenizer.h>
+#include <systemd/sd-daemon.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "control/params.h"
+
+namespace hearth {
+namespace {
+
+constexpr const char* kStatusTopic = "hearth/v1/hub/status";
+
+std::string toJson(const Poco::JSON::Object& o) {
+  std::ostringstream out;
+  o.stringify(out);
+  return out.str();
+}
+
+std::string readPassword(const config::HubConfig& cfg) {
+  if (!cfg.brokerPassword.empty()) return cfg.brokerPassword;
+  if (cfg.brokerPasswordFile.empty()) return "";
+  std::ifstream in(cfg.brokerPasswordFile);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+unsigned seconds(std::chrono::milliseconds d) {
+  return static_cast<unsigned>(std::max<int64_t>(1, (d.count() + 999) / 1000));
+}
+
+}  // namespace
+
+Hub::Hub(config::HubConfig cfg, HubOptions options, LogSink& sink, const Clock& clock)
+    : cfg_(std::move(cfg)),
+      options_(std::move(options)),
+      sink_(sink),
+      clock_(clock),
+      logger_(sink, "hub"),
+      loop_(clock),
+      bus_(loop_),
+      router_(*this, logger_) {}
+
+Hub::~Hub() {
+  plugins_.reset();
+  mqtt_.reset();
+}
+
+void Hub::notify(const std::string& state) { sd_notify(0, state.c_str()); }
+
+Status Hub::open() {
+  try {
+    Poco::File(cfg_.stateDir).createDirectories();
+  } catch (const Poco::Exception& e) {
+    return Status::error(ErrorCode::kInternal,
+                         "cannot create state directory " + cfg_.stateDir + ": " + e.displayText());
+  }
+  auto db = Database::open(Poco::Path(cfg_.stateDir).append("hearth.db").toString());
+  if (!db) return db.status();
+  db_ = std::move(db).value();
+  identity_ = std::make_unique<IdentityService>(*db_, clock_);
+  if (Status s = identity_->load(); !s) return s;
+  return Status::ok();
+}
+
+int Hub::run() {
+  startedAtMs_ = clock_.nowMs();
+  if (Status s = open(); !s) {
+    logger_.error(s.message());
+    return 1;
+  }
+  logger_.info("database " + db_->path() + " ok (schema version " +
+               std::to_string(db_->schemaVersion()) + ")");
+
+  registerCoreMethods();
+
+  plugins_ = std::make_unique<PluginHost>(*this, logger_);
+  plugins_->discover(cfg_.pluginDir);
+  std::map<std::string, config::PluginConfigResult> pluginConfigs;
+  auto errors = plugins_->validate(cfg_, &pluginConfigs);
+  if (!errors.empty()) {
+    for (const auto& e : errors) logger_.error(e.toString());
+    return 1;
+  }
+  plugins_->startAll(std::move(pluginConfigs));
+
+  MqttOptions mo;
+  mo.host = cfg_.brokerHost;
+  mo.port = cfg_.brokerPort;
+  mo.clientId = cfg_.brokerClientId;
+  mo.username = cfg_.brokerUsername;
+  mo.password = readPassword(cfg_);
+  mo.keepaliveSec = static_cast<int>(seconds(cfg_.keepalive));
+  mo.reconnectMinSec = seconds(cfg_.reconnectMin);
+  mo.reconnectMaxSec = std::max(mo.reconnectMinSec, seconds(cfg_.reconnectMax));
+  mo.willTopic = kStatusTopic;
+  mo.willPayload = statusJson(false);
+  mo.willRetain = true;
+  mqtt_ = std::make_unique<MqttClient>(mo);
+  dynsec_ = std::make_unique<DynsecAdmin>(*mqtt_, loop_, logger_);
+  mqtt_->onConnect([this](int rc, const std::string& reason) {
+    loop_.post([this, rc, reason] { onConnected(rc, reason); });
+  });
+  mqtt_->onDisconnect([this](int rc) {
+    loop_.post([this, rc] {
+      if (!stopping_) {
+        logger_.warn("disconnected from the broker (" + MqttClient::errorString(rc) +
+                     "); reconnecting with backoff");
+      }
+    });
+  });
+  mqtt_->onMessage([this](MqttMessage msg) {
+    loop_.post([this, msg = std::move(msg)] { onMessage(msg); });
+  });
+  if (Status s = mqtt_->start(); !s) {
+    logger_.error(s.message());
+    return 1;
+  }
+  logger_.info("connecting to mqtt://" + cfg_.brokerHost + ":" + std::to_string(cfg_.brokerPort) +
+               " as " + cfg_.brokerUsername);
+  armWatchdog();
+  loop_.run();
+  return exitCode_.load();
+}
+
+std::vector<config::ConfigError> Hub::checkPlugins() {
+  PluginHost host(*this, logger_);
+  host.discover(cfg_.pluginDir);
+  return host.validate(cfg_, nullptr);
+}
+
+void Hub::armWatchdog() {
+  uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
+  watchdogTick(std::chrono::milliseconds(usec / 2000));
+}
+
+// Pinging from the hub loop (at half WATCHDOG_USEC) proves the loop itself is alive, not just
+// the process.
+void Hub::watchdogTick(std::chrono::milliseconds period) {
+  notify("WATCHDOG=1");
+  loop_.startTimer(period, [this, period] { watchdogTick(period); });
+}
+
+void Hub::requestStop() {
+  loop_.post([this] { stop(); });
+}
+
+void Hub::requestReload() {
+  loop_.post([this] { reload(); });
+}
+
+void Hub::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  notify("STOPPING=1");
+  logger_.info("stopping");
+  plugins_->stopAll();
+  // A clean stop says so in the retained status; the Will covers crashes.
+  int mid = 0;
+  mqtt_->publish(kStatusTopic, statusJson(false), 1, true, nullptr, &mid);
+  mqtt_->stop();
+  loop_.stop();
+}
+
+void Hub::reload() {
+  notify("RELOADING=1");
+  logger_.info("reloading " + options_.configPath);
+  auto loaded = config::loadFile(options_.configPath, options_.overrides);
+  std::vector<config::ConfigError> errors = loaded.errors;
+  std::map<std::string, config::PluginConfigResult> pluginConfigs;
+  if (loaded.config) {
+    auto perr = plugins_->validate(*loaded.config, &pluginConfigs);
+    errors.insert(errors.end(), perr.begin(), perr.end());
+  }
+  if (!errors.empty()) {
+    for (const auto& e : errors) logger_.error(e.toString());
+    logger_.error("new configuration rejected; keeping the running one");
+    notify("READY=1");
+    return;
+  }
+  config::HubConfig next = std::move(*loaded.config);
+  if (next.brokerHost != cfg_.brokerHost || next.brokerPort != cfg_.brokerPort ||
+      next.brokerUsername != cfg_.brokerUsername || next.stateDir != cfg_.stateDir ||
+      next.pluginDir != cfg_.pluginDir || next.userManagement != cfg_.userManagement) {
+    logger_.warn("changes to broker.*, hub.state_dir, hub.plugin_dir take effect on restart");
+  }
+  LogLevel level;
+  if (LogSink::parseLevel(next.logLevel, &level)) sink_.setLevel(level);
+  config::HubConfig old = cfg_;
+  cfg_.logLevel = next.logLevel;
+  cfg_.adminUsers = next.adminUsers;
+  cfg_.provisionTtl = next.provisionTtl;
+  cfg_.qrTtl = next.qrTtl;
+  cfg_.inviteTtl = next.inviteTtl;
+  cfg_.maxMembers = next.maxMembers;
+  cfg_.maxFailedScans = next.maxFailedScans;
+  cfg_.failedScanWindow = next.failedScanWindow;
+  cfg_.products = next.products;
+  cfg_.wifiDefaultMode = next.wifiDefaultMode;
+  cfg_.bleDefaultMode = next.bleDefaultMode;
+  cfg_.pluginNodes = next.pluginNodes;
+  cfg_.pluginNodeLines = next.pluginNodeLines;
+  plugins_->reconfigure(old, cfg_, std::move(pluginConfigs));
+  logger_.info("configuration reloaded");
+  notify("READY=1");
+}
+
+void Hub::onConnected(int rc, const std::string& reason) {
+  if (stopping_) return;
+  if (rc != 0) {
+    logger_.error("broker refused the connection: " + reason + " (check broker.username and " +
+                  "the password file); retrying");
+    return;
+  }
+  ++connects_;
+  logger_.info("connected to the broker");
+  if (cfg_.userManagement == "dynsec") {
+    mqtt_->subscribe({DynsecAdmin::kResponseTopic}, 1);
+    std::vector<std::string> admins = cfg_.adminUsers;
+    if (admins.empty()) admins.push_back(cfg_.brokerUsername);
+    dynsec_->ensureRoles(cfg_.brokerUsername, admins, [this](Status s) {
+      if (!s) logger_.error("dynamic security: " + s.message());
+      subscribeControlTopics();
+    });
+  } else {
+    subscribeControlTopics();
+  }
+}
+
+void Hub::subscribeControlTopics() {
+  // Re-subscribing on every connect: the session is clean, so the broker forgot them.
+  mqtt_->subscribe({"hearth/v1/u/+/+/req/+", "hearth/v1/u/+/+/presence", "hearth/v1/admin/req/+"},
+                   1);
+  publishStatus();
+  bus_.publish(events::kBrokerConnected, "{}");
+  if (!ready_) {
+    ready_ = true;
+    notify("READY=1\nSTATUS=serving");
+    logger_.info("ready");
+  }
+}
+
+void Hub::onMessage(const MqttMessage& msg) {
+  if (msg.topic == DynsecAdmin::kResponseTopic) {
+    dynsec_->handleResponse(msg.payload);
+    return;
+  }
+  Poco::StringTokenizer parts(msg.topic, "/");
+  if (parts.count() == 6 && parts[2] == "u" && parts[5] == "presence") {
+    onPresence(parts[3], parts[4], msg.payload);
+    return;
+  }
+  router_.handle(msg);
+}
+
+void Hub::onPresence(const std::string& userId, const std::string& clientId,
+                     const std::string& payload) {
+  if (!isValidIdentifier(userId) || !isValidIdentifier(clientId)) return;
+  if (payload != "online" && payload != "offline") {
+    logger_.debug("ignored presence '" + payload.substr(0, 32) + "' of " + userId + "/" + clientId);
+    return;
+  }
+  bool online = payload == "online";
+  if (!identity_->setOnline(userId, clientId, online)) return;
+  Poco::JSON::Object data;
+  data.set("userId", userId);
+  data.set("clientId", clientId);
+  bus_.publish(online ? events::kTerminalOnline : events::kTerminalOffline, toJson(data));
+}
+
+size_t Hub::sendEvent(const std::string& userId, const std::string& clientId,
+                      const std::string& event, const std::string& dataJson) {
+  Poco::JSON::Object env;
+  env.set("event", event);
+  env.set("ts", clock_.nowMs());
+  try {
+    env.set("data", Poco::JSON::Parser().parse(dataJson.empty() ? "{}" : dataJson));
+  } catch (const std::exception& e) {
+    logger_.error("event " + event + " has invalid JSON data: " + e.what());
+    return 0;
+  }
+  std::string payload = toJson(env);
+  size_t sent = 0;
+  for (const auto& t : identity_->onlineTerminals(userId)) {
+    if (!clientId.empty() && t.clientId != clientId) continue;
+    if (mqtt_->publish("hearth/v1/u/" + userId + "/" + t.clientId + "/evt/" + event, payload, 1,
+                       false)) {
+      ++sent;
+    }
+  }
+  return sent;
+}
+
+void Hub::publish(const std::string& topic, const std::string& payload,
+                  const std::string* correlationData) {
+  if (!mqtt_->publish(topic, payload, 1, false, correlationData)) {
+    logger_.warn("could not publish the response on " + topic);
+  }
+}
+
+std::string Hub::statusJson(bool online) const {
+  Poco::JSON::Object s;
+  s.set("state", online ? "online" : "offline");
+  s.set("version", HEARTH_VERSION);
+  if (online) {
+    s.set("startedAt", startedAtMs_);
+    s.set("userManagement", cfg_.userManagement);
+    if (plugins_) plugins_->fillStatus(s);
+  }
+  return toJson(s);
+}
+
+void Hub::statusChanged() {
+  // Coalesce bursts (every plugin starting) into one retained publish.
+  if (statusPending_) return;
+  statusPending_ = true;
+  loop_.post([this] {
+    statusPending_ = false;
+    publishStatus();
+  });
+}
+
+void Hub::publishStatus() {
+  if (!mqtt_ || stopping_) return;
+  mqtt_->publish(kStatusTopic, statusJson(true), 1, true);
+}
+
+void Hub::registerCoreMethods() {
+  auto reg = [this](const std::string& name, MethodScope scope, RequestHandler h) {
+    Status s = router_.registerMethod(name, scope, std::move(h), "core");
+    if (!s) logger_.error(s.toString());  // unreachable: core names are registered first
+  };
+
+  reg("hello", MethodScope::kUser, [this](const Request& req, Responder res) {
+    Params p(req.paramsJson);
+    std::string appId = p.identifier("appId");
+    std::string model = p.optionalString("deviceModel", 128).value_or("");
+    std::string name = p.optionalString("deviceName", 128).value_or("");
+    auto t = identity_->hello(req.userId, req.clientId, appId, model, name);
+    if (!t) return res.error(t.status().code(), t.status().message());
+    Poco::JSON::Object data;
+    data.set("userId", t.value().userId);
+    data.set("clientId", t.value().clientId);
+    data.set("appId", t.value().appId);
+    data.set("deviceModel", t.value().deviceModel);
+    data.set("deviceName", t.value().deviceName);
+    data.set("openId", t.value().openId);
+    bus_.publish(events::kTerminalHello, toJson(data));
+    Poco::JSON::Object result;
+    result.set("openId", t.value().openId);
+    res.ok(toJson(result));
+  });
+
+  reg("status", MethodScope::kAdmin, [this](const Request&, Responder res) {
+    auto s = Poco::JSON::Parser().parse(statusJson(true)).extract<Poco::JSON::Object::Ptr>();
+    Poco::JSON::Object::Ptr counters = new Poco::JSON::Object;
+    counters->set("requests", router_.counters().requests.load());
+    counters->set("errors", router_.counters().errors.load());
+    counters->set("rejected", router_.counters().rejected.load());
+    counters->set("brokerConnects", connects_);
+    s->set("counters", counters);
+    s->set("users", identity_->users().size());
+    s->set("terminals", identity_->terminalCount());
+    res.ok(toJson(*s));
+  });
+
+  reg("plugins", MethodScope::kAdmin, [this](const Request&, Responder res) {
+    Poco::JSON::Object s;
+    plugins_->fillStatus(s);
+    res.ok(toJson(s));
+  });
+
+  auto requireDynsec = [this](const Responder& res) {
+    if (cfg_.userManagement == "dynsec") return true;
+    res.error(ErrorCode::kUnavailable,
+              "user accounts are managed by the broker operator (broker.user_management: "
+              "external)");
+    return false;
+  };
+
+  reg("userAdd", MethodScope::kAdmin, [this, requireDynsec](const Request& req, Responder res) {
+    Params p(req.paramsJson);
+    std::string userId = p.identifier("userId");
+    std::string password = p.string("password", 256, 8);
+    if (!requireDynsec(res)) return;
+    dynsec_->addUser(userId, password, [this, userId, res](Status s) {
+      if (!s) return res.error(s.code(), s.message());
+      if (Status d = identity_->addUser(userId); !d) return res.error(d.code(), d.message());
+      logger_.info("user " + userId + " added");
+      Poco::JSON::Object r;
+      r.set("userId", userId);
+      res.ok(toJson(r));
+    });
+  });
+
+  reg("userRemove", MethodScope::kAdmin, [this, requireDynsec](const Request& req, Responder res) {
+    Params p(req.paramsJson);
+    std::string userId = p.identifier("userId");
+    std::vector<std::string> admins = cfg_.adminUsers;
+    admins.push_back(cfg_.brokerUsername);
+    if (std::find(admins.begin(), admins.end(), userId) != admins.end()) {
+      return res.error(ErrorCode::kForbidden, "the hub's own and admin accounts cannot be removed");
+    }
+    if (!requireDynsec(res)) return;
+    dynsec_->removeUser(userId, [this, userId, res](Status s) {
+      // A user the broker no longer knows may still have hub state; clean it either way.
+      if (!s && s.code() != ErrorCode::kNotFound) return res.error(s.code(), s.message());
+      bool known = identity_->userExists(userId);
+      if (!s && !known) return res.error(s.code(), s.message());
+      if (Status d = identity_->removeUser(userId); !d) return res.error(d.code(), d.message());
+      Poco::JSON::Object data;
+      data.set("userId", userId);
+      bus_.publish(events::kUserRemoved, toJson(data));
+      logger_.info("user " + userId + " removed");
+      res.ok(toJson(data));
+    });
+  });
+
+  reg("userList", MethodScope::kAdmin, [this](const Request&, Responder res) {
+    auto reply = [this, res](std::vector<std::string> users) {
+      Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+      for (const auto& u : users) {
+        Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
+        o->set("userId", u);
+        size_t online = identity_->onlineTerminals(u).size();
+        o->set("terminals", identity_->terminals(u).size());
+        o->set("online", online);
+        list->add(o);
+      }
+      Poco::JSON::Object r;
+      r.set("users", list);
+      res.ok(toJson(r));
+    };
+    if (cfg_.userManagement != "dynsec") return reply(identity_->users());
+    dynsec_->listUsers([res, reply](Result<std::vector<std::string>> r) {
+      if (!r) return res.error(r.status().code(), r.status().message());
+      reply(r.value());
+    });
+  });
+}
+
+}  // namespace hearth

@@ -1,0 +1,98 @@
+#pragma once
+// The hub: owns the hub loop and everything on it (database, identity, control plane, plugins)
+// and wires them together. main() builds one and runs it.
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "control/mqtt_client.h"
+#include "control/router.h"
+#include "hub/event_bus.h"
+#include "hub/hub_loop.h"
+#include "hub/logger.h"
+#include "identity/dynsec.h"
+#include "identity/identity.h"
+#include "plugin_host/plugin_host.h"
+#include "store/database.h"
+
+namespace hearth {
+
+struct HubOptions {
+  std::string configPath;
+  std::vector<std::string> overrides;  // --set key=value, re-applied on reload
+};
+
+class Hub : public CoreServices, private Publisher {
+ public:
+  Hub(config::HubConfig cfg, HubOptions options, LogSink& sink, const Clock& clock);
+  ~Hub() override;
+
+  // Opens the database, loads plugins, connects, runs the hub loop until SIGTERM/SIGINT.
+  // Returns the process exit code.
+  int run();
+
+  // Loads the plugin descriptors from hub.plugin_dir and validates the plugin subtrees
+  // (hearthd --check-config); starts nothing.
+  std::vector<config::ConfigError> checkPlugins();
+
+  // Thread-safe (signal thread).
+  void requestStop();
+  void requestReload();
+
+  // CoreServices
+  HubLoop& loop() override { return loop_; }
+  const Clock& clock() const override { return clock_; }
+  LogSink& logSink() override { return sink_; }
+  Database& database() override { return *db_; }
+  RequestRouter& router() override { return router_; }
+  IdentityService& identity() override { return *identity_; }
+  EventBus& bus() override { return bus_; }
+  size_t sendEvent(const std::string& userId, const std::string& clientId,
+                   const std::string& event, const std::string& dataJson) override;
+  void statusChanged() override;
+
+ private:
+  // Publisher (responses)
+  void publish(const std::string& topic, const std::string& payload,
+               const std::string* correlationData) override;
+
+  Status open();
+  void registerCoreMethods();
+  void onConnected(int rc, const std::string& reason);
+  void subscribeControlTopics();
+  void onMessage(const MqttMessage& msg);
+  void onPresence(const std::string& userId, const std::string& clientId,
+                  const std::string& payload);
+  void publishStatus();
+  std::string statusJson(bool online) const;
+  void reload();
+  void stop();
+  void armWatchdog();
+  void watchdogTick(std::chrono::milliseconds period);
+  void notify(const std::string& state);
+
+  config::HubConfig cfg_;
+  HubOptions options_;
+  LogSink& sink_;
+  const Clock& clock_;
+  TaggedLogger logger_;
+  HubLoop loop_;
+  EventBus bus_;
+  std::unique_ptr<Database> db_;
+  std::unique_ptr<IdentityService> identity_;
+  std::unique_ptr<MqttClient> mqtt_;
+  std::unique_ptr<DynsecAdmin> dynsec_;
+  RequestRouter router_;
+  std::unique_ptr<PluginHost> plugins_;
+  bool ready_ = false;
+  bool statusPending_ = false;
+  bool stopping_ = false;
+  int64_t startedAtMs_ = 0;
+  uint64_t connects_ = 0;
+  std::atomic<int> exitCode_{0};
+};
+
+}  // namespace hearth

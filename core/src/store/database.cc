@@ -1,0 +1,216 @@
+#include "store/database.h"
+
+#include <sqlite3.h>
+
+#include <vector>
+
+namespace hearth {
+namespace {
+
+// Schema migrations, applied in order; user_version records how many have run. Never edit a
+// shipped entry: add a new one.
+const std::vector<const char*>& migrations() {
+  static const std::vector<const char*> kMigrations = {
+      // 1: identity and plugin state
+      R"sql(
+        CREATE TABLE users (
+          user_id TEXT PRIMARY KEY,
+          created_at INTEGER NOT NULL
+        );
+        CREATE TABLE terminals (
+          user_id TEXT NOT NULL,
+          client_id TEXT NOT NULL,
+          app_id TEXT NOT NULL DEFAULT '',
+          device_model TEXT NOT NULL DEFAULT '',
+          device_name TEXT NOT NULL DEFAULT '',
+          open_id TEXT NOT NULL UNIQUE,
+          first_seen INTEGER NOT NULL,
+          last_seen INTEGER NOT NULL,
+          PRIMARY KEY (user_id, client_id)
+        );
+        CREATE TABLE plugin_kv (
+          plugin TEXT NOT NULL,
+          collection TEXT NOT NULL,
+          key BLOB NOT NULL,
+          value BLOB NOT NULL,
+          PRIMARY KEY (plugin, collection, key)
+        ) WITHOUT ROWID;
+      )sql",
+  };
+  return kMigrations;
+}
+
+}  // namespace
+
+int Database::latestVersion() { return static_cast<int>(migrations().size()); }
+
+Result<std::unique_ptr<Database>> Database::open(const std::string& path, bool quickCheck) {
+  const std::string advice =
+      " — refusing to start. hearthd never recreates its database: restore it from a backup, "
+      "or move it away to start with an empty one.";
+  std::unique_ptr<Database> db;
+  try {
+    auto raw = std::make_unique<SQLite::Database>(
+        path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX);
+    raw->exec("PRAGMA busy_timeout=5000");
+    db.reset(new Database(path, std::move(raw)));
+    SQLite::Statement check(db->sql(), quickCheck ? "PRAGMA quick_check" : "PRAGMA integrity_check");
+    std::string verdict;
+    while (check.executeStep()) {
+      if (!verdict.empty()) verdict += "; ";
+      verdict += check.getColumn(0).getString();
+    }
+    if (verdict != "ok") {
+      return Status::error(ErrorCode::kInternal,
+                           "database " + path + " failed its integrity check (" + verdict + ")" +
+                               advice);
+    }
+    db->sql().exec("PRAGMA journal_mode=WAL");
+    db->sql().exec("PRAGMA synchronous=FULL");
+    db->sql().exec("PRAGMA foreign_keys=ON");
+  } catch (const std::exception& e) {
+    return Status::error(ErrorCode::kInternal,
+                         "database " + path + " is unreadable or corrupt (" + e.what() + ")" +
+                             advice);
+  }
+  Status migrated = db->migrate();
+  if (!migrated) return migrated;
+  return db;
+}
+
+int Database::schemaVersion() {
+  return db_->execAndGet("PRAGMA user_version").getInt();
+}
+
+Status Database::migrate() {
+  try {
+    int version = schemaVersion();
+    if (version > latestVersion()) {
+      return Status::error(ErrorCode::kInternal,
+                           "database " + path_ + " has schema version " + std::to_string(version) +
+                               ", newer than this hearthd knows (" +
+                               std::to_string(latestVersion()) + "); refusing to start");
+    }
+    for (int v = version; v < latestVersion(); ++v) {
+      SQLite::Transaction tx(*db_);
+      db_->exec(migrations()[v]);
+      db_->exec("PRAGMA user_version=" + std::to_string(v + 1));
+      tx.commit();
+    }
+  } catch (const std::exception& e) {
+    return Status::error(ErrorCode::kInternal,
+                         "database " + path_ + " migration failed: " + e.what());
+  }
+  return Status::ok();
+}
+
+Status Database::transaction(const std::function<Status()>& body) {
+  if (txDepth_ > 0) {
+    ++txDepth_;
+    Status s = body();
+    --txDepth_;
+    return s;
+  }
+  try {
+    SQLite::Transaction tx(*db_);
+    ++txDepth_;
+    Status s;
+    try {
+      s = body();
+    } catch (...) {
+      --txDepth_;
+      throw;
+    }
+    --txDepth_;
+    if (s.isOk()) tx.commit();  // rollback happens in ~Transaction otherwise
+    return s;
+  } catch (const std::exception& e) {
+    return Status::error(ErrorCode::kInternal, std::string("database error: ") + e.what());
+  }
+}
+
+Status PluginKvStore::put(std::string_view collection, std::string_view key,
+                          std::string_view value) {
+  return db_.transaction([&] {
+    SQLite::Statement st(db_.sql(),
+                         "INSERT INTO plugin_kv(plugin, collection, key, value) VALUES(?,?,?,?) "
+                         "ON CONFLICT(plugin, collection, key) DO UPDATE SET value=excluded.value");
+    st.bind(1, plugin_);
+    st.bind(2, std::string(collection));
+    st.bind(3, key.data(), static_cast<int>(key.size()));
+    st.bind(4, value.data(), static_cast<int>(value.size()));
+    st.exec();
+    return Status::ok();
+  });
+}
+
+Result<std::optional<std::string>> PluginKvStore::get(std::string_view collection,
+                                                      std::string_view key) {
+  try {
+    SQLite::Statement st(db_.sql(),
+                         "SELECT value FROM plugin_kv WHERE plugin=? AND collection=? AND key=?");
+    st.bind(1, plugin_);
+    st.bind(2, std::string(collection));
+    st.bind(3, key.data(), static_cast<int>(key.size()));
+    if (!st.executeStep()) return std::optional<std::string>();
+    auto col = st.getColumn(0);
+    return std::optional<std::string>(
+        std::string(static_cast<const char*>(col.getBlob()), col.getBytes()));
+  } catch (const std::exception& e) {
+    return Status::error(ErrorCode::kInternal, std::string("database error: ") + e.what());
+  }
+}
+
+Status PluginKvStore::erase(std::string_view collection, std::string_view key) {
+  return db_.transaction([&] {
+    SQLite::Statement st(db_.sql(),
+                         "DELETE FROM plugin_kv WHERE plugin=? AND collection=? AND key=?");
+    st.bind(1, plugin_);
+    st.bind(2, std::string(collection));
+    st.bind(3, key.data(), static_cast<int>(key.size()));
+    st.exec();
+    return Status::ok();
+  });
+}
+
+Status PluginKvStore::scan(std::string_view collection, std::string_view fromKey, size_t limit,
+                           const std::function<bool(const std::string&, const std::string&)>& fn) {
+  try {
+    SQLite::Statement st(db_.sql(),
+                         "SELECT key, value FROM plugin_kv WHERE plugin=? AND collection=? AND "
+                         "key>=? ORDER BY key LIMIT ?");
+    st.bind(1, plugin_);
+    st.bind(2, std::string(collection));
+    st.bind(3, fromKey.data(), static_cast<int>(fromKey.size()));
+    st.bind(4, limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit));
+    // Rows are copied out first so fn may write to the store while we iterate.
+    std::vector<std::pair<std::string, std::string>> rows;
+    while (st.executeStep()) {
+      auto k = st.getColumn(0);
+      auto v = st.getColumn(1);
+      rows.emplace_back(std::string(static_cast<const char*>(k.getBlob()), k.getBytes()),
+                        std::string(static_cast<const char*>(v.getBlob()), v.getBytes()));
+    }
+    for (const auto& [k, v] : rows) {
+      if (!fn(k, v)) break;
+    }
+    return Status::ok();
+  } catch (const std::exception& e) {
+    return Status::error(ErrorCode::kInternal, std::string("database error: ") + e.what());
+  }
+}
+
+Result<int64_t> PluginKvStore::count(std::string_view collection) {
+  try {
+    SQLite::Statement st(db_.sql(),
+                         "SELECT count(*) FROM plugin_kv WHERE plugin=? AND collection=?");
+    st.bind(1, plugin_);
+    st.bind(2, std::string(collection));
+    st.executeStep();
+    return st.getColumn(0).getInt64();
+  } catch (const std::exception& e) {
+    return Status::error(ErrorCode::kInternal, std::string("database error: ") + e.what());
+  }
+}
+
+}  // namespace hearth

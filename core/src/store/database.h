@@ -1,0 +1,62 @@
+#pragma once
+// The hub's one SQLite database: WAL, synchronous=FULL, versioned migrations and an integrity
+// check at open. A database that cannot be read is never recreated: open() fails with a message
+// that says what to do, and hearthd stops.
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <memory>
+#include <string>
+
+#include "hearth/host.h"
+#include "hearth/status.h"
+
+namespace hearth {
+
+class Database {
+ public:
+  // Opens or creates the file. Runs PRAGMA integrity_check (full check unless quickCheck).
+  static Result<std::unique_ptr<Database>> open(const std::string& path, bool quickCheck = false);
+
+  SQLite::Database& sql() { return *db_; }
+  const std::string& path() const { return path_; }
+  int schemaVersion();
+  // The migration count this build knows; a file from a newer build is refused.
+  static int latestVersion();
+
+  // Runs body inside one transaction committed durably (synchronous=FULL) before returning.
+  // Nested calls join the outer transaction. Exceptions from SQLiteCpp become INTERNAL.
+  Status transaction(const std::function<Status()>& body);
+  bool inTransaction() const { return txDepth_ > 0; }
+
+ private:
+  Database(std::string path, std::unique_ptr<SQLite::Database> db)
+      : path_(std::move(path)), db_(std::move(db)) {}
+  Status migrate();
+
+  std::string path_;
+  std::unique_ptr<SQLite::Database> db_;
+  int txDepth_ = 0;
+};
+
+// A plugin's namespace in the plugin_kv table.
+class PluginKvStore : public KvStore {
+ public:
+  PluginKvStore(Database& db, std::string plugin) : db_(db), plugin_(std::move(plugin)) {}
+  Status put(std::string_view collection, std::string_view key, std::string_view value) override;
+  Result<std::optional<std::string>> get(std::string_view collection,
+                                         std::string_view key) override;
+  Status erase(std::string_view collection, std::string_view key) override;
+  Status scan(std::string_view collection, std::string_view fromKey, size_t limit,
+              const std::function<bool(const std::string&, const std::string&)>& fn) override;
+  Result<int64_t> count(std::string_view collection) override;
+  Status transaction(const std::function<Status()>& body) override {
+    return db_.transaction(body);
+  }
+
+ private:
+  Database& db_;
+  std::string plugin_;
+};
+
+}  // namespace hearth

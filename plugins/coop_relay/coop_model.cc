@@ -1,0 +1,178 @@
+#include "coop_model.h"
+
+#include <cstdio>
+
+#include "coop_json.h"
+
+namespace hearth::coop {
+namespace {
+
+using Poco::JSON::Array;
+using Poco::JSON::Object;
+
+std::string str(const Object::Ptr& o, const char* name) {
+  if (!o->has(name)) throw std::runtime_error(std::string("missing ") + name);
+  return o->getValue<std::string>(name);
+}
+
+int64_t i64(const Object::Ptr& o, const char* name) {
+  if (!o->has(name)) throw std::runtime_error(std::string("missing ") + name);
+  return o->getValue<int64_t>(name);
+}
+
+Object::Ptr obj(const Object::Ptr& o, const char* name) {
+  Object::Ptr v = o->getObject(name);
+  if (!v) throw std::runtime_error(std::string("missing object ") + name);
+  return v;
+}
+
+Endpoint endpointFrom(const Object::Ptr& o) {
+  return Endpoint{str(o, "appId"), str(o, "userId"), str(o, "clientIdentify")};
+}
+
+template <typename Container>
+Array::Ptr stringArray(const Container& items) {
+  Array::Ptr a = new Array;
+  for (const auto& s : items) a->add(s);
+  return a;
+}
+
+std::vector<std::string> stringsFrom(const Object::Ptr& o, const char* name) {
+  std::vector<std::string> out;
+  Array::Ptr a = o->getArray(name);
+  if (!a) return out;
+  for (size_t i = 0; i < a->size(); ++i) out.push_back(a->getElement<std::string>(i));
+  return out;
+}
+
+}  // namespace
+
+const char* commandStateName(CommandState state) {
+  switch (state) {
+    case CommandState::kQueued: return "queued";
+    case CommandState::kDelivered: return "delivered";
+    case CommandState::kReplied: return "replied";
+    case CommandState::kExpired: return "expired";
+    case CommandState::kTimeout: return "timeout";
+  }
+  return "expired";
+}
+
+std::optional<CommandState> commandStateFromName(const std::string& name) {
+  for (auto s : {CommandState::kQueued, CommandState::kDelivered, CommandState::kReplied,
+                 CommandState::kExpired, CommandState::kTimeout}) {
+    if (name == commandStateName(s)) return s;
+  }
+  return std::nullopt;
+}
+
+std::string seqKey(uint64_t seq) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%020llu", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+std::string toJson(const Grant& g) {
+  Object o;
+  o.set("granter", endpointJson(g.granter));
+  o.set("grantee", endpointJson(g.grantee));
+  o.set("allPermissions", g.allPermissions);
+  o.set("permissions", stringArray(g.permissions));
+  o.set("grantedAt", g.grantedAtMs);
+  return toText(o);
+}
+
+Grant grantFromJson(const std::string& json) {
+  Object::Ptr o = parseObject(json);
+  Grant g;
+  g.granter = endpointFrom(obj(o, "granter"));
+  g.grantee = endpointFrom(obj(o, "grantee"));
+  g.allPermissions = o->getValue<bool>("allPermissions");
+  for (auto& p : stringsFrom(o, "permissions")) g.permissions.insert(std::move(p));
+  g.grantedAtMs = i64(o, "grantedAt");
+  return g;
+}
+
+std::string toJson(const AccessRequest& r) {
+  Object o;
+  o.set("commandId", r.commandId);
+  o.set("from", endpointJson(r.from));
+  o.set("to", endpointJson(r.to));
+  o.set("allPermissions", r.allPermissions);
+  o.set("permissions", stringArray(r.permissions));
+  o.set("createdAt", r.createdAtMs);
+  o.set("expiresAt", r.expiresAtMs);
+  return toText(o);
+}
+
+AccessRequest accessRequestFromJson(const std::string& json) {
+  Object::Ptr o = parseObject(json);
+  AccessRequest r;
+  r.commandId = str(o, "commandId");
+  r.from = endpointFrom(obj(o, "from"));
+  r.to = endpointFrom(obj(o, "to"));
+  r.allPermissions = o->getValue<bool>("allPermissions");
+  r.permissions = stringsFrom(o, "permissions");
+  r.createdAtMs = i64(o, "createdAt");
+  r.expiresAtMs = i64(o, "expiresAt");
+  return r;
+}
+
+std::string toJson(const Command& c) {
+  Object o;
+  o.set("commandId", c.commandId);
+  o.set("seq", c.seq);
+  o.set("from", endpointJson(c.from));
+  o.set("to", endpointJson(c.to));
+  o.set("commandType", c.commandType);
+  o.set("commandParams", parseObject(c.paramsJson));
+  o.set("state", commandStateName(c.state));
+  o.set("createdAt", c.createdAtMs);
+  o.set("expiresAt", c.expiresAtMs);
+  o.set("replyDeadline", c.replyDeadlineMs);
+  return toText(o);
+}
+
+Command commandFromJson(const std::string& json) {
+  Object::Ptr o = parseObject(json);
+  Command c;
+  c.commandId = str(o, "commandId");
+  c.seq = o->getValue<uint64_t>("seq");
+  c.from = endpointFrom(obj(o, "from"));
+  c.to = endpointFrom(obj(o, "to"));
+  c.commandType = str(o, "commandType");
+  c.paramsJson = toText(obj(o, "commandParams"));
+  auto state = commandStateFromName(str(o, "state"));
+  if (!state || (*state != CommandState::kQueued && *state != CommandState::kDelivered)) {
+    throw std::runtime_error("a stored command must be queued or delivered");
+  }
+  c.state = *state;
+  c.createdAtMs = i64(o, "createdAt");
+  c.expiresAtMs = i64(o, "expiresAt");
+  c.replyDeadlineMs = i64(o, "replyDeadline");
+  return c;
+}
+
+std::string toJson(const OutboxEntry& e) {
+  Object o;
+  o.set("seq", e.seq);
+  o.set("userId", e.to.userId);
+  o.set("clientId", e.to.clientId);
+  o.set("event", e.event);
+  o.set("data", parseObject(e.dataJson));
+  o.set("expiresAt", e.expiresAtMs);
+  return toText(o);
+}
+
+OutboxEntry outboxEntryFromJson(const std::string& json) {
+  Object::Ptr o = parseObject(json);
+  OutboxEntry e;
+  e.seq = o->getValue<uint64_t>("seq");
+  e.to = TerminalKey{str(o, "userId"), str(o, "clientId")};
+  e.event = str(o, "event");
+  e.dataJson = toText(obj(o, "data"));
+  e.expiresAtMs = i64(o, "expiresAt");
+  return e;
+}
+
+}  // namespace hearth::coop
