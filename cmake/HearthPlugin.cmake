@@ -17,3 +17,10 @@ function(hearth_add_plugin name)
   hearth_warnings(${name})
   install(TARGETS ${name} LIBRARY DESTINATION lib/hearth/plugins)
 endfunction()
+
+# hearth_unit_test_links(TEST lib...) links extra libraries into the unit test
+# tests/unit/TEST.cc (e.g. a plugin's testable sources built as a STATIC library with
+# POSITION_INDEPENDENT_CODE, shared by the plugin module and its test).
+function(hearth_unit_test_links test)
+  set_property(GLOBAL APPEND PROPERTY HEARTH_TEST_LINKS_${test} ${ARGN})
+endfunction()

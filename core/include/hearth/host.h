@@ -145,6 +145,60 @@ struct TerminalInfo {
 
 using TimerId = uint64_t;
 
+// A device as a transport plugin reports it (wifi_lan from LAN announcements, ble from BlueZ).
+struct DeviceReport {
+  std::string deviceId;   // identifier, unique across transports
+  std::string transport;  // "wifi" | "ble" | another inventory-only source such as "ssdp"
+  std::string model;      // matched against binding.products globs
+  std::string name;
+  std::string firmware;
+  // Bind window (seed 004 §3.1): 0 = always bindable; > 0 = bindable for this many seconds from
+  // this report; < 0 = not bindable now.
+  int32_t bindWindowSec = 0;
+  // Seen on the network but not a hearth device (e.g. a UPnP TV): listed, never bindable.
+  bool inventoryOnly = false;
+};
+
+// Implemented by a transport plugin for the devices it reports. Called on the hub loop.
+class DeviceTransport {
+ public:
+  virtual ~DeviceTransport() = default;
+  // Whether the device was seen recently enough for a direct bind (BLE presence check).
+  virtual bool present(const std::string& deviceId) const = 0;
+  // Sends a command to the device; calls done exactly once, on the hub loop, with the device's
+  // result as a JSON object or an error (OFFLINE, TIMEOUT, UNAVAILABLE, ...).
+  virtual void control(const std::string& deviceId, const std::string& userId,
+                       const std::string& command, const std::string& paramsJson,
+                       std::function<void(Result<std::string>)> done) = 0;
+};
+
+// The core's device inventory and binding engine as transports see it. The core applies the
+// binding policy (SPEC §3); transports only report what they observe.
+class Devices {
+ public:
+  virtual ~Devices() = default;
+  // Routes controlDevice for devices of this transport to t (owned by the plugin, which must
+  // outlive its registration; stopping the plugin drops it).
+  virtual Status registerTransport(const std::string& transport, DeviceTransport* t) = 0;
+  // Creates or updates the device record and marks it online. The binding mode is resolved at
+  // the first report and then fixed in the record.
+  virtual Status report(const DeviceReport& report) = 0;
+  // Presence changes; bound users get deviceOnline / deviceOffline.
+  virtual void setOnline(const std::string& deviceId, bool online) = 0;
+  // WiFi provisioning: the device announced the token it was given. On success the token's
+  // user is bound (preemptively in preemptive mode) and returned; on failure nothing is bound
+  // and the token's user, if known, gets provisionFailed{deviceId, reason}.
+  virtual Result<std::string> presentProvisionToken(const std::string& deviceId,
+                                                    const std::string& token) = 0;
+  // The device was reset (seed 004 §3.3): every binding and share is cleared.
+  virtual Status reportReset(const std::string& deviceId) = 0;
+  // Sends an event about a device (state report, control reply) to its bound users' online
+  // terminals; returns how many terminals it reached.
+  virtual size_t notifyBoundUsers(const std::string& deviceId, const std::string& event,
+                                  const std::string& dataJson) = 0;
+  virtual std::vector<std::string> boundUsers(const std::string& deviceId) const = 0;
+};
+
 enum class PluginState { kStarting, kRunning, kWaiting, kDegraded, kFailed, kStopped };
 
 inline const char* pluginStateName(PluginState s) {
@@ -193,6 +247,9 @@ class PluginContext {
   // Timers on the hub loop. A cancelled or fired timer id is never reused.
   virtual TimerId startTimer(std::chrono::milliseconds delay, std::function<void()> fn) = 0;
   virtual void cancelTimer(TimerId id) = 0;
+
+  // The device inventory and binding engine, for transport plugins.
+  virtual Devices& devices() = 0;
 
   // Hands work to the hub loop. Safe from any thread.
   virtual void post(std::function<void()> fn) = 0;

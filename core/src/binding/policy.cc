@@ -12,17 +12,21 @@ namespace hearth::binding {
 
 const char* modeName(Mode mode) {
   switch (mode) {
-    case Mode::kPreemptive: return "preemptive";
-    case Mode::kShareRequired: return "share_required";
-    case Mode::kShareFree: return "share_free";
-    case Mode::kOwnerOnShare: return "owner_on_share";
+    case Mode::kPreemptive:
+      return "preemptive";
+    case Mode::kShareRequired:
+      return "share_required";
+    case Mode::kShareFree:
+      return "share_free";
+    case Mode::kOwnerOnShare:
+      return "owner_on_share";
   }
   return "share_required";
 }
 
 std::optional<Mode> parseMode(std::string_view name) {
-  for (Mode mode : {Mode::kPreemptive, Mode::kShareRequired, Mode::kShareFree,
-                    Mode::kOwnerOnShare}) {
+  for (Mode mode :
+       {Mode::kPreemptive, Mode::kShareRequired, Mode::kShareFree, Mode::kOwnerOnShare}) {
     if (name == modeName(mode)) return mode;
   }
   return std::nullopt;
@@ -30,10 +34,14 @@ std::optional<Mode> parseMode(std::string_view name) {
 
 const char* roleName(Role role) {
   switch (role) {
-    case Role::kOwner: return "owner";
-    case Role::kSpecial: return "special";
-    case Role::kNormal: return "normal";
-    case Role::kGuest: return "guest";
+    case Role::kOwner:
+      return "owner";
+    case Role::kSpecial:
+      return "special";
+    case Role::kNormal:
+      return "normal";
+    case Role::kGuest:
+      return "guest";
   }
   return "guest";
 }
@@ -55,11 +63,16 @@ std::optional<ShareWay> parseShareWay(std::string_view name) {
 
 const char* shareStateName(ShareState state) {
   switch (state) {
-    case ShareState::kPending: return "pending";
-    case ShareState::kAccepted: return "accepted";
-    case ShareState::kRejected: return "rejected";
-    case ShareState::kCancelled: return "cancelled";
-    case ShareState::kExpired: return "expired";
+    case ShareState::kPending:
+      return "pending";
+    case ShareState::kAccepted:
+      return "accepted";
+    case ShareState::kRejected:
+      return "rejected";
+    case ShareState::kCancelled:
+      return "cancelled";
+    case ShareState::kExpired:
+      return "expired";
   }
   return "expired";
 }
@@ -74,10 +87,14 @@ std::optional<ShareState> parseShareState(std::string_view name) {
 
 const char* eventName(Event event) {
   switch (event) {
-    case Event::kBindingChanged: return "bindingChanged";
-    case Event::kShareInvited: return "shareInvited";
-    case Event::kShareAccepted: return "shareAccepted";
-    case Event::kShareRejected: return "shareRejected";
+    case Event::kBindingChanged:
+      return "bindingChanged";
+    case Event::kShareInvited:
+      return "shareInvited";
+    case Event::kShareAccepted:
+      return "shareAccepted";
+    case Event::kShareRejected:
+      return "shareRejected";
   }
   return "bindingChanged";
 }
@@ -213,8 +230,7 @@ void notify(Outcome& outcome, const std::string& userId, Event event, Notificati
 }
 
 void notifyBindingChanged(Outcome& outcome, const Device& device, const std::string& userId,
-                          std::string reason, std::optional<Role> role,
-                          std::string member = {}) {
+                          std::string reason, std::optional<Role> role, std::string member = {}) {
   NotificationData data;
   data.deviceId = device.deviceId;
   data.reason = std::move(reason);
@@ -243,8 +259,7 @@ void notifyWatchers(Outcome& outcome, const Device& device, const std::string& m
 void addBinding(Device& device, Outcome& outcome, const std::string& userId, Role role,
                 int64_t nowMs, const std::string& actor, std::string reason) {
   device.bindings.push_back(Binding{userId, role, nowMs});
-  audit(outcome, nowMs, actor, device, "bind", userId,
-        std::string(roleName(role)) + ", " + reason);
+  audit(outcome, nowMs, actor, device, "bind", userId, std::string(roleName(role)) + ", " + reason);
   notifyBindingChanged(outcome, device, userId, "bound", role);
   notifyWatchers(outcome, device, userId, "memberJoined");
   outcome.role = role;
@@ -400,8 +415,12 @@ BindingPolicy::BindingPolicy(PolicyConfig config) : config_(config) {
 
 ProvisionToken BindingPolicy::issueProvisionToken(std::string tokenHash, std::string userId,
                                                   std::string deviceId, int64_t nowMs) const {
-  return ProvisionToken{std::move(tokenHash), std::move(userId), std::move(deviceId), nowMs,
-                        nowMs + config_.provisionTtlMs, false};
+  return ProvisionToken{std::move(tokenHash),
+                        std::move(userId),
+                        std::move(deviceId),
+                        nowMs,
+                        nowMs + config_.provisionTtlMs,
+                        false};
 }
 
 Outcome BindingPolicy::provision(Device& device, ProvisionToken& token, int64_t nowMs) const {
@@ -427,8 +446,8 @@ Outcome BindingPolicy::provision(Device& device, ProvisionToken& token, int64_t 
     outcome.changed = true;  // the token is spent
   } else {
     if (!inBindWindow(device, nowMs)) {
-      return failure(ErrorCode::kNotBindable, "device " + device.deviceId +
-                                                  " is not in its bindable window");
+      return failure(ErrorCode::kNotBindable,
+                     "device " + device.deviceId + " is not in its bindable window");
     }
     outcome = directBind(device, token.userId, nowMs, config_, "provision");
     if (!outcome.isOk()) return outcome;
@@ -438,8 +457,7 @@ Outcome BindingPolicy::provision(Device& device, ProvisionToken& token, int64_t 
   return outcome;
 }
 
-Outcome BindingPolicy::bindDevice(Device& device, const std::string& userId,
-                                  int64_t nowMs) const {
+Outcome BindingPolicy::bindDevice(Device& device, const std::string& userId, int64_t nowMs) const {
   if (const Binding* existing = findBinding(device, userId)) return alreadyBound(*existing);
   if (device.transport == kTransportWifi) {
     // Preemption is justified by the effort of provisioning; one request must not steal.
@@ -542,8 +560,7 @@ Outcome BindingPolicy::scanShare(Device& device, const std::string& userId,
   closeShare(*found, ShareState::kAccepted, nowMs);
   found->guest = userId;
   audit(outcome, nowMs, userId, device, "shareUse", found->sharingId, "qr scanned");
-  addBinding(device, outcome, userId, Role::kGuest, nowMs, userId,
-             "qr share " + found->sharingId);
+  addBinding(device, outcome, userId, Role::kGuest, nowMs, userId, "qr share " + found->sharingId);
   NotificationData data;
   data.deviceId = device.deviceId;
   data.sharingId = found->sharingId;
@@ -613,8 +630,8 @@ Outcome BindingPolicy::cancelShare(Device& device, const std::string& userId,
   }
   if (share->state == ShareState::kCancelled) return Outcome{};
   if (share->state != ShareState::kPending) {
-    return failure(ErrorCode::kConflict, "share " + sharingId + " is already " +
-                                             shareStateName(share->state));
+    return failure(ErrorCode::kConflict,
+                   "share " + sharingId + " is already " + shareStateName(share->state));
   }
   Outcome outcome;
   closeShare(*share, ShareState::kCancelled, nowMs);

@@ -64,7 +64,7 @@ struct Binding {
 struct Share {
   std::string sharingId;  // caller-generated, unique per hub
   std::string deviceId;
-  std::string fromUser;   // the sharer (owner at creation time)
+  std::string fromUser;  // the sharer (owner at creation time)
   ShareWay way = ShareWay::kQr;
   // Account invites: the invitee. QR shares: empty until used, then the scanner.
   std::string guest;
@@ -72,7 +72,7 @@ struct Share {
   int64_t createdAtMs = 0;
   int64_t expiresAtMs = 0;  // usable while nowMs < expiresAtMs
   ShareState state = ShareState::kPending;
-  int64_t closedAtMs = 0;   // when it left `pending`; 0 while pending
+  int64_t closedAtMs = 0;  // when it left `pending`; 0 while pending
   bool operator==(const Share&) const = default;
 };
 

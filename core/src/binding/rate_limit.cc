@@ -15,9 +15,8 @@ ScanRateLimiter::ScanRateLimiter(RateLimitConfig config) : config_(config) {}
 Status ScanRateLimiter::check(const std::string& userId, int64_t nowMs) const {
   auto it = users_.find(userId);
   if (it != users_.end() && nowMs < it->second.blockedUntilMs) {
-    return Status::error(ErrorCode::kRateLimited,
-                         "too many failed scans; retry after " +
-                             std::to_string(it->second.blockedUntilMs));
+    return Status::error(ErrorCode::kRateLimited, "too many failed scans; retry after " +
+                                                      std::to_string(it->second.blockedUntilMs));
   }
   return Status::ok();
 }

@@ -1,7 +1,7 @@
 #pragma once
 // hearth.yaml: loading, schema validation and the typed configuration the core uses.
 //
-// Every key of the file is declared in a schema (core keys in config.cc, plugin keys in each
+// Every key of the file is declared in a schema (core keys in schema.cc, plugin keys in each
 // plugin's descriptor). Unknown keys, wrong types and out-of-range values are errors that name
 // the file, the line and the dotted key. Nothing is applied unless the whole file is valid.
 
@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>

@@ -68,6 +68,12 @@ Status Hub::open() {
   db_ = std::move(db).value();
   identity_ = std::make_unique<IdentityService>(*db_, clock_);
   if (Status s = identity_->load(); !s) return s;
+  bindings_ = std::make_unique<binding::BindingService>(binding::ServiceDeps{
+      *db_, loop_, clock_, logger_, *identity_,
+      [this](const std::string& userId, const std::string& event, const std::string& data) {
+        sendEvent(userId, "", event, data);
+      }});
+  if (Status s = bindings_->load(cfg_); !s) return s;
   return Status::ok();
 }
 
@@ -81,6 +87,17 @@ int Hub::run() {
                std::to_string(db_->schemaVersion()) + ")");
 
   registerCoreMethods();
+  if (Status s = bindings_->registerMethods(router_); !s) {
+    logger_.error(s.toString());
+    return 1;
+  }
+  bus_.subscribe(
+      events::kUserRemoved,
+      [this](const std::string&, const std::string& data) {
+        auto o = Poco::JSON::Parser().parse(data).extract<Poco::JSON::Object::Ptr>();
+        bindings_->removeUser(o->getValue<std::string>("userId"));
+      },
+      "core");
 
   plugins_ = std::make_unique<PluginHost>(*this, logger_);
   plugins_->discover(cfg_.pluginDir);
@@ -209,6 +226,7 @@ void Hub::reload() {
   cfg_.bleDefaultMode = next.bleDefaultMode;
   cfg_.pluginNodes = next.pluginNodes;
   cfg_.pluginNodeLines = next.pluginNodeLines;
+  bindings_->configure(cfg_);
   plugins_->reconfigure(old, cfg_, std::move(pluginConfigs));
   logger_.info("configuration reloaded");
   notify("READY=1");
@@ -370,6 +388,8 @@ void Hub::registerCoreMethods() {
     s->set("counters", counters);
     s->set("users", identity_->users().size());
     s->set("terminals", identity_->terminalCount());
+    s->set("devices", bindings_->deviceCount());
+    s->set("bindings", bindings_->bindingCount());
     res.ok(toJson(*s));
   });
 

@@ -50,6 +50,7 @@ class Hub : public CoreServices, private Publisher {
   RequestRouter& router() override { return router_; }
   IdentityService& identity() override { return *identity_; }
   EventBus& bus() override { return bus_; }
+  binding::BindingService& bindings() override { return *bindings_; }
   size_t sendEvent(const std::string& userId, const std::string& clientId,
                    const std::string& event, const std::string& dataJson) override;
   void statusChanged() override;
@@ -83,6 +84,7 @@ class Hub : public CoreServices, private Publisher {
   EventBus bus_;
   std::unique_ptr<Database> db_;
   std::unique_ptr<IdentityService> identity_;
+  std::unique_ptr<binding::BindingService> bindings_;
   std::unique_ptr<MqttClient> mqtt_;
   std::unique_ptr<DynsecAdmin> dynsec_;
   RequestRouter router_;

@@ -10,7 +10,7 @@ namespace hearth {
 
 // The one object a plugin reaches the core through. Everything it registers is tagged with
 // the plugin's name so that stopping the plugin removes it.
-class PluginHost::Context : public PluginContext {
+class PluginHost::Context : public PluginContext, private Devices {
  public:
   Context(CoreServices& core, PluginHost& host, std::string name,
           std::unique_ptr<ConfigView> config)
@@ -27,6 +27,7 @@ class PluginHost::Context : public PluginContext {
   void release() {
     core_.router().unregisterOwner(name_);
     core_.bus().unsubscribeOwner(name_);
+    core_.bindings().unregisterOwner(name_);
     for (TimerId id : timers_) core_.loop().cancelTimer(id);
     timers_.clear();
   }
@@ -80,6 +81,7 @@ class PluginHost::Context : public PluginContext {
     timers_.erase(id);
   }
   void post(std::function<void()> fn) override { core_.loop().post(std::move(fn)); }
+  Devices& devices() override { return *this; }
   void setState(PluginState state, const std::string& detailJson) override {
     auto& p = host_.plugins_.at(name_);
     p.state = state;
@@ -88,6 +90,29 @@ class PluginHost::Context : public PluginContext {
   }
 
  private:
+  // Devices, forwarded to the binding engine with this plugin as the owner.
+  Status registerTransport(const std::string& transport, DeviceTransport* t) override {
+    return core_.bindings().registerTransport(transport, t, name_);
+  }
+  Status report(const DeviceReport& r) override { return core_.bindings().report(r); }
+  void setOnline(const std::string& deviceId, bool online) override {
+    core_.bindings().setOnline(deviceId, online);
+  }
+  Result<std::string> presentProvisionToken(const std::string& deviceId,
+                                            const std::string& token) override {
+    return core_.bindings().presentProvisionToken(deviceId, token);
+  }
+  Status reportReset(const std::string& deviceId) override {
+    return core_.bindings().reportReset(deviceId);
+  }
+  size_t notifyBoundUsers(const std::string& deviceId, const std::string& event,
+                          const std::string& dataJson) override {
+    return core_.bindings().notifyBoundUsers(deviceId, event, dataJson);
+  }
+  std::vector<std::string> boundUsers(const std::string& deviceId) const override {
+    return core_.bindings().boundUsers(deviceId);
+  }
+
   CoreServices& core_;
   PluginHost& host_;
   std::string name_;

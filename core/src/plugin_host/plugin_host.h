@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "binding/service.h"
 #include "config/config.h"
 #include "control/router.h"
 #include "hearth/plugin.h"
@@ -34,6 +35,7 @@ class CoreServices {
   virtual RequestRouter& router() = 0;
   virtual IdentityService& identity() = 0;
   virtual EventBus& bus() = 0;
+  virtual binding::BindingService& bindings() = 0;
   virtual size_t sendEvent(const std::string& userId, const std::string& clientId,
                            const std::string& event, const std::string& dataJson) = 0;
   virtual void statusChanged() = 0;

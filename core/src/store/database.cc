@@ -36,6 +36,64 @@ const std::vector<const char*>& migrations() {
           PRIMARY KEY (plugin, collection, key)
         ) WITHOUT ROWID;
       )sql",
+      // 2: devices, bindings, shares, provisioning tokens, audit log (binding engine)
+      R"sql(
+        CREATE TABLE devices (
+          device_id TEXT PRIMARY KEY,
+          transport TEXT NOT NULL,
+          model TEXT NOT NULL DEFAULT '',
+          name TEXT NOT NULL DEFAULT '',
+          firmware TEXT NOT NULL DEFAULT '',
+          mode TEXT NOT NULL,
+          bind_window_ms INTEGER NOT NULL DEFAULT 0,
+          bind_window_reported_at INTEGER NOT NULL DEFAULT 0,
+          inventory_only INTEGER NOT NULL DEFAULT 0,
+          first_seen INTEGER NOT NULL,
+          last_seen INTEGER NOT NULL
+        );
+        CREATE TABLE bindings (
+          device_id TEXT NOT NULL,
+          user_id TEXT NOT NULL,
+          role TEXT NOT NULL,
+          bound_at INTEGER NOT NULL,
+          seq INTEGER NOT NULL,
+          PRIMARY KEY (device_id, user_id)
+        );
+        CREATE INDEX bindings_by_user ON bindings(user_id);
+        CREATE TABLE shares (
+          sharing_id TEXT PRIMARY KEY,
+          device_id TEXT NOT NULL,
+          from_user TEXT NOT NULL,
+          way TEXT NOT NULL,
+          guest TEXT NOT NULL DEFAULT '',
+          key_hash TEXT NOT NULL DEFAULT '',
+          created_at INTEGER NOT NULL,
+          expires_at INTEGER NOT NULL,
+          state TEXT NOT NULL,
+          closed_at INTEGER NOT NULL DEFAULT 0,
+          seq INTEGER NOT NULL
+        );
+        CREATE INDEX shares_by_device ON shares(device_id);
+        CREATE TABLE provision_tokens (
+          token_hash TEXT PRIMARY KEY,
+          user_id TEXT NOT NULL,
+          device_id TEXT NOT NULL DEFAULT '',
+          created_at INTEGER NOT NULL,
+          expires_at INTEGER NOT NULL,
+          used INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE audit_log (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          at INTEGER NOT NULL,
+          actor TEXT NOT NULL,
+          device_id TEXT NOT NULL,
+          action TEXT NOT NULL,
+          subject TEXT NOT NULL,
+          reason TEXT NOT NULL
+        );
+        CREATE INDEX audit_by_device ON audit_log(device_id, at);
+        CREATE INDEX audit_by_time ON audit_log(at);
+      )sql",
   };
   return kMigrations;
 }

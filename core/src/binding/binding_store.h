@@ -1,0 +1,50 @@
+#pragma once
+// Durable storage of the binding engine's state (devices, bindings, shares, provisioning tokens,
+// audit log) in the hub database. Every save is one transaction committed with
+// synchronous=FULL before it returns, so an `ok` sent after it survives a power cut.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "binding/policy.h"
+#include "store/database.h"
+
+namespace hearth::binding {
+
+struct DeviceMeta {
+  std::string firmware;
+  bool inventoryOnly = false;
+  int64_t firstSeenMs = 0;
+  int64_t lastSeenMs = 0;
+};
+
+class BindingStore {
+ public:
+  explicit BindingStore(Database& db) : db_(db) {}
+
+  Status loadAll(std::map<std::string, Device>* devices, std::map<std::string, DeviceMeta>* meta,
+                 std::map<std::string, ProvisionToken>* tokens);
+
+  // Replaces the device's row, bindings and shares, and appends the audit entries; with a token
+  // when a provision spent it. One transaction.
+  Status saveDevice(const Device& device, const DeviceMeta& meta,
+                    const std::vector<AuditEntry>& audit,
+                    const ProvisionToken* token = nullptr);
+  Status saveToken(const ProvisionToken& token);
+  Status deleteToken(const std::string& tokenHash);
+
+  struct AuditQuery {
+    std::optional<std::string> deviceId;
+    std::optional<int64_t> sinceMs;
+    int limit = 500;
+  };
+  Result<std::vector<AuditEntry>> audit(const AuditQuery& q);
+
+ private:
+  void writeToken(const ProvisionToken& token);
+  Database& db_;
+};
+
+}  // namespace hearth::binding

@@ -1,0 +1,128 @@
+#pragma once
+// The binding engine as the hub runs it: the pure policy (policy.h) wrapped with durable
+// storage (binding_store.h), the control-plane requests of SPEC §3 and §5, expiry timers, and
+// the plugin-facing Devices interface. Hub loop only.
+//
+// Every state change follows the policy's contract: copy the device, apply, persist in one
+// synchronous=FULL transaction, swap the copy in, and only then answer and notify.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "binding/binding_store.h"
+#include "binding/policy.h"
+#include "binding/rate_limit.h"
+#include "config/config.h"
+#include "control/router.h"
+#include "hearth/host.h"
+#include "hub/hub_loop.h"
+#include "identity/identity.h"
+
+namespace hearth::binding {
+
+// What the service needs from the hub.
+struct ServiceDeps {
+  Database& db;
+  HubLoop& loop;
+  const Clock& clock;
+  Logger& logger;
+  IdentityService& identity;
+  // Sends an event to every online terminal of a user.
+  std::function<void(const std::string& userId, const std::string& event,
+                     const std::string& dataJson)>
+      notifyUser;
+};
+
+class BindingService {
+ public:
+  explicit BindingService(ServiceDeps deps);
+
+  // Loads the state and expires what expired while the hub was down.
+  Status load(const config::HubConfig& cfg);
+  void configure(const config::HubConfig& cfg);
+  Status registerMethods(RequestRouter& router);
+
+  // Called when a user account is removed: the user leaves every device and invitation.
+  void removeUser(const std::string& userId);
+
+  // -- the Devices interface, per plugin (owner = plugin name) --------------------------
+  Status registerTransport(const std::string& transport, DeviceTransport* t,
+                           const std::string& owner);
+  void unregisterOwner(const std::string& owner);
+  Status report(const DeviceReport& report);
+  void setOnline(const std::string& deviceId, bool online);
+  Result<std::string> presentProvisionToken(const std::string& deviceId,
+                                            const std::string& token);
+  Status reportReset(const std::string& deviceId);
+  size_t notifyBoundUsers(const std::string& deviceId, const std::string& event,
+                          const std::string& dataJson);
+  std::vector<std::string> boundUsers(const std::string& deviceId) const;
+
+  size_t deviceCount() const { return devices_.size(); }
+  size_t bindingCount() const;
+
+  // SHA-256 hex of a token or key; only hashes are stored.
+  static std::string hashSecret(const std::string& secret);
+
+ private:
+  struct Transport {
+    DeviceTransport* impl;
+    std::string owner;
+  };
+
+  // Applies op to a copy of the device; persists and swaps on success; sends notifications.
+  Outcome mutate(const std::string& deviceId,
+                 const std::function<Outcome(Device&)>& op,
+                 ProvisionToken* token = nullptr);
+  void commitNotifications(const std::vector<Notification>& notes);
+  void index(const Device& d);
+  void unindex(const Device& d);
+  void scheduleExpiry(const Device& d);
+  void armExpiryTimer();
+  void runExpiry();
+  std::string deviceEventData(const std::string& deviceId) const;
+
+  // Request handlers.
+  void provisionBegin(const Request& req, const Responder& res);
+  void bindDevice(const Request& req, const Responder& res);
+  void shareDevice(const Request& req, const Responder& res);
+  void scanShare(const Request& req, const Responder& res);
+  void listShares(const Request& req, const Responder& res);
+  void answerShare(const Request& req, const Responder& res, const std::string& how);
+  void unbindDevice(const Request& req, const Responder& res);
+  void removeMember(const Request& req, const Responder& res);
+  void getBoundDevices(const Request& req, const Responder& res);
+  void getDeviceDetail(const Request& req, const Responder& res);
+  void controlDevice(const Request& req, const Responder& res);
+  void adminUnbindDevice(const Request& req, const Responder& res);
+  void auditLog(const Request& req, const Responder& res);
+  void listDevices(const Request& req, const Responder& res);
+
+  ServiceDeps deps_;
+  BindingStore store_;
+  BindingPolicy policy_;
+  ScanRateLimiter limiter_;
+  std::vector<ProductRule> products_;
+  ModeDefaults defaults_;
+
+  std::map<std::string, Device> devices_;
+  std::map<std::string, DeviceMeta> meta_;
+  std::map<std::string, ProvisionToken> tokens_;  // by token hash
+  std::map<std::string, Transport> transports_;   // by transport name
+
+  // Indexes rebuilt per device on every swap.
+  std::map<std::string, std::string> deviceByKeyHash_;
+  std::map<std::string, std::string> deviceBySharingId_;
+  std::map<std::string, std::set<std::string>> devicesByUser_;  // bound, sharer or invitee
+
+  std::multimap<int64_t, std::string> expiries_;  // next expiry → device
+  std::map<std::string, int64_t> expiryOf_;
+  TimerId expiryTimer_ = 0;
+  int64_t expiryTimerAt_ = 0;
+};
+
+}  // namespace hearth::binding

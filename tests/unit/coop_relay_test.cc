@@ -1,0 +1,994 @@
+// Unit tests of the coop_relay plugin against a fake PluginContext: an in-memory KvStore with
+// real transaction semantics, a manual clock driving the timers, and terminals whose presence
+// the test flips. The plugin sources are compiled into this test.
+
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../../plugins/coop_relay/coop_relay_plugin.h"
+
+// The plugin's entry point, defined by HEARTH_PLUGIN in coop_relay_plugin.cc.
+extern "C" const hearth_plugin_descriptor* hearth_plugin_entry(void);
+
+namespace hearth::coop {
+namespace {
+
+using Poco::JSON::Array;
+using Poco::JSON::Object;
+
+Object::Ptr parse(const std::string& json) {
+  return Poco::JSON::Parser().parse(json).extract<Object::Ptr>();
+}
+
+std::string text(const Object& o) {
+  std::ostringstream out;
+  o.stringify(out);
+  return out.str();
+}
+
+// ------------------------------------------------------------------------------------------
+// The fake core
+
+class FakeLogger : public Logger {
+ public:
+  void log(LogLevel level, std::string_view message) override {
+    if (level >= LogLevel::kError) errors.emplace_back(message);
+  }
+  std::vector<std::string> errors;
+};
+
+class FakeClock : public Clock {
+ public:
+  int64_t nowMs() const override { return nowMs_; }
+  std::chrono::steady_clock::time_point steadyNow() const override {
+    return std::chrono::steady_clock::time_point(std::chrono::milliseconds(nowMs_));
+  }
+  int64_t nowMs_ = 1'700'000'000'000;
+};
+
+class FakeConfig : public ConfigView {
+ public:
+  bool getBool(std::string_view) const override { throw std::out_of_range("bool"); }
+  int64_t getInt(std::string_view key) const override { return ints.at(std::string(key)); }
+  double getDouble(std::string_view) const override { throw std::out_of_range("double"); }
+  std::string getString(std::string_view) const override { throw std::out_of_range("string"); }
+  std::chrono::milliseconds getDuration(std::string_view key) const override {
+    return durations.at(std::string(key));
+  }
+  std::string getJson(std::string_view) const override { throw std::out_of_range("json"); }
+
+  std::map<std::string, int64_t> ints{{"max_queued_per_terminal", 1000}};
+  std::map<std::string, std::chrono::milliseconds> durations{
+      {"command_ttl", std::chrono::hours(24)},
+      {"reply_timeout", std::chrono::seconds(30)},
+      {"access_request_ttl", std::chrono::minutes(10)}};
+};
+
+// Same contract as the core's store: ordered keys, atomic transaction().
+class FakeKv : public KvStore {
+ public:
+  using Data = std::map<std::string, std::map<std::string, std::string>>;
+
+  Status put(std::string_view c, std::string_view k, std::string_view v) override {
+    if (failWrites) return Status::error(ErrorCode::kInternal, "disk full");
+    data[std::string(c)][std::string(k)] = std::string(v);
+    return Status::ok();
+  }
+  Result<std::optional<std::string>> get(std::string_view c, std::string_view k) override {
+    auto& coll = data[std::string(c)];
+    auto it = coll.find(std::string(k));
+    if (it == coll.end()) return std::optional<std::string>();
+    return std::optional<std::string>(it->second);
+  }
+  Status erase(std::string_view c, std::string_view k) override {
+    if (failWrites) return Status::error(ErrorCode::kInternal, "disk full");
+    data[std::string(c)].erase(std::string(k));
+    return Status::ok();
+  }
+  Status scan(std::string_view c, std::string_view from, size_t limit,
+              const std::function<bool(const std::string&, const std::string&)>& fn) override {
+    auto& coll = data[std::string(c)];
+    size_t n = 0;
+    for (auto it = coll.lower_bound(std::string(from)); it != coll.end(); ++it) {
+      if (limit != 0 && n++ >= limit) break;
+      if (!fn(it->first, it->second)) break;
+    }
+    return Status::ok();
+  }
+  Result<int64_t> count(std::string_view c) override {
+    return static_cast<int64_t>(data[std::string(c)].size());
+  }
+  Status transaction(const std::function<Status()>& body) override {
+    Data snapshot = data;
+    Status s = body();
+    if (!s) data = snapshot;
+    return s;
+  }
+  size_t size(const std::string& c) { return data[c].size(); }
+
+  Data data;
+  bool failWrites = false;
+};
+
+struct SentEvent {
+  std::string userId;
+  std::string clientId;
+  std::string event;
+  Object::Ptr data;
+};
+
+class FakeContext : public PluginContext {
+ public:
+  const std::string& pluginName() const override { return name_; }
+  Logger& logger() override { return logger_; }
+  const Clock& clock() const override { return clock_; }
+  const ConfigView& config() const override { return config_; }
+  KvStore& store() override { return kv_; }
+
+  Status registerMethod(const std::string& method, MethodScope scope,
+                        RequestHandler handler) override {
+    if (methods_.count(method)) return Status::error(ErrorCode::kConflict, method);
+    methods_[method] = std::move(handler);
+    return Status::ok();
+  }
+
+  size_t sendEvent(const std::string& userId, const std::string& clientId,
+                   const std::string& event, const std::string& dataJson) override {
+    size_t sent = 0;
+    for (const auto& [key, t] : terminals_) {
+      if (key.first != userId || !t.online) continue;
+      if (!clientId.empty() && key.second != clientId) continue;
+      sent_.push_back({userId, key.second, event, parse(dataJson)});
+      ++sent;
+    }
+    return sent;
+  }
+
+  std::optional<TerminalInfo> terminal(const std::string& userId,
+                                       const std::string& clientId) const override {
+    auto it = terminals_.find({userId, clientId});
+    if (it == terminals_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::optional<TerminalInfo> terminalByOpenId(const std::string& openId) const override {
+    for (const auto& [k, t] : terminals_) {
+      if (t.openId == openId) return t;
+    }
+    return std::nullopt;
+  }
+  std::vector<TerminalInfo> terminals(const std::string& userId) const override {
+    std::vector<TerminalInfo> out;
+    for (const auto& [k, t] : terminals_) {
+      if (k.first == userId) out.push_back(t);
+    }
+    return out;
+  }
+  bool userExists(const std::string& userId) const override { return !terminals(userId).empty(); }
+
+  void subscribe(const std::string& topic, EventHandler handler) override {
+    subs_[topic].push_back(std::move(handler));
+  }
+  void publish(const std::string& topic, const std::string& dataJson) override {
+    for (auto& h : subs_[topic]) h(topic, dataJson);
+  }
+
+  TimerId startTimer(std::chrono::milliseconds delay, std::function<void()> fn) override {
+    TimerId id = nextTimer_++;
+    timers_[id] = {clock_.nowMs_ + delay.count(), std::move(fn)};
+    return id;
+  }
+  void cancelTimer(TimerId id) override { timers_.erase(id); }
+  // coop_relay has no devices; reaching for them would be a bug.
+  Devices& devices() override { throw std::logic_error("coop_relay must not use devices()"); }
+  void post(std::function<void()> fn) override { fn(); }
+  void setState(PluginState state, const std::string&) override { state_ = state; }
+
+  // --- test controls ---
+  void hello(const std::string& user, const std::string& client, const std::string& app,
+             const std::string& model = "Phone", const std::string& name = "My phone") {
+    TerminalInfo t{user, client, app, model, name, "open-" + user + "-" + client, true};
+    terminals_[{user, client}] = t;
+    Object o;
+    o.set("userId", user);
+    o.set("clientId", client);
+    o.set("appId", app);
+    publish(events::kTerminalHello, text(o));
+  }
+  void setOnline(const std::string& user, const std::string& client, bool online) {
+    terminals_.at({user, client}).online = online;
+    Object o;
+    o.set("userId", user);
+    o.set("clientId", client);
+    publish(online ? events::kTerminalOnline : events::kTerminalOffline, text(o));
+  }
+  void removeUser(const std::string& user) {
+    std::erase_if(terminals_, [&](const auto& kv) { return kv.first.first == user; });
+    Object o;
+    o.set("userId", user);
+    publish(events::kUserRemoved, text(o));
+  }
+  // Moves time forward, firing due timers in deadline order at their due time.
+  void advance(std::chrono::milliseconds d) {
+    int64_t target = clock_.nowMs_ + d.count();
+    for (;;) {
+      auto next = timers_.end();
+      for (auto it = timers_.begin(); it != timers_.end(); ++it) {
+        if (it->second.dueMs <= target &&
+            (next == timers_.end() || it->second.dueMs < next->second.dueMs)) {
+          next = it;
+        }
+      }
+      if (next == timers_.end()) break;
+      clock_.nowMs_ = std::max(clock_.nowMs_, next->second.dueMs);
+      auto fn = std::move(next->second.fn);
+      timers_.erase(next);
+      fn();
+    }
+    clock_.nowMs_ = target;
+  }
+  // Simulates a restart: the plugin is gone, its handlers and subscriptions with it.
+  void dropPlugin() {
+    methods_.clear();
+    subs_.clear();
+    timers_.clear();
+  }
+
+  struct Timer {
+    int64_t dueMs;
+    std::function<void()> fn;
+  };
+
+  std::string name_ = "coop_relay";
+  FakeLogger logger_;
+  FakeClock clock_;
+  FakeConfig config_;
+  FakeKv kv_;
+  std::map<std::string, RequestHandler> methods_;
+  std::map<std::pair<std::string, std::string>, TerminalInfo> terminals_;
+  std::map<std::string, std::vector<EventHandler>> subs_;
+  std::map<TimerId, Timer> timers_;
+  TimerId nextTimer_ = 1;
+  std::vector<SentEvent> sent_;
+  PluginState state_ = PluginState::kStarting;
+};
+
+struct Reply {
+  int answers = 0;
+  bool ok = false;
+  std::string code;
+  std::string message;
+  Object::Ptr result;
+};
+
+class RecordingSink : public ResponseSink {
+ public:
+  explicit RecordingSink(Reply& r) : r_(r) {}
+  void sendOk(std::string resultJson) override {
+    ++r_.answers;
+    r_.ok = true;
+    r_.result = parse(resultJson);
+  }
+  void sendError(ErrorCode code, std::string message) override {
+    ++r_.answers;
+    r_.code = errorCodeName(code);
+    r_.message = std::move(message);
+  }
+
+ private:
+  Reply& r_;
+};
+
+// ------------------------------------------------------------------------------------------
+// Fixture: alice has terminals a1 (appA) and a2 (appA); bob has b1 (appB); carol has c1.
+
+class CoopRelayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ctx_.hello("alice", "a1", "appA", "Pixel", "Alice phone");
+    ctx_.hello("alice", "a2", "appA", "TV", "Alice TV");
+    ctx_.hello("bob", "b1", "appB", "iPad", "Bob tablet");
+    ctx_.hello("carol", "c1", "appC");
+    startPlugin();
+  }
+
+  void startPlugin() {
+    plugin_ = std::make_unique<CoopRelayPlugin>(ctx_);
+    ASSERT_TRUE(plugin_->start().isOk());
+  }
+  void restartPlugin() {
+    plugin_->stop();
+    plugin_.reset();
+    ctx_.dropPlugin();
+    startPlugin();
+  }
+
+  Reply call(const std::string& user, const std::string& client, const std::string& method,
+             const std::string& params = "{}") {
+    Reply r;
+    auto it = ctx_.methods_.find(method);
+    EXPECT_NE(it, ctx_.methods_.end()) << method;
+    if (it == ctx_.methods_.end()) return r;
+    Request req{method, "req-1", user, client, params, false};
+    it->second(req, Responder(std::make_shared<RecordingSink>(r)));
+    EXPECT_EQ(r.answers, 1) << method << " must answer exactly once";
+    return r;
+  }
+
+  static std::string to(const std::string& user, const std::string& client,
+                        const std::string& app) {
+    return R"({"appId":")" + app + R"(","userId":")" + user + R"(","clientIdentify":")" + client +
+           R"("})";
+  }
+  static std::string aliceA1() { return to("alice", "a1", "appA"); }
+  static std::string bobB1() { return to("bob", "b1", "appB"); }
+
+  // Events of one kind received by one terminal, in order.
+  std::vector<Object::Ptr> events(const std::string& user, const std::string& client,
+                                  const std::string& name) const {
+    std::vector<Object::Ptr> out;
+    for (const auto& e : ctx_.sent_) {
+      if (e.userId == user && e.clientId == client && e.event == name) out.push_back(e.data);
+    }
+    return out;
+  }
+
+  // alice/a1 asks bob/b1 for access; returns the commandId.
+  std::string requestAccess(const std::string& permissions = R"(["light"])",
+                            bool all = false) {
+    Reply r = call("alice", "a1", "requestAccessTo",
+                   R"({"to":)" + bobB1() + R"(,"permissions":)" + permissions +
+                       R"(,"allPermissions":)" + (all ? "true" : "false") + "}");
+    EXPECT_TRUE(r.ok) << r.code << " " << r.message;
+    return r.ok ? r.result->getValue<std::string>("commandId") : "";
+  }
+  // bob/b1 grants alice/a1 the given permissions.
+  void grant(const std::string& permissions = R"(["light"])", bool all = false) {
+    std::string id = requestAccess(permissions, all);
+    Reply r = call("bob", "b1", "agreeAccessRequest",
+                   R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}");
+    ASSERT_TRUE(r.ok) << r.code << " " << r.message;
+  }
+  Reply send(const std::string& type, const std::string& target = bobB1(),
+             const std::string& params = R"({"n":1})", const std::string& user = "alice",
+             const std::string& client = "a1") {
+    return call(user, client, "sendCommand",
+                R"({"commandType":")" + type + R"(","to":)" + target +
+                    R"(,"commandParams":)" + params + "}");
+  }
+  std::string sendOk(const std::string& type, const std::string& params = R"({"n":1})") {
+    Reply r = send(type, bobB1(), params);
+    EXPECT_TRUE(r.ok) << r.code << " " << r.message;
+    return r.ok ? r.result->getValue<std::string>("commandId") : "";
+  }
+
+  FakeContext ctx_;
+  std::unique_ptr<CoopRelayPlugin> plugin_;
+};
+
+std::vector<std::string> clientIds(const Array::Ptr& devices) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < devices->size(); ++i) {
+    out.push_back(devices->getObject(i)->getValue<std::string>("clientIdentify"));
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------
+
+TEST_F(CoopRelayTest, StartRegistersEveryCoopMethodAndRuns) {
+  for (const char* m :
+       {"getOpenId", "getDeviceInfo", "requestAccessTo", "agreeAccessRequest",
+        "rejectAccessRequest", "getMyDevices", "getAuthorizedDevices", "getAccessibleDevices",
+        "getAllDevices", "removeAuthorizedDevice", "removeAccessibleDevice", "removeMyDevice",
+        "sendCommand", "replyCommand"}) {
+    EXPECT_EQ(ctx_.methods_.count(m), 1u) << m;
+  }
+  EXPECT_EQ(ctx_.state_, PluginState::kRunning);
+}
+
+TEST_F(CoopRelayTest, DescriptorDeclaresTheConfigKeysWithDefaults) {
+  const hearth_plugin_descriptor* d = hearth_plugin_entry();
+  EXPECT_EQ(d->abi_version, HEARTH_PLUGIN_ABI_VERSION);
+  EXPECT_STREQ(d->name, "coop_relay");
+  std::map<std::string, std::string> defaults;
+  for (size_t i = 0; i < d->config_key_count; ++i) {
+    defaults[d->config_keys[i].name] = d->config_keys[i].default_value;
+  }
+  EXPECT_EQ(defaults["command_ttl"], "24h");
+  EXPECT_EQ(defaults["reply_timeout"], "30s");
+  EXPECT_EQ(defaults["access_request_ttl"], "10m");
+  EXPECT_EQ(defaults["max_queued_per_terminal"], "1000");
+}
+
+TEST_F(CoopRelayTest, GetOpenIdReturnsTheCoreOpenIdAndNeedsHello) {
+  Reply r = call("alice", "a1", "getOpenId");
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.result->getValue<std::string>("openId"), "open-alice-a1");
+  EXPECT_EQ(call("alice", "nohello", "getOpenId").code, "NOT_FOUND");
+}
+
+TEST_F(CoopRelayTest, GetDeviceInfoResolvesAnOpenIdWithMyPermissions) {
+  Reply r = call("alice", "a1", "getDeviceInfo", R"({"openId":"open-bob-b1"})");
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.result->getValue<std::string>("userId"), "bob");
+  EXPECT_EQ(r.result->getValue<std::string>("clientIdentify"), "b1");
+  EXPECT_EQ(r.result->getValue<std::string>("appId"), "appB");
+  EXPECT_FALSE(r.result->getValue<bool>("allPermissions"));
+  EXPECT_EQ(r.result->getArray("permissions")->size(), 0u);
+
+  grant(R"(["light","lock"])");
+  r = call("alice", "a1", "getDeviceInfo", R"({"openId":"open-bob-b1"})");
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.result->getArray("permissions")->size(), 2u);
+  // A terminal of the same user needs no grant, which the answer says.
+  r = call("alice", "a1", "getDeviceInfo", R"({"openId":"open-alice-a2"})");
+  EXPECT_TRUE(r.result->getValue<bool>("allPermissions"));
+
+  EXPECT_EQ(call("alice", "a1", "getDeviceInfo", R"({"openId":"nope"})").code, "NOT_FOUND");
+  EXPECT_EQ(call("alice", "a1", "getDeviceInfo", R"({"openId":"a/b"})").code, "INVALID_REQUEST");
+  EXPECT_EQ(call("alice", "a1", "getDeviceInfo", R"({"openId":5})").code, "INVALID_REQUEST");
+}
+
+TEST_F(CoopRelayTest, SeedFlowRequestAgreeCommandReply) {
+  std::string reqId = requestAccess(R"(["light"])");
+  auto got = events("bob", "b1", "accessRequest");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0]->getValue<std::string>("commandId"), reqId);
+  EXPECT_EQ(got[0]->getObject("from")->getValue<std::string>("clientIdentify"), "a1");
+  EXPECT_EQ(got[0]->getObject("from")->getValue<std::string>("appId"), "appA");
+  EXPECT_FALSE(got[0]->getObject("commandParams")->getValue<bool>("allPermissions"));
+  EXPECT_EQ(got[0]->getObject("commandParams")->getArray("permissions")->getElement<std::string>(0),
+            "light");
+
+  Reply agree = call("bob", "b1", "agreeAccessRequest",
+                     R"({"commandId":")" + reqId + R"(","to":)" + aliceA1() + "}");
+  ASSERT_TRUE(agree.ok) << agree.code;
+  auto resp = events("alice", "a1", "accessResponse");
+  ASSERT_EQ(resp.size(), 1u);
+  EXPECT_EQ(resp[0]->getValue<int>("code"), 0);
+  EXPECT_EQ(resp[0]->getValue<std::string>("commandId"), reqId);
+  EXPECT_EQ(resp[0]->getObject("from")->getValue<std::string>("userId"), "bob");
+  // Both lists changed: each side is told to re-fetch.
+  bool aliceSync = false, bobSync = false;
+  for (auto& s : events("alice", "a1", "sync")) {
+    aliceSync |= s->getValue<std::string>("type") == "accessibleDevices";
+  }
+  for (auto& s : events("bob", "b1", "sync")) {
+    bobSync |= s->getValue<std::string>("type") == "authorizedDevices";
+  }
+  EXPECT_TRUE(aliceSync);
+  EXPECT_TRUE(bobSync);
+
+  Reply sent = send("light", bobB1(), R"({"on":true})");
+  ASSERT_TRUE(sent.ok) << sent.code;
+  std::string cmdId = sent.result->getValue<std::string>("commandId");
+  EXPECT_EQ(sent.result->getValue<std::string>("state"), "delivered");
+  auto cmds = events("bob", "b1", "command");
+  ASSERT_EQ(cmds.size(), 1u);
+  EXPECT_EQ(cmds[0]->getValue<std::string>("commandId"), cmdId);
+  EXPECT_EQ(cmds[0]->getValue<std::string>("commandType"), "light");
+  EXPECT_TRUE(cmds[0]->getObject("commandParams")->getValue<bool>("on"));
+  EXPECT_EQ(cmds[0]->getObject("from")->getValue<std::string>("userId"), "alice");
+
+  Reply reply = call("bob", "b1", "replyCommand",
+                     R"({"commandId":")" + cmdId + R"(","commandParams":{"ok":1},"to":)" +
+                         aliceA1() + "}");
+  ASSERT_TRUE(reply.ok) << reply.code;
+  auto back = events("alice", "a1", "commandResponse");
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0]->getValue<std::string>("commandId"), cmdId);
+  EXPECT_EQ(back[0]->getValue<std::string>("commandType"), "light");
+  EXPECT_EQ(back[0]->getValue<std::string>("state"), "replied");
+  EXPECT_EQ(back[0]->getObject("commandParams")->getValue<int>("ok"), 1);
+  EXPECT_EQ(back[0]->getObject("from")->getValue<std::string>("clientIdentify"), "b1");
+  // Nothing of the command remains to be tracked.
+  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+}
+
+TEST_F(CoopRelayTest, RejectionReachesTheRequesterAndGrantsNothing) {
+  std::string id = requestAccess();
+  Reply r = call("bob", "b1", "rejectAccessRequest",
+                 R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}");
+  ASSERT_TRUE(r.ok);
+  auto resp = events("alice", "a1", "accessResponse");
+  ASSERT_EQ(resp.size(), 1u);
+  EXPECT_NE(resp[0]->getValue<int>("code"), 0);
+  EXPECT_EQ(resp[0]->getValue<std::string>("message"), "rejected");
+  EXPECT_EQ(send("light").code, "FORBIDDEN");
+  // A decided request cannot be decided again.
+  EXPECT_EQ(call("bob", "b1", "agreeAccessRequest",
+                 R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
+                .code,
+            "NOT_FOUND");
+}
+
+TEST_F(CoopRelayTest, OnlyTheAddressedTerminalMayAnswerARequest) {
+  std::string id = requestAccess();
+  std::string body = R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}";
+  // Another user, another terminal of the right user, and the requester itself.
+  EXPECT_EQ(call("carol", "c1", "agreeAccessRequest", body).code, "FORBIDDEN");
+  EXPECT_EQ(call("alice", "a1", "agreeAccessRequest", body).code, "FORBIDDEN");
+  // The right terminal naming the wrong requester.
+  EXPECT_EQ(call("bob", "b1", "agreeAccessRequest",
+                 R"({"commandId":")" + id + R"(","to":)" + to("carol", "c1", "appC") + "}")
+                .code,
+            "FORBIDDEN");
+  EXPECT_EQ(call("bob", "b1", "agreeAccessRequest",
+                 R"({"commandId":"forged-id","to":)" + aliceA1() + "}")
+                .code,
+            "NOT_FOUND");
+  EXPECT_EQ(ctx_.kv_.size("grants"), 0u);
+  EXPECT_TRUE(events("alice", "a1", "accessResponse").empty());
+  // Replay after the real answer.
+  ASSERT_TRUE(call("bob", "b1", "agreeAccessRequest", body).ok);
+  EXPECT_EQ(call("bob", "b1", "agreeAccessRequest", body).code, "NOT_FOUND");
+  EXPECT_EQ(call("bob", "b1", "rejectAccessRequest", body).code, "NOT_FOUND");
+  EXPECT_EQ(events("alice", "a1", "accessResponse").size(), 1u);
+}
+
+TEST_F(CoopRelayTest, AccessRequestExpiresAndTellsTheRequester) {
+  std::string id = requestAccess();
+  ctx_.advance(std::chrono::minutes(9));
+  EXPECT_TRUE(events("alice", "a1", "accessResponse").empty());
+  ctx_.advance(std::chrono::minutes(2));
+  auto resp = events("alice", "a1", "accessResponse");
+  ASSERT_EQ(resp.size(), 1u);
+  EXPECT_EQ(resp[0]->getValue<std::string>("message"), "expired");
+  EXPECT_NE(resp[0]->getValue<int>("code"), 0);
+  EXPECT_EQ(call("bob", "b1", "agreeAccessRequest",
+                 R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
+                .code,
+            "NOT_FOUND");
+  EXPECT_EQ(ctx_.kv_.size("requests"), 0u);
+}
+
+TEST_F(CoopRelayTest, AccessRequestToAnOfflineTerminalArrivesWhenItComesOnline) {
+  ctx_.setOnline("bob", "b1", false);
+  std::string id = requestAccess();
+  EXPECT_TRUE(events("bob", "b1", "accessRequest").empty());
+  ctx_.setOnline("bob", "b1", true);
+  auto got = events("bob", "b1", "accessRequest");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0]->getValue<std::string>("commandId"), id);
+}
+
+TEST_F(CoopRelayTest, RequestAccessRefusesDuplicatesSelfAndSameUser) {
+  requestAccess();
+  EXPECT_EQ(call("alice", "a1", "requestAccessTo",
+                 R"({"to":)" + bobB1() + R"(,"allPermissions":true})")
+                .code,
+            "CONFLICT");
+  EXPECT_EQ(call("alice", "a1", "requestAccessTo",
+                 R"({"to":)" + to("alice", "a2", "appA") + R"(,"allPermissions":true})")
+                .code,
+            "CONFLICT");
+  EXPECT_EQ(call("alice", "a1", "requestAccessTo",
+                 R"({"to":)" + aliceA1() + R"(,"allPermissions":true})")
+                .code,
+            "INVALID_REQUEST");
+  // Unknown terminal, and a known terminal under the wrong appId.
+  EXPECT_EQ(call("alice", "a1", "requestAccessTo",
+                 R"({"to":)" + to("bob", "b9", "appB") + R"(,"allPermissions":true})")
+                .code,
+            "NOT_FOUND");
+  EXPECT_EQ(call("alice", "a1", "requestAccessTo",
+                 R"({"to":)" + to("bob", "b1", "appX") + R"(,"allPermissions":true})")
+                .code,
+            "NOT_FOUND");
+  EXPECT_EQ(ctx_.kv_.size("requests"), 1u);
+}
+
+TEST_F(CoopRelayTest, CommandsNeedAGrantCoveringTheirType) {
+  EXPECT_EQ(send("light").code, "FORBIDDEN");
+  grant(R"(["light"])");
+  EXPECT_TRUE(send("light").ok);
+  EXPECT_EQ(send("lock").code, "FORBIDDEN");
+  // A grant runs from the granter to the grantee only.
+  EXPECT_EQ(send("light", aliceA1(), "{}", "bob", "b1").code, "FORBIDDEN");
+  // A second agreement widens the grant.
+  grant(R"(["lock"])");
+  EXPECT_TRUE(send("lock").ok);
+  EXPECT_TRUE(send("light").ok);
+  EXPECT_EQ(send("door").code, "FORBIDDEN");
+  grant("[]", true);
+  EXPECT_TRUE(send("door").ok);
+  // Grants are per terminal: alice's other terminal has none.
+  EXPECT_EQ(send("light", bobB1(), "{}", "alice", "a2").code, "FORBIDDEN");
+}
+
+TEST_F(CoopRelayTest, TerminalsOfOneUserNeedNoGrant) {
+  Reply r = send("anything", to("alice", "a2", "appA"));
+  ASSERT_TRUE(r.ok) << r.code;
+  EXPECT_EQ(events("alice", "a2", "command").size(), 1u);
+}
+
+TEST_F(CoopRelayTest, RemovingAGrantForbidsTheNextCommand) {
+  grant();
+  ASSERT_TRUE(send("light").ok);
+  Reply r = call("bob", "b1", "removeAuthorizedDevice",
+                 R"({"clientIdentify":"a1","appId":"appA","userId":"alice"})");
+  ASSERT_TRUE(r.ok) << r.code;
+  EXPECT_EQ(send("light").code, "FORBIDDEN");
+  EXPECT_EQ(call("bob", "b1", "removeAuthorizedDevice",
+                 R"({"clientIdentify":"a1","appId":"appA","userId":"alice"})")
+                .code,
+            "NOT_FOUND");
+  Reply lists = call("alice", "a1", "getAllDevices");
+  EXPECT_EQ(lists.result->getArray("accessibleDevices")->size(), 0u);
+}
+
+TEST_F(CoopRelayTest, TheGranteeCanDropAGrantToo) {
+  grant();
+  EXPECT_EQ(call("alice", "a1", "removeAccessibleDevice",
+                 R"({"clientIdentify":"b1","appId":"appX","userId":"bob"})")
+                .code,
+            "NOT_FOUND");
+  ASSERT_TRUE(call("alice", "a1", "removeAccessibleDevice",
+                   R"({"clientIdentify":"b1","appId":"appB","userId":"bob"})")
+                  .ok);
+  EXPECT_EQ(send("light").code, "FORBIDDEN");
+  EXPECT_EQ(call("bob", "b1", "getAuthorizedDevices").result->getArray("devices")->size(), 0u);
+}
+
+TEST_F(CoopRelayTest, RevokingAGrantCancelsCommandsStillQueuedUnderIt) {
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::string id = sendOk("light");
+  ASSERT_TRUE(call("bob", "b1", "removeAuthorizedDevice",
+                   R"({"clientIdentify":"a1","appId":"appA","userId":"alice"})")
+                  .ok);
+  auto states = events("alice", "a1", "commandState");
+  ASSERT_FALSE(states.empty());
+  EXPECT_EQ(states.back()->getValue<std::string>("commandId"), id);
+  EXPECT_EQ(states.back()->getValue<std::string>("state"), "expired");
+  EXPECT_EQ(states.back()->getValue<std::string>("reason"), "revoked");
+  ctx_.setOnline("bob", "b1", true);
+  EXPECT_TRUE(events("bob", "b1", "command").empty());
+}
+
+TEST_F(CoopRelayTest, DeviceListsCarryTheSeedFieldsAndPresence) {
+  grant();
+  Reply mine = call("alice", "a1", "getMyDevices");
+  ASSERT_TRUE(mine.ok);
+  Array::Ptr devices = mine.result->getArray("devices");
+  EXPECT_EQ(clientIds(devices), (std::vector<std::string>{"a1", "a2"}));
+  Object::Ptr tv = devices->getObject(1);
+  EXPECT_EQ(tv->getValue<std::string>("appId"), "appA");
+  EXPECT_EQ(tv->getValue<std::string>("deviceModel"), "TV");
+  EXPECT_EQ(tv->getValue<std::string>("deviceName"), "Alice TV");
+  EXPECT_EQ(tv->getValue<std::string>("userId"), "alice");
+  EXPECT_TRUE(tv->getValue<bool>("online"));
+
+  Reply all = call("alice", "a1", "getAllDevices");
+  Array::Ptr accessible = all.result->getArray("accessibleDevices");
+  ASSERT_EQ(accessible->size(), 1u);
+  EXPECT_EQ(accessible->getObject(0)->getValue<std::string>("deviceName"), "Bob tablet");
+  EXPECT_EQ(all.result->getArray("authorizedDevices")->size(), 0u);
+  Reply authorized = call("bob", "b1", "getAuthorizedDevices");
+  EXPECT_EQ(clientIds(authorized.result->getArray("devices")), std::vector<std::string>{"a1"});
+
+  size_t syncsBefore = events("bob", "b1", "sync").size();
+  ctx_.setOnline("alice", "a1", false);
+  authorized = call("bob", "b1", "getAuthorizedDevices");
+  EXPECT_FALSE(authorized.result->getArray("devices")->getObject(0)->getValue<bool>("online"));
+  // bob's list changed (alice's terminal went offline): bob is told to re-fetch.
+  EXPECT_GT(events("bob", "b1", "sync").size(), syncsBefore);
+  mine = call("alice", "a2", "getMyDevices");
+  EXPECT_FALSE(mine.result->getArray("devices")->getObject(0)->getValue<bool>("online"));
+}
+
+TEST_F(CoopRelayTest, RemoveMyDeviceHidesItDropsItsGrantsAndHelloBringsItBack) {
+  grant();
+  Reply r = call("bob", "b1", "removeMyDevice", R"({"clientIdentify":"b1"})");
+  ASSERT_TRUE(r.ok) << r.code;
+  EXPECT_TRUE(call("bob", "b1", "getMyDevices").result->getArray("devices")->size() == 0);
+  EXPECT_EQ(call("alice", "a1", "getAccessibleDevices").result->getArray("devices")->size(), 0u);
+  EXPECT_EQ(send("light").code, "NOT_FOUND");
+  // Only the user's own terminals can be removed.
+  EXPECT_EQ(call("alice", "a1", "removeMyDevice", R"({"clientIdentify":"b1"})").code,
+            "NOT_FOUND");
+  ctx_.hello("bob", "b1", "appB", "iPad", "Bob tablet");
+  EXPECT_EQ(clientIds(call("bob", "b1", "getMyDevices").result->getArray("devices")),
+            std::vector<std::string>{"b1"});
+  // The grant does not come back with it.
+  EXPECT_EQ(send("light").code, "FORBIDDEN");
+}
+
+TEST_F(CoopRelayTest, RemoveMyDeviceExpiresCommandsWaitingForIt) {
+  ctx_.setOnline("alice", "a2", false);
+  Reply r = send("x", to("alice", "a2", "appA"));
+  ASSERT_EQ(r.result->getValue<std::string>("state"), "queued");
+  ASSERT_TRUE(call("alice", "a1", "removeMyDevice", R"({"clientIdentify":"a2"})").ok);
+  auto states = events("alice", "a1", "commandState");
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_EQ(states[0]->getValue<std::string>("state"), "expired");
+  EXPECT_EQ(states[0]->getValue<std::string>("reason"), "removed");
+  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+}
+
+TEST_F(CoopRelayTest, OfflineTargetGetsQueuedCommandsInSendOrder) {
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 100; ++i) {
+    Reply r = send("light", bobB1(), R"({"i":)" + std::to_string(i) + "}");
+    ASSERT_TRUE(r.ok);
+    EXPECT_EQ(r.result->getValue<std::string>("state"), "queued");
+    EXPECT_EQ(r.result->getValue<int>("stateCode"), 1);
+    ids.push_back(r.result->getValue<std::string>("commandId"));
+  }
+  EXPECT_TRUE(events("bob", "b1", "command").empty());
+  ctx_.setOnline("bob", "b1", true);
+  auto cmds = events("bob", "b1", "command");
+  ASSERT_EQ(cmds.size(), 100u);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(cmds[i]->getValue<std::string>("commandId"), ids[i]);
+    EXPECT_EQ(cmds[i]->getObject("commandParams")->getValue<int>("i"), i);
+  }
+  auto states = events("alice", "a1", "commandState");
+  ASSERT_EQ(states.size(), 100u);
+  EXPECT_EQ(states[0]->getValue<std::string>("state"), "delivered");
+  EXPECT_EQ(states[0]->getValue<int>("stateCode"), 2);
+  // A new command after reconnect goes straight out, after the queued ones.
+  Reply r = send("light");
+  EXPECT_EQ(r.result->getValue<std::string>("state"), "delivered");
+  EXPECT_EQ(events("bob", "b1", "command").size(), 101u);
+}
+
+TEST_F(CoopRelayTest, QueuedCommandPastTtlIsExpiredAndNeverDelivered) {
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::string id = sendOk("light");
+  ctx_.advance(std::chrono::hours(23));
+  EXPECT_TRUE(events("alice", "a1", "commandState").empty());
+  ctx_.advance(std::chrono::hours(2));
+  auto states = events("alice", "a1", "commandState");
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_EQ(states[0]->getValue<std::string>("commandId"), id);
+  EXPECT_EQ(states[0]->getValue<std::string>("state"), "expired");
+  EXPECT_EQ(states[0]->getValue<int>("stateCode"), 4);
+  ctx_.setOnline("bob", "b1", true);
+  EXPECT_TRUE(events("bob", "b1", "command").empty());
+  EXPECT_EQ(call("bob", "b1", "replyCommand",
+                 R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
+                .code,
+            "NOT_FOUND");
+}
+
+TEST_F(CoopRelayTest, DeliveredCommandWithoutReplyTimesOut) {
+  grant();
+  std::string id = sendOk("light");
+  ctx_.advance(std::chrono::seconds(29));
+  EXPECT_TRUE(events("alice", "a1", "commandState").empty());
+  ctx_.advance(std::chrono::seconds(2));
+  auto states = events("alice", "a1", "commandState");
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_EQ(states[0]->getValue<std::string>("state"), "timeout");
+  EXPECT_EQ(states[0]->getValue<int>("stateCode"), 5);
+  EXPECT_EQ(call("bob", "b1", "replyCommand",
+                 R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
+                .code,
+            "NOT_FOUND");
+  EXPECT_TRUE(events("alice", "a1", "commandResponse").empty());
+}
+
+TEST_F(CoopRelayTest, OnlyTheAddressedTerminalMayReply) {
+  grant();
+  std::string id = sendOk("light");
+  std::string body = R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}";
+  EXPECT_EQ(call("carol", "c1", "replyCommand", body).code, "FORBIDDEN");
+  EXPECT_EQ(call("alice", "a1", "replyCommand", body).code, "FORBIDDEN");
+  // The addressee trying to aim the response at someone else.
+  EXPECT_EQ(call("bob", "b1", "replyCommand",
+                 R"({"commandId":")" + id + R"(","to":)" + to("carol", "c1", "appC") + "}")
+                .code,
+            "FORBIDDEN");
+  EXPECT_TRUE(events("carol", "c1", "commandResponse").empty());
+  ASSERT_TRUE(call("bob", "b1", "replyCommand", body).ok);
+  EXPECT_EQ(call("bob", "b1", "replyCommand", body).code, "NOT_FOUND");
+  EXPECT_EQ(events("alice", "a1", "commandResponse").size(), 1u);
+}
+
+TEST_F(CoopRelayTest, ReplyToAnOfflineSenderWaitsForIt) {
+  grant();
+  std::string id = sendOk("light");
+  ctx_.setOnline("alice", "a1", false);
+  ASSERT_TRUE(call("bob", "b1", "replyCommand",
+                   R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
+                  .ok);
+  EXPECT_TRUE(events("alice", "a1", "commandResponse").empty());
+  restartPlugin();  // the reply was acknowledged to bob: it must survive a restart
+  ctx_.setOnline("alice", "a1", true);
+  auto back = events("alice", "a1", "commandResponse");
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0]->getValue<std::string>("commandId"), id);
+  EXPECT_EQ(ctx_.kv_.size("outbox"), 0u);
+}
+
+TEST_F(CoopRelayTest, QueueLimitIsLimitReachedAndNothingIsDropped) {
+  ctx_.config_.ints["max_queued_per_terminal"] = 3;
+  restartPlugin();
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(send("light").ok);
+  Reply r = send("light");
+  EXPECT_EQ(r.code, "LIMIT_REACHED");
+  EXPECT_EQ(ctx_.kv_.size("commands"), 3u);
+  ctx_.setOnline("bob", "b1", true);
+  EXPECT_EQ(events("bob", "b1", "command").size(), 3u);
+  // Once delivered, the queue has room again.
+  ctx_.setOnline("bob", "b1", false);
+  EXPECT_TRUE(send("light").ok);
+}
+
+TEST_F(CoopRelayTest, RestartKeepsGrantsQueuesAndRequests) {
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::string c1 = sendOk("light");
+  std::string c2 = sendOk("light");
+  Reply pending = call("carol", "c1", "requestAccessTo",
+                       R"({"to":)" + bobB1() + R"(,"allPermissions":true})");
+  ASSERT_TRUE(pending.ok);
+  restartPlugin();
+  EXPECT_TRUE(send("light").ok);  // the grant survived
+  ctx_.setOnline("bob", "b1", true);
+  auto cmds = events("bob", "b1", "command");
+  ASSERT_EQ(cmds.size(), 3u);
+  EXPECT_EQ(cmds[0]->getValue<std::string>("commandId"), c1);
+  EXPECT_EQ(cmds[1]->getValue<std::string>("commandId"), c2);
+  // alice's request (answered before the restart) and carol's pending one, offered once.
+  auto reqs = events("bob", "b1", "accessRequest");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[1]->getValue<std::string>("commandId"),
+            pending.result->getValue<std::string>("commandId"));
+  EXPECT_EQ(reqs[1]->getObject("from")->getValue<std::string>("userId"), "carol");
+}
+
+TEST_F(CoopRelayTest, WhatExpiredWhileDownIsSettledAtStart) {
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::string id = sendOk("light");
+  plugin_->stop();
+  plugin_.reset();
+  ctx_.dropPlugin();
+  ctx_.advance(std::chrono::hours(25));  // the hub was down past command_ttl
+  startPlugin();
+  auto states = events("alice", "a1", "commandState");
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_EQ(states[0]->getValue<std::string>("commandId"), id);
+  EXPECT_EQ(states[0]->getValue<std::string>("state"), "expired");
+  ctx_.setOnline("bob", "b1", true);
+  EXPECT_TRUE(events("bob", "b1", "command").empty());
+}
+
+TEST_F(CoopRelayTest, DeadlinesAreReArmedAfterRestart) {
+  grant();
+  std::string reqId;
+  {
+    Reply r = call("carol", "c1", "requestAccessTo",
+                   R"({"to":)" + bobB1() + R"(,"allPermissions":true})");
+    reqId = r.result->getValue<std::string>("commandId");
+  }
+  restartPlugin();
+  ctx_.advance(std::chrono::minutes(11));
+  auto resp = events("carol", "c1", "accessResponse");
+  ASSERT_EQ(resp.size(), 1u);
+  EXPECT_EQ(resp[0]->getValue<std::string>("commandId"), reqId);
+  EXPECT_EQ(resp[0]->getValue<std::string>("message"), "expired");
+}
+
+TEST_F(CoopRelayTest, StoreFailureIsInternalAndChangesNothing) {
+  std::string id = requestAccess();
+  ctx_.kv_.failWrites = true;
+  Reply r = call("bob", "b1", "agreeAccessRequest",
+                 R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}");
+  EXPECT_EQ(r.code, "INTERNAL");
+  EXPECT_TRUE(events("alice", "a1", "accessResponse").empty());
+  EXPECT_EQ(send("light").code, "FORBIDDEN");
+  ctx_.kv_.failWrites = false;
+  // The request is still pending and can be agreed now.
+  EXPECT_TRUE(call("bob", "b1", "agreeAccessRequest",
+                   R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
+                  .ok);
+  EXPECT_TRUE(send("light").ok);
+}
+
+TEST_F(CoopRelayTest, StoreFailureDuringExpiryRetriesLater) {
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  sendOk("light");
+  ctx_.kv_.failWrites = true;
+  ctx_.advance(std::chrono::hours(25));
+  EXPECT_TRUE(events("alice", "a1", "commandState").empty());
+  ctx_.kv_.failWrites = false;
+  ctx_.advance(std::chrono::seconds(2));
+  ASSERT_EQ(events("alice", "a1", "commandState").size(), 1u);
+  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+}
+
+struct BadCase {
+  const char* method;
+  const char* params;
+};
+
+TEST_F(CoopRelayTest, MalformedParamsAreInvalidRequestAndChangeNothing) {
+  grant();
+  std::string bob = bobB1();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"sendCommand", R"({"to":)" + bob + "}"},
+      {"sendCommand", R"({"commandType":"a/b","to":)" + bob + "}"},
+      {"sendCommand", R"({"commandType":"light#","to":)" + bob + "}"},
+      {"sendCommand", R"({"commandType":"","to":)" + bob + "}"},
+      {"sendCommand", R"({"commandType":7,"to":)" + bob + "}"},
+      {"sendCommand", R"({"commandType":"light","to":"bob"})"},
+      {"sendCommand", R"({"commandType":"light","to":{"userId":"bob","clientIdentify":"b1"}})"},
+      {"sendCommand",
+       R"({"commandType":"light","to":{"appId":"appB","userId":"bo+b","clientIdentify":"b1"}})"},
+      {"sendCommand", R"({"commandType":"light","to":)" + bob + R"(,"commandParams":[1]})"},
+      {"sendCommand", R"({"commandType":"light","to":)" + bob + R"(,"commandParams":"x"})"},
+      {"sendCommand", R"({"commandType":")" + std::string(65, 'x') + R"(","to":)" + bob + "}"},
+      {"requestAccessTo", R"({"to":)" + bob + "}"},
+      {"requestAccessTo", R"({"to":)" + bob + R"(,"allPermissions":"yes"})"},
+      {"requestAccessTo", R"({"to":)" + bob + R"(,"allPermissions":1})"},
+      {"requestAccessTo", R"({"to":)" + bob + R"(,"permissions":"light"})"},
+      {"requestAccessTo", R"({"to":)" + bob + R"(,"permissions":["li ght"]})"},
+      {"requestAccessTo", R"({"to":)" + bob + R"(,"permissions":[1]})"},
+      {"agreeAccessRequest", R"({"to":)" + aliceA1() + "}"},
+      {"agreeAccessRequest", R"({"commandId":"x"})"},
+      {"rejectAccessRequest", R"({"commandId":["x"],"to":)" + aliceA1() + "}"},
+      {"replyCommand", R"({"commandId":"x","to":)" + aliceA1() + R"(,"commandParams":3})"},
+      {"replyCommand", R"({"commandParams":{}})"},
+      {"removeAuthorizedDevice", R"({"clientIdentify":"a1","userId":"alice"})"},
+      {"removeAccessibleDevice", R"({"clientIdentify":"b1","appId":"appB","userId":"#"})"},
+      {"removeMyDevice", R"({})"},
+      {"removeMyDevice", R"({"clientIdentify":"a/1"})"},
+      {"getDeviceInfo", R"({})"},
+  };
+  FakeKv::Data before = ctx_.kv_.data;
+  size_t eventsBefore = ctx_.sent_.size();
+  for (const auto& [method, params] : cases) {
+    Reply r = call("alice", "a1", method, params);
+    EXPECT_EQ(r.code, "INVALID_REQUEST") << method << " " << params;
+    EXPECT_FALSE(r.message.empty());
+  }
+  EXPECT_EQ(ctx_.kv_.data, before);
+  EXPECT_EQ(ctx_.sent_.size(), eventsBefore);
+  // The grant still works: nothing above touched it.
+  EXPECT_TRUE(send("light").ok);
+}
+
+TEST_F(CoopRelayTest, CallsFromATerminalThatNeverSaidHelloAreNotFound) {
+  EXPECT_EQ(send("light", bobB1(), "{}", "alice", "ghost").code, "NOT_FOUND");
+  EXPECT_EQ(call("alice", "ghost", "requestAccessTo",
+                 R"({"to":)" + bobB1() + R"(,"allPermissions":true})")
+                .code,
+            "NOT_FOUND");
+}
+
+TEST_F(CoopRelayTest, RemovedUserLeavesNoGrantsOrQueues) {
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  sendOk("light");
+  ctx_.removeUser("alice");
+  EXPECT_EQ(ctx_.kv_.size("grants"), 0u);
+  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  ctx_.setOnline("bob", "b1", true);
+  EXPECT_TRUE(events("bob", "b1", "command").empty());
+  EXPECT_EQ(call("bob", "b1", "getAuthorizedDevices").result->getArray("devices")->size(), 0u);
+}
+
+TEST_F(CoopRelayTest, StoppedPluginAnswersUnavailable) {
+  plugin_->stop();
+  EXPECT_EQ(call("alice", "a1", "getMyDevices").code, "UNAVAILABLE");
+}
+
+}  // namespace
+}  // namespace hearth::coop

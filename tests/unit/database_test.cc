@@ -1,0 +1,143 @@
+// The store: migrations by version, integrity check at open, and refusal to touch a database
+// that cannot be read.
+
+#include "store/database.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace hearth {
+namespace {
+
+class DatabaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/hearth-db-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    path_ = dir_ + "/hearth.db";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_, path_;
+};
+
+TEST_F(DatabaseTest, NewDatabaseIsMigratedToLatest) {
+  auto db = Database::open(path_);
+  ASSERT_TRUE(db) << db.status().toString();
+  EXPECT_EQ(db.value()->schemaVersion(), Database::latestVersion());
+  EXPECT_GE(Database::latestVersion(), 2);
+  EXPECT_EQ(db.value()->sql().execAndGet("PRAGMA journal_mode").getString(), "wal");
+  EXPECT_EQ(db.value()->sql().execAndGet("PRAGMA synchronous").getInt(), 2);  // FULL
+  EXPECT_TRUE(db.value()->sql().tableExists("bindings"));
+}
+
+TEST_F(DatabaseTest, OlderSchemaIsMigratedAndDataKept) {
+  {
+    SQLite::Database raw(path_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    // Exactly what version 1 created for users.
+    raw.exec("CREATE TABLE users (user_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL)");
+    raw.exec(
+        "CREATE TABLE terminals (user_id TEXT NOT NULL, client_id TEXT NOT NULL, app_id TEXT "
+        "NOT NULL DEFAULT '', device_model TEXT NOT NULL DEFAULT '', device_name TEXT NOT NULL "
+        "DEFAULT '', open_id TEXT NOT NULL UNIQUE, first_seen INTEGER NOT NULL, last_seen "
+        "INTEGER NOT NULL, PRIMARY KEY (user_id, client_id))");
+    raw.exec(
+        "CREATE TABLE plugin_kv (plugin TEXT NOT NULL, collection TEXT NOT NULL, key BLOB NOT "
+        "NULL, value BLOB NOT NULL, PRIMARY KEY (plugin, collection, key)) WITHOUT ROWID");
+    raw.exec("INSERT INTO users VALUES('alice', 1)");
+    raw.exec("PRAGMA user_version=1");
+  }
+  auto db = Database::open(path_);
+  ASSERT_TRUE(db) << db.status().toString();
+  EXPECT_EQ(db.value()->schemaVersion(), Database::latestVersion());
+  EXPECT_EQ(db.value()->sql().execAndGet("SELECT user_id FROM users").getString(), "alice");
+  EXPECT_TRUE(db.value()->sql().tableExists("devices"));
+}
+
+TEST_F(DatabaseTest, NewerSchemaIsRefused) {
+  {
+    SQLite::Database raw(path_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    raw.exec("PRAGMA user_version=999");
+  }
+  auto db = Database::open(path_);
+  ASSERT_FALSE(db);
+  EXPECT_NE(db.status().message().find("newer"), std::string::npos);
+}
+
+TEST_F(DatabaseTest, GarbageFileIsRefusedAndNotRecreated) {
+  {
+    std::ofstream f(path_);
+    f << std::string(8192, 'x');
+  }
+  auto before = std::filesystem::file_size(path_);
+  auto db = Database::open(path_);
+  ASSERT_FALSE(db);
+  EXPECT_NE(db.status().message().find("never recreates"), std::string::npos);
+  EXPECT_EQ(std::filesystem::file_size(path_), before);
+  std::ifstream f(path_);
+  std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, std::string(8192, 'x'));
+}
+
+TEST_F(DatabaseTest, CorruptPageFailsIntegrityCheck) {
+  {
+    auto db = Database::open(path_);
+    ASSERT_TRUE(db);
+    auto& sql = db.value()->sql();
+    sql.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    sql.exec("CREATE TABLE filler(x TEXT)");
+    for (int i = 0; i < 200; ++i) {
+      sql.exec("INSERT INTO filler VALUES(hex(randomblob(200)))");
+    }
+    sql.exec("CREATE INDEX filler_x ON filler(x)");
+    sql.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+  // Scribble over the middle of the file (index pages), leaving the header intact.
+  {
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path_) / 2));
+    std::string junk(4096, '\xAB');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  auto db = Database::open(path_);
+  ASSERT_FALSE(db);
+  EXPECT_NE(db.status().message().find(path_), std::string::npos);
+}
+
+TEST_F(DatabaseTest, PluginKvIsNamespacedAndOrdered) {
+  auto db = Database::open(path_);
+  ASSERT_TRUE(db);
+  PluginKvStore a(*db.value(), "a");
+  PluginKvStore b(*db.value(), "b");
+  ASSERT_TRUE(a.put("q", "002", "two"));
+  ASSERT_TRUE(a.put("q", "001", "one"));
+  ASSERT_TRUE(b.put("q", "001", "other"));
+  std::vector<std::string> seen;
+  ASSERT_TRUE(a.scan("q", "", 0, [&](const std::string& k, const std::string& v) {
+    seen.push_back(k + "=" + v);
+    return true;
+  }));
+  EXPECT_EQ(seen, (std::vector<std::string>{"001=one", "002=two"}));
+  EXPECT_EQ(*b.get("q", "001").value(), "other");
+  EXPECT_EQ(a.count("q").value(), 2);
+  ASSERT_TRUE(a.erase("q", "001"));
+  EXPECT_FALSE(a.get("q", "001").value().has_value());
+}
+
+TEST_F(DatabaseTest, FailedTransactionRollsBack) {
+  auto db = Database::open(path_);
+  ASSERT_TRUE(db);
+  PluginKvStore a(*db.value(), "a");
+  Status s = a.transaction([&] {
+    a.put("q", "1", "x");
+    return Status::error(ErrorCode::kConflict, "no");
+  });
+  EXPECT_EQ(s.code(), ErrorCode::kConflict);
+  EXPECT_FALSE(a.get("q", "1").value().has_value());
+}
+
+}  // namespace
+}  // namespace hearth

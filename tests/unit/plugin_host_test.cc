@@ -1,0 +1,127 @@
+// The plugin host refuses modules with another ABI before reading anything else, reports a
+// plugin whose start fails, and keeps the others running.
+
+#include "plugin_host/plugin_host.h"
+
+#include <Poco/JSON/Object.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "hub/clock.h"
+
+namespace hearth {
+namespace {
+
+class FakeCore : public CoreServices {
+ public:
+  FakeCore() : logger_(sink_, "test"), loop_(clock_), bus_(loop_), router_(pub_, logger_) {
+    sink_.setLevel(LogLevel::kError);
+    char tmpl[] = "/tmp/hearth-ph-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    db_ = std::move(Database::open(dir_ + "/db").value());
+    identity_ = std::make_unique<IdentityService>(*db_, clock_);
+    bindings_ = std::make_unique<binding::BindingService>(binding::ServiceDeps{
+        *db_, loop_, clock_, logger_, *identity_,
+        [](const std::string&, const std::string&, const std::string&) {}});
+  }
+  ~FakeCore() override { std::filesystem::remove_all(dir_); }
+  HubLoop& loop() override { return loop_; }
+  const Clock& clock() const override { return clock_; }
+  LogSink& logSink() override { return sink_; }
+  Database& database() override { return *db_; }
+  RequestRouter& router() override { return router_; }
+  IdentityService& identity() override { return *identity_; }
+  EventBus& bus() override { return bus_; }
+  binding::BindingService& bindings() override { return *bindings_; }
+  size_t sendEvent(const std::string&, const std::string&, const std::string&,
+                   const std::string&) override {
+    return 0;
+  }
+  void statusChanged() override { ++statusChanges; }
+
+  struct NullPublisher : Publisher {
+    void publish(const std::string&, const std::string&, const std::string*) override {}
+  };
+  int statusChanges = 0;
+  std::string dir_;
+  ManualClock clock_;
+  LogSink sink_;
+  TaggedLogger logger_;
+  HubLoop loop_;
+  EventBus bus_;
+  NullPublisher pub_;
+  RequestRouter router_;
+  std::unique_ptr<Database> db_;
+  std::unique_ptr<IdentityService> identity_;
+  std::unique_ptr<binding::BindingService> bindings_;
+};
+
+config::HubConfig configFor(const std::string& yaml) {
+  auto r = config::loadString(yaml, "test.yaml");
+  EXPECT_TRUE(r.config) << config::formatErrors(r.errors);
+  return *r.config;
+}
+
+TEST(PluginHost, RefusesOtherAbiAndReportsFailedStartOthersRun) {
+  FakeCore core;
+  PluginHost host(core, core.logger_);
+  host.discover(HEARTH_TEST_PLUGIN_DIR);
+  // badabi declares ABI 999: refused, never created.
+  EXPECT_FALSE(host.hasPlugin("badabi"));
+  ASSERT_TRUE(host.hasPlugin("echo"));
+  ASSERT_TRUE(host.hasPlugin("failstart"));
+
+  std::map<std::string, config::PluginConfigResult> cfgs;
+  auto errors = host.validate(configFor("plugins: {echo: {greeting: hi}}\n"), &cfgs);
+  ASSERT_TRUE(errors.empty()) << config::formatErrors(errors);
+  host.startAll(std::move(cfgs));
+
+  Poco::JSON::Object status;
+  host.fillStatus(status);
+  auto plugins = status.getObject("plugins");
+  auto details = status.getObject("details");
+  EXPECT_EQ(plugins->getValue<std::string>("echo"), "running");
+  EXPECT_EQ(plugins->getValue<std::string>("failstart"), "failed");
+  EXPECT_EQ(plugins->getValue<std::string>("badabi_plugin"), "refused");
+  std::string refusal = details->getObject("badabi_plugin")->getValue<std::string>("error");
+  EXPECT_NE(refusal.find("999"), std::string::npos) << refusal;
+  EXPECT_NE(refusal.find("hearthd ABI version 1"), std::string::npos) << refusal;
+  EXPECT_NE(details->getObject("badabi_plugin")->getValue<std::string>("file").find(
+                "badabi_plugin.so"),
+            std::string::npos);
+  EXPECT_NE(details->getObject("failstart")->getValue<std::string>("error").find(
+                "no hardware"),
+            std::string::npos);
+  EXPECT_EQ(details->getObject("echo")->getValue<std::string>("greeting"), "hi");
+  host.stopAll();
+}
+
+TEST(PluginHost, ConfigOfUnknownPluginAndBadPluginKeysAreErrors) {
+  FakeCore core;
+  PluginHost host(core, core.logger_);
+  host.discover(HEARTH_TEST_PLUGIN_DIR);
+  auto errors =
+      host.validate(configFor("plugins:\n  nosuch: {}\n  echo:\n    limit: 50\n    colour: red\n"),
+                    nullptr);
+  std::string all = config::formatErrors(errors);
+  EXPECT_NE(all.find("plugins.nosuch"), std::string::npos) << all;
+  EXPECT_NE(all.find("plugins.echo.limit"), std::string::npos) << all;
+  EXPECT_NE(all.find("plugins.echo.colour"), std::string::npos) << all;
+}
+
+TEST(PluginHost, DisabledPluginIsNotStarted) {
+  FakeCore core;
+  PluginHost host(core, core.logger_);
+  host.discover(HEARTH_TEST_PLUGIN_DIR);
+  std::map<std::string, config::PluginConfigResult> cfgs;
+  ASSERT_TRUE(host.validate(configFor("plugins: {echo: {enabled: false}}\n"), &cfgs).empty());
+  host.startAll(std::move(cfgs));
+  Poco::JSON::Object status;
+  host.fillStatus(status);
+  EXPECT_EQ(status.getObject("plugins")->getValue<std::string>("echo"), "stopped");
+}
+
+}  // namespace
+}  // namespace hearth
