@@ -305,9 +305,9 @@ class Hub:
             env["NOTIFY_SOCKET"] = self.notify.path
         if self.watchdog_usec:
             env["WATCHDOG_USEC"] = str(self.watchdog_usec)
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([HEARTHD, "--config", self.config_path], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([HEARTHD, "--config", self.config_path], stdout=log,
+                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
         if wait:
             self.wait_ready()
 
