@@ -273,7 +273,7 @@ TEST(ConfigErrors, WrongTypes) {
 TEST(ConfigErrors, OutOfRange) {
   ConfigError e = onlyError("binding:\n  share:\n    qr_ttl: 45m\n");
   EXPECT_EQ(e.toString(),
-            "test.yaml:3: binding.share.qr_ttl: must be between 1m and 30m (got 45m)");
+            "test.yaml:3: binding.share.qr_ttl: must be between 1s and 30m (got 45m)");
 
   e = onlyError("binding:\n  share:\n    max_members: 0\n");
   EXPECT_EQ(e.line, 3);
