@@ -1,6 +1,7 @@
 # Thin wrapper around CMake. The two commands of the README:
 #   make run   install what is missing, build, start a private broker and hearthd
 #   make test  install what is missing, build, run every test (ctest)
+MAKEFLAGS += --no-print-directory
 BUILD ?= build
 JOBS ?= $(shell nproc)
 PORT ?= 1883
