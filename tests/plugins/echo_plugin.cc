@@ -26,42 +26,42 @@ class EchoPlugin : public hearth::Plugin {
 
   hearth::Status start() override {
     using hearth::MethodScope;
-    ctx_.registerMethod("echo", MethodScope::kUser, [this](const hearth::Request& req,
-                                                           hearth::Responder res) {
-      Poco::JSON::Object r;
-      r.set("params", parse(req.paramsJson));
-      r.set("greeting", ctx_.config().getString("greeting"));
-      r.set("userId", req.userId);
-      r.set("clientId", req.clientId);
-      res.ok(toJson(r));
-    });
-    ctx_.registerMethod("kvPut", MethodScope::kUser, [this](const hearth::Request& req,
-                                                            hearth::Responder res) {
-      auto p = parse(req.paramsJson);
-      res.status(ctx_.store().put("kv", req.userId + "/" + p->getValue<std::string>("key"),
-                                  p->getValue<std::string>("value")));
-    });
-    ctx_.registerMethod("kvGet", MethodScope::kUser, [this](const hearth::Request& req,
-                                                            hearth::Responder res) {
-      auto p = parse(req.paramsJson);
-      auto v = ctx_.store().get("kv", req.userId + "/" + p->getValue<std::string>("key"));
-      if (!v) return res.error(v.status().code(), v.status().message());
-      if (!v.value()) return res.error(hearth::ErrorCode::kNotFound, "no such key");
-      Poco::JSON::Object r;
-      r.set("value", *v.value());
-      res.ok(toJson(r));
-    });
+    ctx_.registerMethod("echo", MethodScope::kUser,
+                        [this](const hearth::Request& req, hearth::Responder res) {
+                          Poco::JSON::Object r;
+                          r.set("params", parse(req.paramsJson));
+                          r.set("greeting", ctx_.config().getString("greeting"));
+                          r.set("userId", req.userId);
+                          r.set("clientId", req.clientId);
+                          res.ok(toJson(r));
+                        });
+    ctx_.registerMethod(
+        "kvPut", MethodScope::kUser, [this](const hearth::Request& req, hearth::Responder res) {
+          auto p = parse(req.paramsJson);
+          res.status(ctx_.store().put("kv", req.userId + "/" + p->getValue<std::string>("key"),
+                                      p->getValue<std::string>("value")));
+        });
+    ctx_.registerMethod(
+        "kvGet", MethodScope::kUser, [this](const hearth::Request& req, hearth::Responder res) {
+          auto p = parse(req.paramsJson);
+          auto v = ctx_.store().get("kv", req.userId + "/" + p->getValue<std::string>("key"));
+          if (!v) return res.error(v.status().code(), v.status().message());
+          if (!v.value()) return res.error(hearth::ErrorCode::kNotFound, "no such key");
+          Poco::JSON::Object r;
+          r.set("value", *v.value());
+          res.ok(toJson(r));
+        });
     // Answers after `delayMs` from a hub-loop timer, and sends an event to the caller first.
-    ctx_.registerMethod("later", MethodScope::kUser, [this](const hearth::Request& req,
-                                                            hearth::Responder res) {
-      auto p = parse(req.paramsJson);
-      auto delay = std::chrono::milliseconds(p->optValue<int>("delayMs", 10));
-      std::string user = req.userId, client = req.clientId;
-      ctx_.startTimer(delay, [this, res, user, client] {
-        ctx_.sendEvent(user, client, "tick", "{\"n\":1}");
-        res.ok("{\"late\":true}");
-      });
-    });
+    ctx_.registerMethod("later", MethodScope::kUser,
+                        [this](const hearth::Request& req, hearth::Responder res) {
+                          auto p = parse(req.paramsJson);
+                          auto delay = std::chrono::milliseconds(p->optValue<int>("delayMs", 10));
+                          std::string user = req.userId, client = req.clientId;
+                          ctx_.startTimer(delay, [this, res, user, client] {
+                            ctx_.sendEvent(user, client, "tick", "{\"n\":1}");
+                            res.ok("{\"late\":true}");
+                          });
+                        });
     // Never answers: the core must answer INTERNAL for it.
     ctx_.registerMethod("forget", MethodScope::kUser,
                         [](const hearth::Request&, hearth::Responder) {});
@@ -69,12 +69,12 @@ class EchoPlugin : public hearth::Plugin {
                         [](const hearth::Request&, hearth::Responder res) { res.ok(); });
     ctx_.subscribe(hearth::events::kTerminalHello,
                    [this](const std::string&, const std::string&) { ++hellos_; });
-    ctx_.registerMethod("hellosSeen", MethodScope::kUser, [this](const hearth::Request&,
-                                                                 hearth::Responder res) {
-      res.ok("{\"hellos\":" + std::to_string(hellos_) + "}");
-    });
-    ctx_.setState(hearth::PluginState::kRunning, "{\"greeting\":\"" +
-                                                     ctx_.config().getString("greeting") + "\"}");
+    ctx_.registerMethod("hellosSeen", MethodScope::kUser,
+                        [this](const hearth::Request&, hearth::Responder res) {
+                          res.ok("{\"hellos\":" + std::to_string(hellos_) + "}");
+                        });
+    ctx_.setState(hearth::PluginState::kRunning,
+                  "{\"greeting\":\"" + ctx_.config().getString("greeting") + "\"}");
     return hearth::Status::ok();
   }
   void stop() override {}

@@ -76,12 +76,10 @@ class TestTransport : public hearth::Plugin, public hearth::DeviceTransport {
   }
   void stop() override {}
 
-  bool present(const std::string& deviceId) const override {
-    return present_.count(deviceId) > 0;
-  }
+  bool present(const std::string& deviceId) const override { return present_.count(deviceId) > 0; }
 
-  void control(const std::string& deviceId, const std::string& userId,
-               const std::string& command, const std::string& paramsJson,
+  void control(const std::string& deviceId, const std::string& userId, const std::string& command,
+               const std::string& paramsJson,
                std::function<void(hearth::Result<std::string>)> done) override {
     controls_.push_back(userId + ":" + deviceId + ":" + command);
     if (command == "hang") {
@@ -96,12 +94,10 @@ class TestTransport : public hearth::Plugin, public hearth::DeviceTransport {
 
  private:
   void reg(const char* name, std::function<void(Poco::JSON::Object::Ptr, hearth::Responder)> fn) {
-    ctx_.registerMethod(name, hearth::MethodScope::kAdmin,
-                        [fn](const hearth::Request& req, hearth::Responder res) {
-                          fn(Poco::JSON::Parser().parse(req.paramsJson)
-                                 .extract<Poco::JSON::Object::Ptr>(),
-                             res);
-                        });
+    ctx_.registerMethod(
+        name, hearth::MethodScope::kAdmin, [fn](const hearth::Request& req, hearth::Responder res) {
+          fn(Poco::JSON::Parser().parse(req.paramsJson).extract<Poco::JSON::Object::Ptr>(), res);
+        });
   }
 
   hearth::PluginContext& ctx_;

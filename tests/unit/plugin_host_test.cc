@@ -22,9 +22,9 @@ class FakeCore : public CoreServices {
     dir_ = mkdtemp(tmpl);
     db_ = std::move(Database::open(dir_ + "/db").value());
     identity_ = std::make_unique<IdentityService>(*db_, clock_);
-    bindings_ = std::make_unique<binding::BindingService>(binding::ServiceDeps{
-        *db_, loop_, clock_, logger_, *identity_,
-        [](const std::string&, const std::string&, const std::string&) {}});
+    bindings_ = std::make_unique<binding::BindingService>(
+        binding::ServiceDeps{*db_, loop_, clock_, logger_, *identity_,
+                             [](const std::string&, const std::string&, const std::string&) {}});
   }
   ~FakeCore() override { std::filesystem::remove_all(dir_); }
   HubLoop& loop() override { return loop_; }
@@ -88,11 +88,10 @@ TEST(PluginHost, RefusesOtherAbiAndReportsFailedStartOthersRun) {
   std::string refusal = details->getObject("badabi_plugin")->getValue<std::string>("error");
   EXPECT_NE(refusal.find("999"), std::string::npos) << refusal;
   EXPECT_NE(refusal.find("hearthd ABI version 1"), std::string::npos) << refusal;
-  EXPECT_NE(details->getObject("badabi_plugin")->getValue<std::string>("file").find(
-                "badabi_plugin.so"),
-            std::string::npos);
-  EXPECT_NE(details->getObject("failstart")->getValue<std::string>("error").find(
-                "no hardware"),
+  EXPECT_NE(
+      details->getObject("badabi_plugin")->getValue<std::string>("file").find("badabi_plugin.so"),
+      std::string::npos);
+  EXPECT_NE(details->getObject("failstart")->getValue<std::string>("error").find("no hardware"),
             std::string::npos);
   EXPECT_EQ(details->getObject("echo")->getValue<std::string>("greeting"), "hi");
   host.stopAll();
@@ -102,9 +101,8 @@ TEST(PluginHost, ConfigOfUnknownPluginAndBadPluginKeysAreErrors) {
   FakeCore core;
   PluginHost host(core, core.logger_);
   host.discover(HEARTH_TEST_PLUGIN_DIR);
-  auto errors =
-      host.validate(configFor("plugins:\n  nosuch: {}\n  echo:\n    limit: 50\n    colour: red\n"),
-                    nullptr);
+  auto errors = host.validate(
+      configFor("plugins:\n  nosuch: {}\n  echo:\n    limit: 50\n    colour: red\n"), nullptr);
   std::string all = config::formatErrors(errors);
   EXPECT_NE(all.find("plugins.nosuch"), std::string::npos) << all;
   EXPECT_NE(all.find("plugins.echo.limit"), std::string::npos) << all;

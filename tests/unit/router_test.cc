@@ -32,8 +32,8 @@ class RecordingPublisher : public Publisher {
  public:
   void publish(const std::string& topic, const std::string& payload,
                const std::string* correlation) override {
-    sent.push_back({topic, payload,
-                    correlation ? std::optional<std::string>(*correlation) : std::nullopt});
+    sent.push_back(
+        {topic, payload, correlation ? std::optional<std::string>(*correlation) : std::nullopt});
   }
   std::vector<Sent> sent;
 };
@@ -50,8 +50,7 @@ class RouterTest : public ::testing::Test {
         },
         "test");
     router_.registerMethod(
-        "status", MethodScope::kAdmin, [](const Request&, Responder res) { res.ok("{}"); },
-        "test");
+        "status", MethodScope::kAdmin, [](const Request&, Responder res) { res.ok("{}"); }, "test");
   }
 
   void send(const std::string& topic, const std::string& payload, std::string responseTopic = "",
@@ -114,8 +113,7 @@ TEST_F(RouterTest, OversizePayloadIsRejectedBeforeParsing) {
   send(kEcho, big);
   ASSERT_EQ(pub_.sent.size(), 1u);
   EXPECT_EQ(pub_.sent[0].errorCode(), "INVALID_REQUEST");
-  EXPECT_NE(pub_.sent[0].body()->getObject("error")->getValue<std::string>("message").find(
-                "limit"),
+  EXPECT_NE(pub_.sent[0].body()->getObject("error")->getValue<std::string>("message").find("limit"),
             std::string::npos);
   EXPECT_TRUE(seen_.empty());
 }
@@ -123,16 +121,17 @@ TEST_F(RouterTest, OversizePayloadIsRejectedBeforeParsing) {
 TEST_F(RouterTest, PayloadAtTheLimitIsAccepted) {
   std::string prefix = R"({"id":"1","params":{"x":")";
   std::string suffix = "\"}}";
-  std::string exact = prefix + std::string(kMaxPayloadBytes - prefix.size() - suffix.size(), 'a') +
-                      suffix;
+  std::string exact =
+      prefix + std::string(kMaxPayloadBytes - prefix.size() - suffix.size(), 'a') + suffix;
   ASSERT_EQ(exact.size(), kMaxPayloadBytes);
   send(kEcho, exact);
   EXPECT_EQ(seen_.size(), 1u);
 }
 
 TEST_F(RouterTest, MissingOrBadIdIsInvalidRequest) {
-  for (const char* p : {R"({"params":{}})", R"({"id":5})", R"({"id":""})",
-                        R"({"id":"0123456789012345678901234567890123456789012345678901234567890123456789"})"}) {
+  for (const char* p :
+       {R"({"params":{}})", R"({"id":5})", R"({"id":""})",
+        R"({"id":"0123456789012345678901234567890123456789012345678901234567890123456789"})"}) {
     pub_.sent.clear();
     send(kEcho, p);
     ASSERT_EQ(pub_.sent.size(), 1u) << p;

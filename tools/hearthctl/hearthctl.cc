@@ -92,8 +92,7 @@ std::optional<std::string> request(const hearth::config::HubConfig& cfg, const s
     // The broker handles our SUBSCRIBE before our PUBLISH, and the hub answers only after it
     // sees the PUBLISH, so the answer cannot overtake the subscription.
     client.subscribe({replyTopic}, 1);
-    client.publishWithResponseTopic("hearth/v1/admin/req/" + method, payload.str(), replyTopic,
-                                    id);
+    client.publishWithResponseTopic("hearth/v1/admin/req/" + method, payload.str(), replyTopic, id);
   });
   client.onMessage([&](hearth::MqttMessage msg) {
     if (msg.correlationData != id) return;
@@ -141,9 +140,8 @@ void printHuman(const std::string& method, const Poco::JSON::Object::Ptr& r) {
     if (!users || users->size() == 0) std::printf("no users\n");
     for (size_t i = 0; users && i < users->size(); ++i) {
       auto u = users->getObject(static_cast<unsigned>(i));
-      std::printf("%-24s terminals: %s (online: %s)\n",
-                  u->getValue<std::string>("userId").c_str(), u->get("terminals").toString().c_str(),
-                  u->get("online").toString().c_str());
+      std::printf("%-24s terminals: %s (online: %s)\n", u->getValue<std::string>("userId").c_str(),
+                  u->get("terminals").toString().c_str(), u->get("online").toString().c_str());
     }
     return;
   }
@@ -165,13 +163,20 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) std::exit(usage());
       return argv[++i];
     };
-    if (a == "--config" || a == "-c") configPath = next();
-    else if (a == "--set") overrides.push_back(next());
-    else if (a == "--json") json = true;
-    else if (a == "--timeout") timeoutSec = std::atoi(next().c_str());
-    else if (a == "--password") password = next();
-    else if (a == "--help" || a == "-h") return usage();
-    else args.push_back(a);
+    if (a == "--config" || a == "-c")
+      configPath = next();
+    else if (a == "--set")
+      overrides.push_back(next());
+    else if (a == "--json")
+      json = true;
+    else if (a == "--timeout")
+      timeoutSec = std::atoi(next().c_str());
+    else if (a == "--password")
+      password = next();
+    else if (a == "--help" || a == "-h")
+      return usage();
+    else
+      args.push_back(a);
   }
   if (args.empty()) return usage();
 
@@ -216,9 +221,10 @@ int main(int argc, char** argv) {
   }
   auto answer = request(*loaded.config, method, params, timeoutSec);
   if (!answer) {
-    std::fprintf(stderr, "hearthctl: no answer from hearthd within %d s (is it running, and "
-                 "is mqtt://%s:%d reachable?)\n", timeoutSec, loaded.config->brokerHost.c_str(),
-                 loaded.config->brokerPort);
+    std::fprintf(stderr,
+                 "hearthctl: no answer from hearthd within %d s (is it running, and "
+                 "is mqtt://%s:%d reachable?)\n",
+                 timeoutSec, loaded.config->brokerHost.c_str(), loaded.config->brokerPort);
     return 3;
   }
   Poco::JSON::Object::Ptr res;

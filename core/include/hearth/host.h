@@ -203,12 +203,18 @@ enum class PluginState { kStarting, kRunning, kWaiting, kDegraded, kFailed, kSto
 
 inline const char* pluginStateName(PluginState s) {
   switch (s) {
-    case PluginState::kStarting: return "starting";
-    case PluginState::kRunning: return "running";
-    case PluginState::kWaiting: return "waiting";
-    case PluginState::kDegraded: return "degraded";
-    case PluginState::kFailed: return "failed";
-    case PluginState::kStopped: return "stopped";
+    case PluginState::kStarting:
+      return "starting";
+    case PluginState::kRunning:
+      return "running";
+    case PluginState::kWaiting:
+      return "waiting";
+    case PluginState::kDegraded:
+      return "degraded";
+    case PluginState::kFailed:
+      return "failed";
+    case PluginState::kStopped:
+      return "stopped";
   }
   return "failed";
 }

@@ -50,24 +50,24 @@ typedef const hearth_plugin_descriptor* (*hearth_plugin_entry_fn)(void);
 }
 
 // Defines the entry point for a plugin class constructible from PluginContext&.
-#define HEARTH_PLUGIN(CLASS, NAME, VERSION, KEYS, KEY_COUNT)                                 \
-  extern "C" __attribute__((visibility("default"))) const hearth_plugin_descriptor*          \
-  hearth_plugin_entry(void) {                                                                \
-    static const hearth_plugin_descriptor d = {                                              \
-        HEARTH_PLUGIN_ABI_VERSION,                                                           \
-        sizeof(hearth_plugin_descriptor),                                                    \
-        NAME,                                                                                \
-        VERSION,                                                                             \
-        KEYS,                                                                                \
-        KEY_COUNT,                                                                           \
-        [](hearth::PluginContext* ctx) -> hearth::Plugin* {                                  \
-          try {                                                                              \
-            return new CLASS(*ctx);                                                          \
-          } catch (...) {                                                                    \
-            return nullptr;                                                                  \
-          }                                                                                  \
-        },                                                                                   \
-        [](hearth::Plugin* p) { delete p; },                                                 \
-    };                                                                                       \
-    return &d;                                                                               \
+#define HEARTH_PLUGIN(CLASS, NAME, VERSION, KEYS, KEY_COUNT)                        \
+  extern "C" __attribute__((visibility("default"))) const hearth_plugin_descriptor* \
+  hearth_plugin_entry(void) {                                                       \
+    static const hearth_plugin_descriptor d = {                                     \
+        HEARTH_PLUGIN_ABI_VERSION,                                                  \
+        sizeof(hearth_plugin_descriptor),                                           \
+        NAME,                                                                       \
+        VERSION,                                                                    \
+        KEYS,                                                                       \
+        KEY_COUNT,                                                                  \
+        [](hearth::PluginContext* ctx) -> hearth::Plugin* {                         \
+          try {                                                                     \
+            return new CLASS(*ctx);                                                 \
+          } catch (...) {                                                           \
+            return nullptr;                                                         \
+          }                                                                         \
+        },                                                                          \
+        [](hearth::Plugin* p) { delete p; },                                        \
+    };                                                                              \
+    return &d;                                                                      \
   }

@@ -35,25 +35,44 @@ enum class ErrorCode {
 // The wire name of a code ("OK" for kOk).
 inline const char* errorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kOk: return "OK";
-    case ErrorCode::kInvalidRequest: return "INVALID_REQUEST";
-    case ErrorCode::kUnknownMethod: return "UNKNOWN_METHOD";
-    case ErrorCode::kNotFound: return "NOT_FOUND";
-    case ErrorCode::kForbidden: return "FORBIDDEN";
-    case ErrorCode::kNotOwner: return "NOT_OWNER";
-    case ErrorCode::kShareRequired: return "SHARE_REQUIRED";
-    case ErrorCode::kAlreadyBound: return "ALREADY_BOUND";
-    case ErrorCode::kNotBindable: return "NOT_BINDABLE";
-    case ErrorCode::kTokenInvalid: return "TOKEN_INVALID";
-    case ErrorCode::kTokenExpired: return "TOKEN_EXPIRED";
-    case ErrorCode::kTokenUsed: return "TOKEN_USED";
-    case ErrorCode::kConflict: return "CONFLICT";
-    case ErrorCode::kLimitReached: return "LIMIT_REACHED";
-    case ErrorCode::kRateLimited: return "RATE_LIMITED";
-    case ErrorCode::kOffline: return "OFFLINE";
-    case ErrorCode::kTimeout: return "TIMEOUT";
-    case ErrorCode::kUnavailable: return "UNAVAILABLE";
-    case ErrorCode::kInternal: return "INTERNAL";
+    case ErrorCode::kOk:
+      return "OK";
+    case ErrorCode::kInvalidRequest:
+      return "INVALID_REQUEST";
+    case ErrorCode::kUnknownMethod:
+      return "UNKNOWN_METHOD";
+    case ErrorCode::kNotFound:
+      return "NOT_FOUND";
+    case ErrorCode::kForbidden:
+      return "FORBIDDEN";
+    case ErrorCode::kNotOwner:
+      return "NOT_OWNER";
+    case ErrorCode::kShareRequired:
+      return "SHARE_REQUIRED";
+    case ErrorCode::kAlreadyBound:
+      return "ALREADY_BOUND";
+    case ErrorCode::kNotBindable:
+      return "NOT_BINDABLE";
+    case ErrorCode::kTokenInvalid:
+      return "TOKEN_INVALID";
+    case ErrorCode::kTokenExpired:
+      return "TOKEN_EXPIRED";
+    case ErrorCode::kTokenUsed:
+      return "TOKEN_USED";
+    case ErrorCode::kConflict:
+      return "CONFLICT";
+    case ErrorCode::kLimitReached:
+      return "LIMIT_REACHED";
+    case ErrorCode::kRateLimited:
+      return "RATE_LIMITED";
+    case ErrorCode::kOffline:
+      return "OFFLINE";
+    case ErrorCode::kTimeout:
+      return "TIMEOUT";
+    case ErrorCode::kUnavailable:
+      return "UNAVAILABLE";
+    case ErrorCode::kInternal:
+      return "INTERNAL";
   }
   return "INTERNAL";
 }
@@ -85,7 +104,7 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
 
   bool isOk() const { return status_.isOk(); }

@@ -93,8 +93,7 @@ void BindingStore::writeToken(const ProvisionToken& token) {
 }
 
 Status BindingStore::saveDevice(const Device& device, const DeviceMeta& meta,
-                                const std::vector<AuditEntry>& audit,
-                                const ProvisionToken* token) {
+                                const std::vector<AuditEntry>& audit, const ProvisionToken* token) {
   return db_.transaction([&] {
     SQLite::Statement d(db_.sql(),
                         "INSERT OR REPLACE INTO devices(device_id, transport, model, name, "

@@ -30,8 +30,7 @@ class BindingStore {
   // Replaces the device's row, bindings and shares, and appends the audit entries; with a token
   // when a provision spent it. One transaction.
   Status saveDevice(const Device& device, const DeviceMeta& meta,
-                    const std::vector<AuditEntry>& audit,
-                    const ProvisionToken* token = nullptr);
+                    const std::vector<AuditEntry>& audit, const ProvisionToken* token = nullptr);
   Status saveToken(const ProvisionToken& token);
   Status deleteToken(const std::string& tokenHash);
 

@@ -90,7 +90,8 @@ Status BindingService::load(const config::HubConfig& cfg) {
   // Shares and tokens that expired while the hub was down.
   std::vector<std::string> ids;
   for (const auto& [id, d] : devices_) ids.push_back(id);
-  for (const auto& id : ids) mutate(id, [&](Device& d) { return policy_.expire(d, deps_.clock.nowMs()); });
+  for (const auto& id : ids)
+    mutate(id, [&](Device& d) { return policy_.expire(d, deps_.clock.nowMs()); });
   for (const auto& [id, d] : devices_) scheduleExpiry(d);
   armExpiryTimer();
   deps_.logger.info("binding engine: " + std::to_string(devices_.size()) + " devices, " +
@@ -193,11 +194,11 @@ void BindingService::armExpiryTimer() {
   if (expiryTimer_ != 0 && expiryTimerAt_ == at) return;
   if (expiryTimer_ != 0) deps_.loop.cancelTimer(expiryTimer_);
   expiryTimerAt_ = at;
-  expiryTimer_ = deps_.loop.startTimer(std::chrono::milliseconds(std::max<int64_t>(0, at - now)),
-                                       [this] {
-                                         expiryTimer_ = 0;
-                                         runExpiry();
-                                       });
+  expiryTimer_ =
+      deps_.loop.startTimer(std::chrono::milliseconds(std::max<int64_t>(0, at - now)), [this] {
+        expiryTimer_ = 0;
+        runExpiry();
+      });
 }
 
 void BindingService::runExpiry() {
@@ -274,8 +275,8 @@ Status BindingService::report(const DeviceReport& r) {
   auto it = devices_.find(r.deviceId);
   bool isNew = it == devices_.end();
   if (!isNew && it->second.transport != r.transport) {
-    return Status::error(ErrorCode::kConflict, "device " + r.deviceId + " belongs to transport " +
-                                                   it->second.transport);
+    return Status::error(ErrorCode::kConflict,
+                         "device " + r.deviceId + " belongs to transport " + it->second.transport);
   }
   Device d = isNew ? Device{} : it->second;
   DeviceMeta m = isNew ? DeviceMeta{} : meta_[r.deviceId];
@@ -295,8 +296,8 @@ Status BindingService::report(const DeviceReport& r) {
   m.lastSeenMs = now;
   // The window is the device's current word, kept in memory; it is persisted only with other
   // changes, since presence must be re-learned after a restart anyway.
-  d.bindWindowMs = r.inventoryOnly || r.bindWindowSec < 0 ? kBindWindowClosed
-                                                           : int64_t{r.bindWindowSec} * 1000;
+  d.bindWindowMs =
+      r.inventoryOnly || r.bindWindowSec < 0 ? kBindWindowClosed : int64_t{r.bindWindowSec} * 1000;
   d.bindWindowReportedAtMs = now;
   bool cameOnline = !d.online;
   d.online = true;
@@ -307,7 +308,8 @@ Status BindingService::report(const DeviceReport& r) {
   devices_[r.deviceId] = std::move(d);
   meta_[r.deviceId] = m;
   index(devices_[r.deviceId]);
-  if (cameOnline && !isNew) notifyBoundUsers(r.deviceId, "deviceOnline", deviceEventData(r.deviceId));
+  if (cameOnline && !isNew)
+    notifyBoundUsers(r.deviceId, "deviceOnline", deviceEventData(r.deviceId));
   return Status::ok();
 }
 
@@ -354,7 +356,8 @@ Result<std::string> BindingService::presentProvisionToken(const std::string& dev
 }
 
 Status BindingService::reportReset(const std::string& deviceId) {
-  Outcome out = mutate(deviceId, [&](Device& d) { return policy_.deviceReset(d, deps_.clock.nowMs()); });
+  Outcome out =
+      mutate(deviceId, [&](Device& d) { return policy_.deviceReset(d, deps_.clock.nowMs()); });
   return out.status;
 }
 
@@ -521,8 +524,8 @@ void BindingService::listShares(const Request& req, const Responder& res) {
   if (it != devicesByUser_.end()) {
     for (const auto& id : it->second) {
       const Device& d = devices_.at(id);
-      auto shares = direction == "toMe" ? sharesToUser(d, req.userId)
-                                        : sharesFromUser(d, req.userId);
+      auto shares =
+          direction == "toMe" ? sharesToUser(d, req.userId) : sharesFromUser(d, req.userId);
       for (const auto& s : shares) list->add(shareJson(s, d));
     }
   }
@@ -531,8 +534,7 @@ void BindingService::listShares(const Request& req, const Responder& res) {
   res.ok(toJson(r));
 }
 
-void BindingService::answerShare(const Request& req, const Responder& res,
-                                 const std::string& how) {
+void BindingService::answerShare(const Request& req, const Responder& res, const std::string& how) {
   Params p(req.paramsJson);
   std::string sharingId = p.identifier("sharingId");
   auto it = deviceBySharingId_.find(sharingId);
@@ -556,8 +558,8 @@ void BindingService::answerShare(const Request& req, const Responder& res,
 void BindingService::unbindDevice(const Request& req, const Responder& res) {
   Params p(req.paramsJson);
   std::string deviceId = p.identifier("deviceId");
-  Outcome out = mutate(deviceId,
-                       [&](Device& d) { return policy_.unbind(d, req.userId, deps_.clock.nowMs()); });
+  Outcome out = mutate(
+      deviceId, [&](Device& d) { return policy_.unbind(d, req.userId, deps_.clock.nowMs()); });
   Poco::JSON::Object r;
   r.set("deviceId", deviceId);
   answer(res, out, r);
@@ -651,19 +653,17 @@ void BindingService::controlDevice(const Request& req, const Responder& res) {
                      "the " + it->second.transport + " transport plugin is not running");
   }
   if (!it->second.online) return res.error(ErrorCode::kOffline, deviceId + " is offline");
-  t->second.impl->control(deviceId, req.userId, command, params,
-                          [res](Result<std::string> r) {
-                            if (!r) return res.error(r.status().code(), r.status().message());
-                            res.ok(r.value());
-                          });
+  t->second.impl->control(deviceId, req.userId, command, params, [res](Result<std::string> r) {
+    if (!r) return res.error(r.status().code(), r.status().message());
+    res.ok(r.value());
+  });
 }
 
 void BindingService::adminUnbindDevice(const Request& req, const Responder& res) {
   Params p(req.paramsJson);
   std::string deviceId = p.identifier("deviceId");
-  Outcome out = mutate(deviceId, [&](Device& d) {
-    return policy_.adminUnbind(d, "admin", deps_.clock.nowMs());
-  });
+  Outcome out = mutate(
+      deviceId, [&](Device& d) { return policy_.adminUnbind(d, "admin", deps_.clock.nowMs()); });
   Poco::JSON::Object r;
   r.set("deviceId", deviceId);
   answer(res, out, r);

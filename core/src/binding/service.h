@@ -55,8 +55,7 @@ class BindingService {
   void unregisterOwner(const std::string& owner);
   Status report(const DeviceReport& report);
   void setOnline(const std::string& deviceId, bool online);
-  Result<std::string> presentProvisionToken(const std::string& deviceId,
-                                            const std::string& token);
+  Result<std::string> presentProvisionToken(const std::string& deviceId, const std::string& token);
   Status reportReset(const std::string& deviceId);
   size_t notifyBoundUsers(const std::string& deviceId, const std::string& event,
                           const std::string& dataJson);
@@ -75,8 +74,7 @@ class BindingService {
   };
 
   // Applies op to a copy of the device; persists and swaps on success; sends notifications.
-  Outcome mutate(const std::string& deviceId,
-                 const std::function<Outcome(Device&)>& op,
+  Outcome mutate(const std::string& deviceId, const std::function<Outcome(Device&)>& op,
                  ProvisionToken* token = nullptr);
   void commitNotifications(const std::vector<Notification>& notes);
   void index(const Device& d);

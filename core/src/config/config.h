@@ -58,7 +58,7 @@ struct HubConfig {
 
   // binding:
   std::chrono::milliseconds provisionTtl{10 * 60 * 1000};
-  std::chrono::milliseconds qrTtl{15 * 60 * 1000};       // max 30 min
+  std::chrono::milliseconds qrTtl{15 * 60 * 1000};  // max 30 min
   std::chrono::milliseconds inviteTtl{24 * 3600 * 1000};
   int maxMembers = 20;
   int maxFailedScans = 20;

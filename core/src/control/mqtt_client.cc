@@ -61,8 +61,8 @@ void MqttClient::stop() {
   connected_ = false;
 }
 
-bool MqttClient::publish(const std::string& topic, const std::string& payload, int qos,
-                         bool retain, const std::string* correlationData, int* mid) {
+bool MqttClient::publish(const std::string& topic, const std::string& payload, int qos, bool retain,
+                         const std::string* correlationData, int* mid) {
   mosquitto_property* props = nullptr;
   if (correlationData != nullptr) {
     mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, correlationData->data(),

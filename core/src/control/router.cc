@@ -1,12 +1,12 @@
 #include "control/router.h"
 
-#include "control/params.h"
-
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/StringTokenizer.h>
 
 #include <sstream>
+
+#include "control/params.h"
 
 namespace hearth {
 namespace {
@@ -67,8 +67,8 @@ class MqttResponseSink : public ResponseSink {
   void sendError(ErrorCode code, std::string message) override {
     if (answered_.exchange(true)) return dropDuplicate();
     counters_.errors++;
-    send(errorEnvelope(id_.empty() ? std::nullopt : std::optional<std::string>(id_), code,
-                       message));
+    send(
+        errorEnvelope(id_.empty() ? std::nullopt : std::optional<std::string>(id_), code, message));
   }
 
   static std::string errorEnvelope(const std::optional<std::string>& id, ErrorCode code,
@@ -171,8 +171,8 @@ void RequestRouter::handle(const MqttMessage& msg) {
                                     : "hearth/v1/u/" + topic->userId + "/";
     if (msg.responseTopic.rfind(allowedPrefix, 0) != 0 ||
         msg.responseTopic.find_first_of("+#") != std::string::npos) {
-      return reject(ErrorCode::kInvalidRequest,
-                    "response topic must be under " + allowedPrefix, std::nullopt);
+      return reject(ErrorCode::kInvalidRequest, "response topic must be under " + allowedPrefix,
+                    std::nullopt);
     }
     replyTopic = msg.responseTopic;
   }
@@ -193,8 +193,7 @@ void RequestRouter::handle(const MqttMessage& msg) {
   try {
     Poco::Dynamic::Var parsed = Poco::JSON::Parser().parse(msg.payload);
     if (parsed.type() != typeid(Poco::JSON::Object::Ptr)) {
-      return reject(ErrorCode::kInvalidRequest, "the request must be a JSON object",
-                    std::nullopt);
+      return reject(ErrorCode::kInvalidRequest, "the request must be a JSON object", std::nullopt);
     }
     envelope = parsed.extract<Poco::JSON::Object::Ptr>();
   } catch (const std::exception& e) {

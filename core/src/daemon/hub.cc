@@ -10,6 +10,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "control/params.h"
 
@@ -134,9 +135,8 @@ int Hub::run() {
       }
     });
   });
-  mqtt_->onMessage([this](MqttMessage msg) {
-    loop_.post([this, msg = std::move(msg)] { onMessage(msg); });
-  });
+  mqtt_->onMessage(
+      [this](MqttMessage msg) { loop_.post([this, msg = std::move(msg)] { onMessage(msg); }); });
   if (Status s = mqtt_->start(); !s) {
     logger_.error(s.message());
     return 1;
@@ -204,28 +204,28 @@ void Hub::reload() {
     notify("READY=1");
     return;
   }
-  config::HubConfig next = std::move(*loaded.config);
-  if (next.brokerHost != cfg_.brokerHost || next.brokerPort != cfg_.brokerPort ||
-      next.brokerUsername != cfg_.brokerUsername || next.stateDir != cfg_.stateDir ||
-      next.pluginDir != cfg_.pluginDir || next.userManagement != cfg_.userManagement) {
-    logger_.warn("changes to broker.*, hub.state_dir, hub.plugin_dir take effect on restart");
-  }
-  LogLevel level;
-  if (LogSink::parseLevel(next.logLevel, &level)) sink_.setLevel(level);
   config::HubConfig old = cfg_;
-  cfg_.logLevel = next.logLevel;
-  cfg_.adminUsers = next.adminUsers;
-  cfg_.provisionTtl = next.provisionTtl;
-  cfg_.qrTtl = next.qrTtl;
-  cfg_.inviteTtl = next.inviteTtl;
-  cfg_.maxMembers = next.maxMembers;
-  cfg_.maxFailedScans = next.maxFailedScans;
-  cfg_.failedScanWindow = next.failedScanWindow;
-  cfg_.products = next.products;
-  cfg_.wifiDefaultMode = next.wifiDefaultMode;
-  cfg_.bleDefaultMode = next.bleDefaultMode;
-  cfg_.pluginNodes = next.pluginNodes;
-  cfg_.pluginNodeLines = next.pluginNodeLines;
+  cfg_ = std::move(*loaded.config);
+  // The connection, the state and the plugin set need a restart; they keep their running
+  // values (and say so) while everything else takes effect now.
+  bool needsRestart =
+      std::tie(cfg_.brokerHost, cfg_.brokerPort, cfg_.brokerClientId, cfg_.brokerUsername,
+               cfg_.brokerPassword, cfg_.brokerPasswordFile, cfg_.userManagement, cfg_.stateDir,
+               cfg_.pluginDir) != std::tie(old.brokerHost, old.brokerPort, old.brokerClientId,
+                                           old.brokerUsername, old.brokerPassword,
+                                           old.brokerPasswordFile, old.userManagement,
+                                           old.stateDir, old.pluginDir);
+  if (needsRestart) {
+    logger_.warn("changes to broker.*, hub.state_dir and hub.plugin_dir take effect on restart");
+  }
+  std::tie(cfg_.brokerHost, cfg_.brokerPort, cfg_.brokerClientId, cfg_.brokerUsername,
+           cfg_.brokerPassword, cfg_.brokerPasswordFile, cfg_.keepalive, cfg_.reconnectMin,
+           cfg_.reconnectMax, cfg_.userManagement, cfg_.stateDir, cfg_.pluginDir) =
+      std::tie(old.brokerHost, old.brokerPort, old.brokerClientId, old.brokerUsername,
+               old.brokerPassword, old.brokerPasswordFile, old.keepalive, old.reconnectMin,
+               old.reconnectMax, old.userManagement, old.stateDir, old.pluginDir);
+  LogLevel level;
+  if (LogSink::parseLevel(cfg_.logLevel, &level)) sink_.setLevel(level);
   bindings_->configure(cfg_);
   plugins_->reconfigure(old, cfg_, std::move(pluginConfigs));
   logger_.info("configuration reloaded");

@@ -51,8 +51,8 @@ class Hub : public CoreServices, private Publisher {
   IdentityService& identity() override { return *identity_; }
   EventBus& bus() override { return bus_; }
   binding::BindingService& bindings() override { return *bindings_; }
-  size_t sendEvent(const std::string& userId, const std::string& clientId,
-                   const std::string& event, const std::string& dataJson) override;
+  size_t sendEvent(const std::string& userId, const std::string& clientId, const std::string& event,
+                   const std::string& dataJson) override;
   void statusChanged() override;
 
  private:

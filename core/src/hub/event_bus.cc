@@ -4,8 +4,7 @@
 
 namespace hearth {
 
-void EventBus::subscribe(const std::string& topic, EventHandler handler,
-                         const std::string& owner) {
+void EventBus::subscribe(const std::string& topic, EventHandler handler, const std::string& owner) {
   subs_[topic].push_back(Sub{std::move(handler), owner, nextId_++});
 }
 

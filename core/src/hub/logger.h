@@ -24,9 +24,7 @@ class LogSink {
 class TaggedLogger : public Logger {
  public:
   TaggedLogger(LogSink& sink, std::string tag) : sink_(sink), tag_(std::move(tag)) {}
-  void log(LogLevel level, std::string_view message) override {
-    sink_.write(level, tag_, message);
-  }
+  void log(LogLevel level, std::string_view message) override { sink_.write(level, tag_, message); }
 
  private:
   LogSink& sink_;

@@ -139,9 +139,9 @@ void DynsecAdmin::addUser(const std::string& userId, const std::string& password
   roleRef->set("rolename", role);
   roles->add(roleRef);
   c->set("roles", roles);
-  std::vector<Poco::JSON::Object::Ptr> cmds = {
-      createRole(role), addRoleAcl(role, "publishClientSend", tree),
-      addRoleAcl(role, "subscribePattern", tree), c};
+  std::vector<Poco::JSON::Object::Ptr> cmds = {createRole(role),
+                                               addRoleAcl(role, "publishClientSend", tree),
+                                               addRoleAcl(role, "subscribePattern", tree), c};
   send(cmds, [done, userId](Result<Responses> r) {
     if (!r) return done(r.status());
     // The role may survive from an earlier account of the same name; only createClient counts.

@@ -38,8 +38,8 @@ class DynsecAdmin {
 
   // Creates (idempotently) the admin role and gives it to the admin accounts other than the
   // hub's own (whose hearth/# grant is made at broker set-up: changing the roles of a connected
-  // client makes dynsec disconnect it). Errors such as "already exists" are expected and ignored; only
-  // an unanswered control topic is reported (the account is probably not the dynsec admin).
+  // client makes dynsec disconnect it). Errors such as "already exists" are expected and ignored;
+  // only an unanswered control topic is reported (the account is probably not the dynsec admin).
   void ensureRoles(const std::string& hubUser, const std::vector<std::string>& adminUsers,
                    std::function<void(Status)> done);
   void addUser(const std::string& userId, const std::string& password,

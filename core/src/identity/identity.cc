@@ -28,8 +28,7 @@ Status IdentityService::load() {
   return Status::ok();
 }
 
-Result<TerminalInfo> IdentityService::hello(const std::string& userId,
-                                            const std::string& clientId,
+Result<TerminalInfo> IdentityService::hello(const std::string& userId, const std::string& clientId,
                                             const std::string& appId,
                                             const std::string& deviceModel,
                                             const std::string& deviceName) {

@@ -42,8 +42,8 @@ class PluginHost::Context : public PluginContext, private Devices {
                         RequestHandler handler) override {
     return core_.router().registerMethod(method, scope, std::move(handler), name_);
   }
-  size_t sendEvent(const std::string& userId, const std::string& clientId,
-                   const std::string& event, const std::string& dataJson) override {
+  size_t sendEvent(const std::string& userId, const std::string& clientId, const std::string& event,
+                   const std::string& dataJson) override {
     return core_.sendEvent(userId, clientId, event, dataJson);
   }
   std::optional<TerminalInfo> terminal(const std::string& userId,
@@ -171,8 +171,8 @@ void PluginHost::discover(const std::string& dir) {
       continue;
     }
     std::string name = desc->name ? desc->name : "";
-    if (name.empty() || name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") !=
-                            std::string::npos) {
+    if (name.empty() ||
+        name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) {
       refuse("invalid plugin name '" + name + "'");
       continue;
     }

@@ -112,33 +112,31 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, bool q
         path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX);
     raw->exec("PRAGMA busy_timeout=5000");
     db.reset(new Database(path, std::move(raw)));
-    SQLite::Statement check(db->sql(), quickCheck ? "PRAGMA quick_check" : "PRAGMA integrity_check");
+    SQLite::Statement check(db->sql(),
+                            quickCheck ? "PRAGMA quick_check" : "PRAGMA integrity_check");
     std::string verdict;
     while (check.executeStep()) {
       if (!verdict.empty()) verdict += "; ";
       verdict += check.getColumn(0).getString();
     }
     if (verdict != "ok") {
-      return Status::error(ErrorCode::kInternal,
-                           "database " + path + " failed its integrity check (" + verdict + ")" +
-                               advice);
+      return Status::error(
+          ErrorCode::kInternal,
+          "database " + path + " failed its integrity check (" + verdict + ")" + advice);
     }
     db->sql().exec("PRAGMA journal_mode=WAL");
     db->sql().exec("PRAGMA synchronous=FULL");
     db->sql().exec("PRAGMA foreign_keys=ON");
   } catch (const std::exception& e) {
-    return Status::error(ErrorCode::kInternal,
-                         "database " + path + " is unreadable or corrupt (" + e.what() + ")" +
-                             advice);
+    return Status::error(ErrorCode::kInternal, "database " + path + " is unreadable or corrupt (" +
+                                                   e.what() + ")" + advice);
   }
   Status migrated = db->migrate();
   if (!migrated) return migrated;
   return db;
 }
 
-int Database::schemaVersion() {
-  return db_->execAndGet("PRAGMA user_version").getInt();
-}
+int Database::schemaVersion() { return db_->execAndGet("PRAGMA user_version").getInt(); }
 
 Status Database::migrate() {
   try {

@@ -50,9 +50,7 @@ class PluginKvStore : public KvStore {
   Status scan(std::string_view collection, std::string_view fromKey, size_t limit,
               const std::function<bool(const std::string&, const std::string&)>& fn) override;
   Result<int64_t> count(std::string_view collection) override;
-  Status transaction(const std::function<Status()>& body) override {
-    return db_.transaction(body);
-  }
+  Status transaction(const std::function<Status()>& body) override { return db_.transaction(body); }
 
  private:
   Database& db_;
