@@ -49,11 +49,16 @@ std::vector<std::string> stringsFrom(const Object::Ptr& o, const char* name) {
 
 const char* commandStateName(CommandState state) {
   switch (state) {
-    case CommandState::kQueued: return "queued";
-    case CommandState::kDelivered: return "delivered";
-    case CommandState::kReplied: return "replied";
-    case CommandState::kExpired: return "expired";
-    case CommandState::kTimeout: return "timeout";
+    case CommandState::kQueued:
+      return "queued";
+    case CommandState::kDelivered:
+      return "delivered";
+    case CommandState::kReplied:
+      return "replied";
+    case CommandState::kExpired:
+      return "expired";
+    case CommandState::kTimeout:
+      return "timeout";
   }
   return "expired";
 }

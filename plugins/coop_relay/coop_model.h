@@ -80,8 +80,8 @@ struct Command {
   std::string paramsJson = "{}";  // a JSON object, passed through untouched
   CommandState state = CommandState::kQueued;
   int64_t createdAtMs = 0;
-  int64_t expiresAtMs = 0;       // a queued command expires here
-  int64_t replyDeadlineMs = 0;   // a delivered command times out here
+  int64_t expiresAtMs = 0;      // a queued command expires here
+  int64_t replyDeadlineMs = 0;  // a delivered command times out here
 
   int64_t deadlineMs() const {
     return state == CommandState::kQueued ? expiresAtMs : replyDeadlineMs;

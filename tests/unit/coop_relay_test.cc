@@ -79,6 +79,7 @@ class FakeKv : public KvStore {
 
   Status put(std::string_view c, std::string_view k, std::string_view v) override {
     if (failWrites) return Status::error(ErrorCode::kInternal, "disk full");
+    ++puts[std::string(c)];
     data[std::string(c)][std::string(k)] = std::string(v);
     return Status::ok();
   }
@@ -116,6 +117,7 @@ class FakeKv : public KvStore {
 
   Data data;
   bool failWrites = false;
+  std::map<std::string, int> puts;  // by collection, committed or not
 };
 
 struct SentEvent {
@@ -140,8 +142,8 @@ class FakeContext : public PluginContext {
     return Status::ok();
   }
 
-  size_t sendEvent(const std::string& userId, const std::string& clientId,
-                   const std::string& event, const std::string& dataJson) override {
+  size_t sendEvent(const std::string& userId, const std::string& clientId, const std::string& event,
+                   const std::string& dataJson) override {
     size_t sent = 0;
     for (const auto& [key, t] : terminals_) {
       if (key.first != userId || !t.online) continue;
@@ -262,28 +264,33 @@ class FakeContext : public PluginContext {
 
 struct Reply {
   int answers = 0;
+  size_t eventsBefore = 0;  // how many events had been sent when the answer came
   bool ok = false;
   std::string code;
   std::string message;
   Object::Ptr result;
 };
 
+// Records the answer; the Reply is shared because an answer may come after the call returned.
 class RecordingSink : public ResponseSink {
  public:
-  explicit RecordingSink(Reply& r) : r_(r) {}
+  RecordingSink(std::shared_ptr<Reply> r, const FakeContext& ctx) : r_(std::move(r)), ctx_(ctx) {}
   void sendOk(std::string resultJson) override {
-    ++r_.answers;
-    r_.ok = true;
-    r_.result = parse(resultJson);
+    ++r_->answers;
+    r_->eventsBefore = ctx_.sent_.size();
+    r_->ok = true;
+    r_->result = parse(resultJson);
   }
   void sendError(ErrorCode code, std::string message) override {
-    ++r_.answers;
-    r_.code = errorCodeName(code);
-    r_.message = std::move(message);
+    ++r_->answers;
+    r_->eventsBefore = ctx_.sent_.size();
+    r_->code = errorCodeName(code);
+    r_->message = std::move(message);
   }
 
  private:
-  Reply& r_;
+  std::shared_ptr<Reply> r_;
+  const FakeContext& ctx_;
 };
 
 // ------------------------------------------------------------------------------------------
@@ -310,16 +317,25 @@ class CoopRelayTest : public ::testing::Test {
     startPlugin();
   }
 
-  Reply call(const std::string& user, const std::string& client, const std::string& method,
-             const std::string& params = "{}") {
-    Reply r;
+  // Calls a method and returns at once; the answer may come later.
+  std::shared_ptr<Reply> callAsync(const std::string& user, const std::string& client,
+                                   const std::string& method, const std::string& params = "{}") {
+    auto r = std::make_shared<Reply>();
     auto it = ctx_.methods_.find(method);
     EXPECT_NE(it, ctx_.methods_.end()) << method;
     if (it == ctx_.methods_.end()) return r;
     Request req{method, "req-1", user, client, params, false};
-    it->second(req, Responder(std::make_shared<RecordingSink>(r)));
-    EXPECT_EQ(r.answers, 1) << method << " must answer exactly once";
+    it->second(req, Responder(std::make_shared<RecordingSink>(r, ctx_)));
     return r;
+  }
+  // Calls a method and waits for its answer: a sendCommand delivered at once is answered when
+  // its record is written, within the plugin's write-behind window (50 ms).
+  Reply call(const std::string& user, const std::string& client, const std::string& method,
+             const std::string& params = "{}") {
+    auto r = callAsync(user, client, method, params);
+    if (r->answers == 0) ctx_.advance(std::chrono::milliseconds(100));
+    EXPECT_EQ(r->answers, 1) << method << " must answer exactly once";
+    return *r;
   }
 
   static std::string to(const std::string& user, const std::string& client,
@@ -341,8 +357,7 @@ class CoopRelayTest : public ::testing::Test {
   }
 
   // alice/a1 asks bob/b1 for access; returns the commandId.
-  std::string requestAccess(const std::string& permissions = R"(["light"])",
-                            bool all = false) {
+  std::string requestAccess(const std::string& permissions = R"(["light"])", bool all = false) {
     Reply r = call("alice", "a1", "requestAccessTo",
                    R"({"to":)" + bobB1() + R"(,"permissions":)" + permissions +
                        R"(,"allPermissions":)" + (all ? "true" : "false") + "}");
@@ -360,8 +375,8 @@ class CoopRelayTest : public ::testing::Test {
              const std::string& params = R"({"n":1})", const std::string& user = "alice",
              const std::string& client = "a1") {
     return call(user, client, "sendCommand",
-                R"({"commandType":")" + type + R"(","to":)" + target +
-                    R"(,"commandParams":)" + params + "}");
+                R"({"commandType":")" + type + R"(","to":)" + target + R"(,"commandParams":)" +
+                    params + "}");
   }
   std::string sendOk(const std::string& type, const std::string& params = R"({"n":1})") {
     Reply r = send(type, bobB1(), params);
@@ -478,9 +493,9 @@ TEST_F(CoopRelayTest, SeedFlowRequestAgreeCommandReply) {
   EXPECT_TRUE(cmds[0]->getObject("commandParams")->getValue<bool>("on"));
   EXPECT_EQ(cmds[0]->getObject("from")->getValue<std::string>("userId"), "alice");
 
-  Reply reply = call("bob", "b1", "replyCommand",
-                     R"({"commandId":")" + cmdId + R"(","commandParams":{"ok":1},"to":)" +
-                         aliceA1() + "}");
+  Reply reply =
+      call("bob", "b1", "replyCommand",
+           R"({"commandId":")" + cmdId + R"(","commandParams":{"ok":1},"to":)" + aliceA1() + "}");
   ASSERT_TRUE(reply.ok) << reply.code;
   auto back = events("alice", "a1", "commandResponse");
   ASSERT_EQ(back.size(), 1u);
@@ -521,10 +536,10 @@ TEST_F(CoopRelayTest, OnlyTheAddressedTerminalMayAnswerARequest) {
                  R"({"commandId":")" + id + R"(","to":)" + to("carol", "c1", "appC") + "}")
                 .code,
             "FORBIDDEN");
-  EXPECT_EQ(call("bob", "b1", "agreeAccessRequest",
-                 R"({"commandId":"forged-id","to":)" + aliceA1() + "}")
-                .code,
-            "NOT_FOUND");
+  EXPECT_EQ(
+      call("bob", "b1", "agreeAccessRequest", R"({"commandId":"forged-id","to":)" + aliceA1() + "}")
+          .code,
+      "NOT_FOUND");
   EXPECT_EQ(ctx_.kv_.size("grants"), 0u);
   EXPECT_TRUE(events("alice", "a1", "accessResponse").empty());
   // Replay after the real answer.
@@ -562,18 +577,18 @@ TEST_F(CoopRelayTest, AccessRequestToAnOfflineTerminalArrivesWhenItComesOnline) 
 
 TEST_F(CoopRelayTest, RequestAccessRefusesDuplicatesSelfAndSameUser) {
   requestAccess();
-  EXPECT_EQ(call("alice", "a1", "requestAccessTo",
-                 R"({"to":)" + bobB1() + R"(,"allPermissions":true})")
-                .code,
-            "CONFLICT");
+  EXPECT_EQ(
+      call("alice", "a1", "requestAccessTo", R"({"to":)" + bobB1() + R"(,"allPermissions":true})")
+          .code,
+      "CONFLICT");
   EXPECT_EQ(call("alice", "a1", "requestAccessTo",
                  R"({"to":)" + to("alice", "a2", "appA") + R"(,"allPermissions":true})")
                 .code,
             "CONFLICT");
-  EXPECT_EQ(call("alice", "a1", "requestAccessTo",
-                 R"({"to":)" + aliceA1() + R"(,"allPermissions":true})")
-                .code,
-            "INVALID_REQUEST");
+  EXPECT_EQ(
+      call("alice", "a1", "requestAccessTo", R"({"to":)" + aliceA1() + R"(,"allPermissions":true})")
+          .code,
+      "INVALID_REQUEST");
   // Unknown terminal, and a known terminal under the wrong appId.
   EXPECT_EQ(call("alice", "a1", "requestAccessTo",
                  R"({"to":)" + to("bob", "b9", "appB") + R"(,"allPermissions":true})")
@@ -692,9 +707,10 @@ TEST_F(CoopRelayTest, RemoveMyDeviceHidesItDropsItsGrantsAndHelloBringsItBack) {
   EXPECT_TRUE(call("bob", "b1", "getMyDevices").result->getArray("devices")->size() == 0);
   EXPECT_EQ(call("alice", "a1", "getAccessibleDevices").result->getArray("devices")->size(), 0u);
   EXPECT_EQ(send("light").code, "NOT_FOUND");
+  restartPlugin();  // removal is durable
+  EXPECT_EQ(call("bob", "b1", "getMyDevices").result->getArray("devices")->size(), 0u);
   // Only the user's own terminals can be removed.
-  EXPECT_EQ(call("alice", "a1", "removeMyDevice", R"({"clientIdentify":"b1"})").code,
-            "NOT_FOUND");
+  EXPECT_EQ(call("alice", "a1", "removeMyDevice", R"({"clientIdentify":"b1"})").code, "NOT_FOUND");
   ctx_.hello("bob", "b1", "appB", "iPad", "Bob tablet");
   EXPECT_EQ(clientIds(call("bob", "b1", "getMyDevices").result->getArray("devices")),
             std::vector<std::string>{"b1"});
@@ -743,6 +759,27 @@ TEST_F(CoopRelayTest, OfflineTargetGetsQueuedCommandsInSendOrder) {
   EXPECT_EQ(events("bob", "b1", "command").size(), 101u);
 }
 
+// The core marks a terminal online before its terminal.online event reaches plugins; a command
+// sent in between must still go out after the ones queued before it.
+TEST_F(CoopRelayTest, CommandSentBeforeTheOnlineEventKeepsSendOrder) {
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::string first = sendOk("light");
+  std::string second = sendOk("light");
+  ctx_.terminals_.at({"bob", "b1"}).online = true;  // no event yet
+  Reply third = send("light");
+  ASSERT_TRUE(third.ok);
+  auto cmds = events("bob", "b1", "command");
+  ASSERT_EQ(cmds.size(), 3u);
+  EXPECT_EQ(cmds[0]->getValue<std::string>("commandId"), first);
+  EXPECT_EQ(cmds[1]->getValue<std::string>("commandId"), second);
+  EXPECT_EQ(cmds[2]->getValue<std::string>("commandId"),
+            third.result->getValue<std::string>("commandId"));
+  EXPECT_EQ(third.result->getValue<std::string>("state"), "delivered");
+  ctx_.setOnline("bob", "b1", true);  // the late event delivers nothing twice
+  EXPECT_EQ(events("bob", "b1", "command").size(), 3u);
+}
+
 TEST_F(CoopRelayTest, QueuedCommandPastTtlIsExpiredAndNeverDelivered) {
   grant();
   ctx_.setOnline("bob", "b1", false);
@@ -757,10 +794,10 @@ TEST_F(CoopRelayTest, QueuedCommandPastTtlIsExpiredAndNeverDelivered) {
   EXPECT_EQ(states[0]->getValue<int>("stateCode"), 4);
   ctx_.setOnline("bob", "b1", true);
   EXPECT_TRUE(events("bob", "b1", "command").empty());
-  EXPECT_EQ(call("bob", "b1", "replyCommand",
-                 R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
-                .code,
-            "NOT_FOUND");
+  EXPECT_EQ(
+      call("bob", "b1", "replyCommand", R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
+          .code,
+      "NOT_FOUND");
 }
 
 TEST_F(CoopRelayTest, DeliveredCommandWithoutReplyTimesOut) {
@@ -773,10 +810,10 @@ TEST_F(CoopRelayTest, DeliveredCommandWithoutReplyTimesOut) {
   ASSERT_EQ(states.size(), 1u);
   EXPECT_EQ(states[0]->getValue<std::string>("state"), "timeout");
   EXPECT_EQ(states[0]->getValue<int>("stateCode"), 5);
-  EXPECT_EQ(call("bob", "b1", "replyCommand",
-                 R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
-                .code,
-            "NOT_FOUND");
+  EXPECT_EQ(
+      call("bob", "b1", "replyCommand", R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
+          .code,
+      "NOT_FOUND");
   EXPECT_TRUE(events("alice", "a1", "commandResponse").empty());
 }
 
@@ -801,9 +838,9 @@ TEST_F(CoopRelayTest, ReplyToAnOfflineSenderWaitsForIt) {
   grant();
   std::string id = sendOk("light");
   ctx_.setOnline("alice", "a1", false);
-  ASSERT_TRUE(call("bob", "b1", "replyCommand",
-                   R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
-                  .ok);
+  ASSERT_TRUE(
+      call("bob", "b1", "replyCommand", R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
+          .ok);
   EXPECT_TRUE(events("alice", "a1", "commandResponse").empty());
   restartPlugin();  // the reply was acknowledged to bob: it must survive a restart
   ctx_.setOnline("alice", "a1", true);
@@ -811,6 +848,79 @@ TEST_F(CoopRelayTest, ReplyToAnOfflineSenderWaitsForIt) {
   ASSERT_EQ(back.size(), 1u);
   EXPECT_EQ(back[0]->getValue<std::string>("commandId"), id);
   EXPECT_EQ(ctx_.kv_.size("outbox"), 0u);
+}
+
+TEST_F(CoopRelayTest, FastReplyNeverTouchesTheDiskAndAnswersTheSenderFirst) {
+  grant();
+  int putsBefore = ctx_.kv_.puts["commands"];
+  auto sent =
+      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  EXPECT_EQ(sent->answers, 0);  // waits for the record or the reply, whichever comes first
+  auto cmds = events("bob", "b1", "command");
+  ASSERT_EQ(cmds.size(), 1u);
+  std::string id = cmds[0]->getValue<std::string>("commandId");
+  ctx_.advance(std::chrono::milliseconds(10));
+  Reply reply =
+      call("bob", "b1", "replyCommand", R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}");
+  ASSERT_TRUE(reply.ok);
+  ASSERT_EQ(sent->answers, 1);
+  ASSERT_TRUE(sent->ok);
+  EXPECT_EQ(sent->result->getValue<std::string>("commandId"), id);
+  EXPECT_EQ(sent->result->getValue<std::string>("state"), "delivered");
+  // The sender learns the commandId before the commandResponse that carries it arrives.
+  ASSERT_EQ(events("alice", "a1", "commandResponse").size(), 1u);
+  for (size_t i = 0; i < sent->eventsBefore; ++i) {
+    EXPECT_NE(ctx_.sent_[i].event, "commandResponse");
+  }
+  EXPECT_EQ(ctx_.kv_.puts["commands"], putsBefore);
+  ctx_.advance(std::chrono::seconds(1));
+  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  EXPECT_TRUE(events("alice", "a1", "commandState").size() == 1u);  // replied, nothing after
+}
+
+TEST_F(CoopRelayTest, UnrepliedDeliveredCommandIsOnDiskWithinTheWriteBehindWindow) {
+  grant();
+  auto first =
+      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  auto second =
+      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  ctx_.advance(std::chrono::milliseconds(40));
+  EXPECT_EQ(first->answers + second->answers, 0);
+  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  ctx_.advance(std::chrono::milliseconds(20));
+  ASSERT_TRUE(first->ok && second->ok);
+  EXPECT_EQ(ctx_.kv_.size("commands"), 2u);
+  // Acknowledged, so it survives a restart: the reply still reaches the sender.
+  restartPlugin();
+  std::string id = first->result->getValue<std::string>("commandId");
+  ASSERT_TRUE(
+      call("bob", "b1", "replyCommand", R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
+          .ok);
+  EXPECT_EQ(events("alice", "a1", "commandResponse").size(), 1u);
+}
+
+TEST_F(CoopRelayTest, WriteBehindFailureIsInternalAndTheCommandIsNotTracked) {
+  grant();
+  ctx_.kv_.failWrites = true;
+  auto sent =
+      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  std::string id = events("bob", "b1", "command").at(0)->getValue<std::string>("commandId");
+  ctx_.advance(std::chrono::milliseconds(60));
+  ctx_.kv_.failWrites = false;
+  EXPECT_EQ(sent->code, "INTERNAL");
+  EXPECT_EQ(
+      call("bob", "b1", "replyCommand", R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
+          .code,
+      "NOT_FOUND");
+}
+
+TEST_F(CoopRelayTest, StopAnswersSendersWaitingForTheWriteBehind) {
+  grant();
+  auto sent =
+      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  plugin_->stop();
+  EXPECT_TRUE(sent->ok);
+  EXPECT_EQ(ctx_.kv_.size("commands"), 1u);
 }
 
 TEST_F(CoopRelayTest, QueueLimitIsLimitReachedAndNothingIsDropped) {
@@ -834,8 +944,8 @@ TEST_F(CoopRelayTest, RestartKeepsGrantsQueuesAndRequests) {
   ctx_.setOnline("bob", "b1", false);
   std::string c1 = sendOk("light");
   std::string c2 = sendOk("light");
-  Reply pending = call("carol", "c1", "requestAccessTo",
-                       R"({"to":)" + bobB1() + R"(,"allPermissions":true})");
+  Reply pending =
+      call("carol", "c1", "requestAccessTo", R"({"to":)" + bobB1() + R"(,"allPermissions":true})");
   ASSERT_TRUE(pending.ok);
   restartPlugin();
   EXPECT_TRUE(send("light").ok);  // the grant survived

@@ -1,0 +1,403 @@
+"""coop_relay against the real hearthd and mosquitto, terminals as real MQTT 5 clients.
+
+Covers issue 4's list: the seed's full flow, grants (none / removed / same user), store and
+forward (100 in order, command_ttl expiry, SIGKILL while queued), presence in device lists,
+and malformed or forged requests. Run with /usr/bin/python3 -m unittest test_coop_relay.
+"""
+
+import itertools
+import json
+import time
+import unittest
+
+from harness import Hub, wait_for
+
+_names = itertools.count(1)
+
+
+def endpoint(t):
+    return {"appId": t.app_id, "userId": t.user, "clientIdentify": t.client_id}
+
+
+class CoopCase(unittest.TestCase):
+    """One hub per class; every test makes its own users so tests do not see each other."""
+
+    plugin_config = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.hub = Hub(plugins=["coop_relay"], plugin_config={"coop_relay": cls.plugin_config})
+        cls.hub.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.hub.__exit__(None, None, None)
+
+    def user(self, prefix):
+        name = "%s%d" % (prefix, next(_names))
+        self.hub.add_user(name)
+        return name
+
+    def terminal(self, user, client, app_id, client_id=None):
+        # MQTT client ids are broker-wide: a second "phone" would take over the first one's
+        # session (and paho would reconnect and take it back), so each test's ids are unique.
+        client_id = client_id or "%s-%d" % (client, next(_names))
+        t = self.hub.terminal(user, client_id, app_id=app_id, model="M-" + client,
+                              name="Name " + client)
+        t.app_id = app_id
+        return t
+
+    def pair(self):
+        """alice's phone and bob's tablet, two users."""
+        alice, bob = self.user("alice"), self.user("bob")
+        return self.terminal(alice, "phone", "appA"), self.terminal(bob, "tablet", "appB")
+
+    def error_code(self, t, method, params):
+        r = t.request(method, params)
+        self.assertFalse(r["ok"], "%s %s unexpectedly succeeded: %s" % (method, params, r))
+        return r["error"]["code"]
+
+    def grant(self, a, b, permissions=None, all_permissions=False):
+        """a asks b for access, b agrees; returns the access request's commandId."""
+        res = a.call("requestAccessTo", {"to": endpoint(b), "permissions": permissions or [],
+                                         "allPermissions": all_permissions})
+        cid = res["commandId"]
+        b.wait_event("accessRequest", predicate=lambda e: e["data"]["commandId"] == cid)
+        b.call("agreeAccessRequest", {"commandId": cid, "to": endpoint(a)})
+        a.wait_event("accessResponse", predicate=lambda e: e["data"]["commandId"] == cid)
+        return cid
+
+    def send(self, a, b, command_type="light", params=None):
+        return a.request("sendCommand", {"commandType": command_type, "to": endpoint(b),
+                                         "commandParams": params or {}})
+
+    def go_offline(self, observer, t):
+        """Disconnects t cleanly and waits until the hub says so (seen through getDeviceInfo)."""
+        t.disconnect()
+        wait_for(lambda: not observer.call("getDeviceInfo", {"openId": t.open_id})["online"],
+                 timeout=5, what="%s offline" % t.client_id)
+
+    def come_back(self, t):
+        t.drain_events()
+        t.connect()
+
+    def commands_received(self, t):
+        return [e["data"] for e in t.all_events if e and e.get("event") == "command"]
+
+
+class SeedFlowTest(CoopCase):
+    def test_full_seed_flow(self):
+        a, b = self.pair()
+        # requestAccessTo -> receiveAccessRequest on B.
+        info = a.call("getDeviceInfo", {"openId": b.open_id})
+        self.assertEqual((info["userId"], info["clientIdentify"], info["appId"]),
+                         (b.user, b.client_id, "appB"))
+        req = a.call("requestAccessTo", {"to": endpoint(b), "permissions": ["light"],
+                                         "allPermissions": False})
+        ev = b.wait_event("accessRequest")["data"]
+        self.assertEqual(ev["commandId"], req["commandId"])
+        self.assertEqual(ev["from"], endpoint(a))
+        self.assertEqual(ev["commandParams"], {"allPermissions": False, "permissions": ["light"]})
+
+        # agreeAccessRequest -> onResponse code 0 on A; both lists changed -> sync.
+        b.call("agreeAccessRequest", {"commandId": ev["commandId"], "to": ev["from"]})
+        resp = a.wait_event("accessResponse")["data"]
+        self.assertEqual(resp["code"], 0)
+        self.assertEqual(resp["commandId"], req["commandId"])
+        self.assertEqual(resp["from"], endpoint(b))
+        a.wait_event("sync", predicate=lambda e: e["data"]["type"] == "accessibleDevices")
+        b.wait_event("sync", predicate=lambda e: e["data"]["type"] == "authorizedDevices")
+        accessible = a.call("getAccessibleDevices")["devices"]
+        self.assertEqual(len(accessible), 1)
+        self.assertEqual({k: accessible[0][k] for k in ("appId", "clientIdentify", "deviceModel",
+                                                        "deviceName", "online", "userId")},
+                         {"appId": "appB", "clientIdentify": b.client_id, "deviceModel": "M-tablet",
+                          "deviceName": "Name tablet", "online": True, "userId": b.user})
+        both = b.call("getAllDevices")
+        self.assertEqual([d["clientIdentify"] for d in both["authorizedDevices"]], [a.client_id])
+        self.assertEqual(both["accessibleDevices"], [])
+
+        # sendCommand -> receiveCommand on B.
+        sent = self.send(a, b, "light", {"on": True})
+        self.assertTrue(sent["ok"], sent)
+        cid = sent["result"]["commandId"]
+        self.assertEqual(sent["result"]["state"], "delivered")
+        cmd = b.wait_event("command")["data"]
+        self.assertEqual(cmd, {"commandId": cid, "commandType": "light",
+                               "commandParams": {"on": True}, "from": endpoint(a)})
+
+        # replyCommand -> onResponse on A with the original commandId.
+        b.call("replyCommand", {"commandId": cid, "commandParams": {"done": 1},
+                                "to": cmd["from"]})
+        back = a.wait_event("commandResponse")["data"]
+        self.assertEqual(back["commandId"], cid)
+        self.assertEqual(back["commandType"], "light")
+        self.assertEqual(back["commandParams"], {"done": 1})
+        self.assertEqual(back["from"], endpoint(b))
+        self.assertEqual(back["state"], "replied")
+
+        # B rejects another request (from A's second terminal); A sees the rejection.
+        a2 = self.terminal(a.user, "laptop", "appA")
+        req2 = a2.call("requestAccessTo", {"to": endpoint(b), "allPermissions": True})
+        ev2 = b.wait_event("accessRequest",
+                           predicate=lambda e: e["data"]["commandId"] == req2["commandId"])
+        b.call("rejectAccessRequest", {"commandId": req2["commandId"], "to": ev2["data"]["from"]})
+        rej = a2.wait_event("accessResponse")["data"]
+        self.assertNotEqual(rej["code"], 0)
+        self.assertEqual(rej["message"], "rejected")
+        self.assertEqual(rej["commandId"], req2["commandId"])
+        self.assertEqual(self.send(a2, b)["error"]["code"], "FORBIDDEN")
+
+    def test_get_open_id_matches_hello(self):
+        a, _ = self.pair()
+        self.assertEqual(a.call("getOpenId")["openId"], a.open_id)
+
+
+class GrantTest(CoopCase):
+    def test_command_without_grant_is_forbidden(self):
+        a, b = self.pair()
+        self.assertEqual(self.send(a, b)["error"]["code"], "FORBIDDEN")
+        time.sleep(0.3)
+        self.assertEqual(self.commands_received(b), [])
+
+    def test_grant_covers_only_its_permissions(self):
+        a, b = self.pair()
+        self.grant(a, b, permissions=["light"])
+        self.assertTrue(self.send(a, b, "light")["ok"])
+        self.assertEqual(self.send(a, b, "lock")["error"]["code"], "FORBIDDEN")
+        # The grant runs one way only.
+        self.assertEqual(self.send(b, a, "light")["error"]["code"], "FORBIDDEN")
+
+    def test_after_remove_authorized_device_next_command_is_forbidden(self):
+        a, b = self.pair()
+        self.grant(a, b, all_permissions=True)
+        self.assertTrue(self.send(a, b)["ok"])
+        b.call("removeAuthorizedDevice", {"clientIdentify": a.client_id, "appId": a.app_id,
+                                          "userId": a.user})
+        self.assertEqual(self.send(a, b)["error"]["code"], "FORBIDDEN")
+        self.assertEqual(a.call("getAccessibleDevices")["devices"], [])
+        self.assertEqual(b.call("getAuthorizedDevices")["devices"], [])
+
+    def test_after_remove_accessible_device_next_command_is_forbidden(self):
+        a, b = self.pair()
+        self.grant(a, b, all_permissions=True)
+        a.call("removeAccessibleDevice", {"clientIdentify": b.client_id, "appId": b.app_id,
+                                          "userId": b.user})
+        self.assertEqual(self.send(a, b)["error"]["code"], "FORBIDDEN")
+
+    def test_terminals_of_one_user_need_no_grant(self):
+        alice = self.user("alice")
+        phone = self.terminal(alice, "phone", "appA")
+        tv = self.terminal(alice, "tv", "appTV")
+        sent = self.send(phone, tv, "play", {"url": "x"})
+        self.assertTrue(sent["ok"], sent)
+        cmd = tv.wait_event("command")["data"]
+        self.assertEqual(cmd["commandId"], sent["result"]["commandId"])
+        mine = [d["clientIdentify"] for d in phone.call("getMyDevices")["devices"]]
+        self.assertEqual(sorted(mine), sorted([phone.client_id, tv.client_id]))
+
+    def test_remove_my_device_hides_it_until_hello(self):
+        alice = self.user("alice")
+        phone = self.terminal(alice, "phone", "appA")
+        tv = self.terminal(alice, "tv", "appTV")
+        phone.call("removeMyDevice", {"clientIdentify": tv.client_id})
+        self.assertEqual([d["clientIdentify"] for d in phone.call("getMyDevices")["devices"]],
+                         [phone.client_id])
+        self.assertEqual(self.send(phone, tv)["error"]["code"], "NOT_FOUND")
+        tv.call("hello", {"appId": "appTV"})
+        self.assertEqual(sorted(d["clientIdentify"] for d in phone.call("getMyDevices")["devices"]),
+                         sorted([phone.client_id, tv.client_id]))
+
+    def test_online_in_lists_follows_presence_within_a_second(self):
+        a, b = self.pair()
+        self.grant(a, b, all_permissions=True)
+        b.drop()  # no DISCONNECT: the broker publishes b's Will
+        started = time.monotonic()
+        wait_for(lambda: not a.call("getAccessibleDevices")["devices"][0]["online"], timeout=1.0,
+                 what="online=false after the Will")
+        a.wait_event("sync", predicate=lambda e: e["data"]["type"] == "accessibleDevices")
+        self.assertLess(time.monotonic() - started, 1.5)
+        b2 = self.terminal(b.user, "tablet", "appB", client_id=b.client_id)
+        wait_for(lambda: a.call("getAccessibleDevices")["devices"][0]["online"], timeout=1.0,
+                 what="online=true after reconnecting")
+        self.assertTrue(b2.client.is_connected())
+
+
+class MalformedAndForgedTest(CoopCase):
+    def snapshot(self, *terminals):
+        return [(t.call("getMyDevices"), t.call("getAllDevices")) for t in terminals]
+
+    def test_malformed_and_forged_requests_change_nothing(self):
+        a, b = self.pair()
+        mallory = self.terminal(self.user("mallory"), "evil", "appM")
+        self.grant(a, b, permissions=["light"])
+        pending = a.call("requestAccessTo", {"to": endpoint(b), "permissions": ["lock"]})
+        b.wait_event("accessRequest",
+                     predicate=lambda e: e["data"]["commandId"] == pending["commandId"])
+        sent = self.send(a, b)
+        cid = sent["result"]["commandId"]
+        b.wait_event("command")
+        before = self.snapshot(a, b, mallory)
+        b.drain_events()
+        a.drain_events()
+
+        bad_to = dict(endpoint(b), userId="bob/#")
+        cases = [
+            (a, "sendCommand", {"commandType": "li/ght", "to": endpoint(b)}, "INVALID_REQUEST"),
+            (a, "sendCommand", {"commandType": "light"}, "INVALID_REQUEST"),
+            (a, "sendCommand", {"commandType": "light", "to": bad_to}, "INVALID_REQUEST"),
+            (a, "sendCommand", {"commandType": "light", "to": endpoint(b), "commandParams": [1]},
+             "INVALID_REQUEST"),
+            (a, "sendCommand", {"commandType": 5, "to": endpoint(b)}, "INVALID_REQUEST"),
+            (a, "requestAccessTo", {"to": endpoint(b), "allPermissions": "yes"},
+             "INVALID_REQUEST"),
+            (a, "requestAccessTo", {"to": endpoint(b), "permissions": []}, "INVALID_REQUEST"),
+            (a, "removeMyDevice", {"clientIdentify": "x+y"}, "INVALID_REQUEST"),
+            (a, "getDeviceInfo", {"openId": 7}, "INVALID_REQUEST"),
+            # Forged and replayed ids.
+            (b, "agreeAccessRequest", {"commandId": "not-a-request", "to": endpoint(a)},
+             "NOT_FOUND"),
+            (b, "replyCommand", {"commandId": "not-a-command", "to": endpoint(a)}, "NOT_FOUND"),
+            # Someone other than the addressee answering, or the addressee aiming elsewhere.
+            (mallory, "agreeAccessRequest", {"commandId": pending["commandId"],
+                                             "to": endpoint(a)}, "FORBIDDEN"),
+            (a, "agreeAccessRequest", {"commandId": pending["commandId"], "to": endpoint(a)},
+             "FORBIDDEN"),
+            (b, "agreeAccessRequest", {"commandId": pending["commandId"],
+                                       "to": endpoint(mallory)}, "FORBIDDEN"),
+            (mallory, "replyCommand", {"commandId": cid, "to": endpoint(a)}, "FORBIDDEN"),
+            (b, "replyCommand", {"commandId": cid, "to": endpoint(mallory)}, "FORBIDDEN"),
+            # No grant, unknown targets, nothing to remove.
+            (mallory, "sendCommand", {"commandType": "light", "to": endpoint(b)}, "FORBIDDEN"),
+            (a, "sendCommand", {"commandType": "light", "to": dict(endpoint(b), appId="other")},
+             "NOT_FOUND"),
+            (mallory, "removeAuthorizedDevice", {"clientIdentify": a.client_id,
+                                                 "appId": a.app_id, "userId": a.user},
+             "NOT_FOUND"),
+            (mallory, "removeMyDevice", {"clientIdentify": b.client_id}, "NOT_FOUND"),
+        ]
+        for t, method, params, code in cases:
+            with self.subTest(method=method, params=params):
+                self.assertEqual(self.error_code(t, method, params), code)
+
+        # Not even JSON, and an unknown method: the core's envelope errors.
+        a.publish_raw("sendCommand", b"{not json")
+        self.assertEqual(a.wait_response(None)["error"]["code"], "INVALID_REQUEST")
+        self.assertEqual(self.error_code(a, "sendCommandz", {}), "UNKNOWN_METHOD")
+        # Publishing into another user's tree is dropped by the broker (dynsec ACL): no answer
+        # comes and the pending request is untouched.
+        forged = {"id": "forged-1", "params": {"commandId": pending["commandId"],
+                                               "to": endpoint(mallory)}}
+        mallory.client.publish("hearth/v1/u/%s/%s/req/agreeAccessRequest" % (b.user, b.client_id),
+                               json.dumps(forged), qos=1).wait_for_publish()
+
+        time.sleep(0.5)
+        self.assertEqual(self.snapshot(a, b, mallory), before)
+        leaked = [e for e in b.drain_events() + mallory.drain_events() + a.drain_events()
+                  if e["event"] in ("command", "commandResponse", "accessResponse")]
+        self.assertEqual(leaked, [])
+        self.assertEqual([e for e in mallory.all_events if e["event"] == "accessResponse"], [])
+        # The genuine answers still work, once.
+        b.call("agreeAccessRequest", {"commandId": pending["commandId"], "to": endpoint(a)})
+        self.assertEqual(self.error_code(b, "agreeAccessRequest",
+                                         {"commandId": pending["commandId"], "to": endpoint(a)}),
+                         "NOT_FOUND")
+        b.call("replyCommand", {"commandId": cid, "to": endpoint(a)})
+        self.assertEqual(a.wait_event("commandResponse")["data"]["commandId"], cid)
+        self.assertEqual(self.error_code(b, "replyCommand", {"commandId": cid, "to": endpoint(a)}),
+                         "NOT_FOUND")
+
+
+class StoreAndForwardTest(CoopCase):
+    def test_hundred_queued_commands_arrive_in_order(self):
+        a, b = self.pair()
+        self.grant(a, b, permissions=["step"])
+        self.go_offline(a, b)
+        ids = []
+        for i in range(100):
+            r = self.send(a, b, "step", {"i": i})
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["result"]["state"], "queued")
+            ids.append(r["result"]["commandId"])
+        self.come_back(b)
+        wait_for(lambda: len(self.commands_received(b)) >= 100, timeout=10,
+                 what="100 queued commands")
+        time.sleep(0.5)  # anything extra (a duplicate) would arrive now
+        got = self.commands_received(b)
+        self.assertEqual([c["commandId"] for c in got], ids)
+        self.assertEqual([c["commandParams"]["i"] for c in got], list(range(100)))
+        # The sender sees each one move from queued to delivered.
+        wanted = set(ids)
+        wait_for(lambda: {e["data"]["commandId"] for e in a.all_events
+                          if e["event"] == "commandState" and e["data"]["state"] == "delivered"}
+                 >= wanted, timeout=5, what="100 delivered states")
+
+
+class ExpiryTest(CoopCase):
+    plugin_config = {"command_ttl": "4s", "max_queued_per_terminal": 5}
+
+    def test_command_past_ttl_is_expired_and_never_delivered(self):
+        a, b = self.pair()
+        self.grant(a, b, all_permissions=True)
+        self.go_offline(a, b)
+        old = self.send(a, b, "x", {"n": "old"})["result"]["commandId"]
+        time.sleep(2.5)
+        new = self.send(a, b, "x", {"n": "new"})["result"]["commandId"]
+        state = a.wait_event("commandState", timeout=5,
+                             predicate=lambda e: e["data"]["state"] == "expired")["data"]
+        self.assertEqual(state["commandId"], old)
+        self.come_back(b)
+        got = b.wait_event("command")["data"]
+        self.assertEqual(got["commandId"], new)
+        time.sleep(0.5)
+        self.assertNotIn(old, [c["commandId"] for c in self.commands_received(b)])
+        self.assertEqual(self.error_code(b, "replyCommand", {"commandId": old, "to": endpoint(a)}),
+                         "NOT_FOUND")
+
+    def test_queue_limit_is_limit_reached(self):
+        a, b = self.pair()
+        self.grant(a, b, all_permissions=True)
+        self.go_offline(a, b)
+        for i in range(5):
+            self.assertTrue(self.send(a, b, "x", {"i": i})["ok"])
+        self.assertEqual(self.send(a, b, "x", {"i": 5})["error"]["code"], "LIMIT_REACHED")
+        self.come_back(b)
+        wait_for(lambda: len(self.commands_received(b)) >= 5, timeout=5, what="5 commands")
+        self.assertEqual([c["commandParams"]["i"] for c in self.commands_received(b)],
+                         list(range(5)))
+
+
+class RestartTest(CoopCase):
+    def test_sigkill_with_queued_commands_then_delivered_after_restart(self):
+        a, b = self.pair()
+        self.grant(a, b, permissions=["step"])
+        self.go_offline(a, b)
+        ids = [self.send(a, b, "step", {"i": i})["result"]["commandId"] for i in range(10)]
+        self.hub.kill9()
+        self.hub.start()
+        # The grant survived too.
+        wait_for(lambda: a.request("getAccessibleDevices").get("ok"), timeout=10,
+                 what="coop_relay after restart")
+        self.assertEqual(len(a.call("getAccessibleDevices")["devices"]), 1)
+        self.come_back(b)
+        wait_for(lambda: len(self.commands_received(b)) >= 10, timeout=10,
+                 what="queued commands after restart")
+        self.assertEqual([c["commandId"] for c in self.commands_received(b)], ids)
+        reply = b.request("replyCommand", {"commandId": ids[0], "to": endpoint(a)})
+        self.assertTrue(reply["ok"], reply)
+        self.assertEqual(a.wait_event("commandResponse")["data"]["commandId"], ids[0])
+
+    def test_sigkill_after_delivery_keeps_the_reply_path(self):
+        a, b = self.pair()
+        self.grant(a, b, permissions=["ask"])
+        sent = self.send(a, b, "ask")
+        self.assertEqual(sent["result"]["state"], "delivered")
+        cid = b.wait_event("command")["data"]["commandId"]
+        self.hub.kill9()  # the answer above means the command is tracked on disk
+        self.hub.start()
+        b.call("replyCommand", {"commandId": cid, "to": endpoint(a)})  # hub.start() waits for ready
+        self.assertEqual(a.wait_event("commandResponse")["data"]["commandId"], cid)
+
+
+if __name__ == "__main__":
+    unittest.main()
