@@ -99,7 +99,10 @@ class Broker:
 
 
 class Terminal:
-    """One app install: an MQTT 5 client logged in as a user, with presence and a Will."""
+    """One app install: an MQTT 5 client logged in as a user, with presence and a Will.
+
+    The terminal id is its MQTT client id, which the broker requires to be unique across all
+    users: give every terminal of a test its own id."""
 
     def __init__(self, hub, user, client_id, password, presence=True):
         self.hub = hub
@@ -230,8 +233,10 @@ class Terminal:
 
     def drop(self):
         """Drops the TCP connection without DISCONNECT, so the broker publishes the Will."""
-        self.client.socket().close()
-        self.client.loop_stop()
+        sock = self.client.socket()
+        self.client.loop_stop()  # no paho thread may touch the socket once it is closed
+        if sock is not None:
+            sock.close()
 
 
 class Hub:
