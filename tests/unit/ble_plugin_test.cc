@@ -1,0 +1,1036 @@
+// The ble plugin's logic (plugins/ble/ble_plugin.h) against a fake BlueZ client and a fake
+// plugin context with a manual clock: reporting, presence, bind windows and reset counters, the
+// waiting states, BlueZ restarts, and the command queue (serialised connects, the connection
+// limit, timeouts, error mapping, notify replies). The real D-Bus path is covered by
+// tests/integration/test_ble.py.
+
+#include "ble_plugin.h"
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hearth::ble {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr const char* kAdapter = "/org/bluez/hci0";
+constexpr const char* kLockUuid = "0000fff0-0000-1000-8000-00805f9b34fb";
+constexpr const char* kControlUuid = "0000fff1-0000-1000-8000-00805f9b34fb";
+constexpr const char* kStatusUuid = "0000fff2-0000-1000-8000-00805f9b34fb";
+constexpr uint16_t kCompany = 0xFFFF;
+
+// ---- fake plugin context ---------------------------------------------------------------------
+
+class ManualClock : public Clock {
+ public:
+  int64_t nowMs() const override { return wallMs; }
+  std::chrono::steady_clock::time_point steadyNow() const override { return steady; }
+  std::chrono::steady_clock::time_point steady{std::chrono::hours(1000)};
+  int64_t wallMs = 1'700'000'000'000;
+};
+
+class RecordingLogger : public Logger {
+ public:
+  void log(LogLevel, std::string_view message) override { lines.emplace_back(message); }
+  std::vector<std::string> lines;
+};
+
+class FakeConfig : public ConfigView {
+ public:
+  bool getBool(std::string_view key) const override { return at(bools, key); }
+  int64_t getInt(std::string_view key) const override { return at(ints, key); }
+  double getDouble(std::string_view key) const override { return at(doubles, key); }
+  std::string getString(std::string_view key) const override { return at(strings, key); }
+  milliseconds getDuration(std::string_view key) const override { return at(durations, key); }
+  std::string getJson(std::string_view key) const override { return at(json, key); }
+
+  std::map<std::string, bool, std::less<>> bools;
+  std::map<std::string, int64_t, std::less<>> ints;
+  std::map<std::string, double, std::less<>> doubles;
+  std::map<std::string, std::string, std::less<>> strings;
+  std::map<std::string, milliseconds, std::less<>> durations;
+  std::map<std::string, std::string, std::less<>> json;
+
+ private:
+  template <typename M>
+  static typename M::mapped_type at(const M& m, std::string_view key) {
+    auto it = m.find(key);
+    if (it == m.end()) throw std::out_of_range("undeclared key " + std::string(key));
+    return it->second;
+  }
+};
+
+class MemoryStore : public KvStore {
+ public:
+  Status put(std::string_view c, std::string_view k, std::string_view v) override {
+    data[std::string(c)][std::string(k)] = std::string(v);
+    return Status::ok();
+  }
+  Result<std::optional<std::string>> get(std::string_view c, std::string_view k) override {
+    auto& col = data[std::string(c)];
+    auto it = col.find(std::string(k));
+    return it == col.end() ? std::optional<std::string>() : std::optional(it->second);
+  }
+  Status erase(std::string_view c, std::string_view k) override {
+    data[std::string(c)].erase(std::string(k));
+    return Status::ok();
+  }
+  Status scan(std::string_view c, std::string_view from, size_t limit,
+              const std::function<bool(const std::string&, const std::string&)>& fn) override {
+    size_t n = 0;
+    for (auto it = data[std::string(c)].lower_bound(std::string(from));
+         it != data[std::string(c)].end(); ++it) {
+      if ((limit != 0 && n++ >= limit) || !fn(it->first, it->second)) break;
+    }
+    return Status::ok();
+  }
+  Result<int64_t> count(std::string_view c) override {
+    return static_cast<int64_t>(data[std::string(c)].size());
+  }
+  Status transaction(const std::function<Status()>& body) override { return body(); }
+
+  std::map<std::string, std::map<std::string, std::string>> data;
+};
+
+class FakeDevices : public Devices {
+ public:
+  Status registerTransport(const std::string& transport, DeviceTransport* t) override {
+    transports[transport] = t;
+    return Status::ok();
+  }
+  Status report(const DeviceReport& r) override {
+    reports.push_back(r);
+    return Status::ok();
+  }
+  void setOnline(const std::string& deviceId, bool online) override {
+    onlineChanges.emplace_back(deviceId, online);
+  }
+  Result<std::string> presentProvisionToken(const std::string&, const std::string&) override {
+    return Status::error(ErrorCode::kNotFound, "not in this test");
+  }
+  Status reportReset(const std::string& deviceId) override {
+    resets.push_back(deviceId);
+    return Status::ok();
+  }
+  size_t notifyBoundUsers(const std::string&, const std::string&, const std::string&) override {
+    return 0;
+  }
+  std::vector<std::string> boundUsers(const std::string&) const override { return {}; }
+
+  size_t reportsOf(const std::string& id) const {
+    return std::count_if(reports.begin(), reports.end(),
+                         [&](const DeviceReport& r) { return r.deviceId == id; });
+  }
+
+  std::map<std::string, DeviceTransport*> transports;
+  std::vector<DeviceReport> reports;
+  std::vector<std::pair<std::string, bool>> onlineChanges;
+  std::vector<std::string> resets;
+};
+
+class FakeContext : public PluginContext {
+ public:
+  const std::string& pluginName() const override { return name_; }
+  Logger& logger() override { return logger_; }
+  const Clock& clock() const override { return clock_; }
+  const ConfigView& config() const override { return config_; }
+  KvStore& store() override { return store_; }
+  Status registerMethod(const std::string&, MethodScope, RequestHandler) override {
+    return Status::ok();
+  }
+  size_t sendEvent(const std::string&, const std::string&, const std::string&,
+                   const std::string&) override {
+    return 0;
+  }
+  std::optional<TerminalInfo> terminal(const std::string&, const std::string&) const override {
+    return std::nullopt;
+  }
+  std::optional<TerminalInfo> terminalByOpenId(const std::string&) const override {
+    return std::nullopt;
+  }
+  std::vector<TerminalInfo> terminals(const std::string&) const override { return {}; }
+  bool userExists(const std::string&) const override { return false; }
+  void subscribe(const std::string&, EventHandler) override {}
+  void publish(const std::string&, const std::string&) override {}
+  TimerId startTimer(milliseconds delay, std::function<void()> fn) override {
+    TimerId id = nextTimer_++;
+    timers_[id] = {clock_.steady + delay, std::move(fn)};
+    return id;
+  }
+  void cancelTimer(TimerId id) override { timers_.erase(id); }
+  Devices& devices() override { return devices_; }
+  void post(std::function<void()> fn) override { posted_.push_back(std::move(fn)); }
+  void setState(PluginState state, const std::string& detailJson) override {
+    state_ = state;
+    detail_ = detailJson;
+  }
+
+  // Runs posted work (BlueZ replies and signals) until none is left.
+  void drain() {
+    while (!posted_.empty()) {
+      auto fn = std::move(posted_.front());
+      posted_.pop_front();
+      fn();
+    }
+  }
+  // Moves the clock forward, firing due timers in order.
+  void advance(milliseconds d) {
+    const auto target = clock_.steady + d;
+    drain();
+    while (true) {
+      auto next = std::min_element(timers_.begin(), timers_.end(), [](auto& a, auto& b) {
+        return a.second.due < b.second.due || (a.second.due == b.second.due && a.first < b.first);
+      });
+      if (next == timers_.end() || next->second.due > target) break;
+      clock_.wallMs +=
+          std::chrono::duration_cast<milliseconds>(next->second.due - clock_.steady).count();
+      clock_.steady = std::max(clock_.steady, next->second.due);
+      auto fn = std::move(next->second.fn);
+      timers_.erase(next);
+      fn();
+      drain();
+    }
+    clock_.wallMs += std::chrono::duration_cast<milliseconds>(target - clock_.steady).count();
+    clock_.steady = target;
+  }
+
+  PluginState state() const { return state_; }
+  std::string detail(const std::string& key) const {
+    if (detail_.empty()) return "";
+    auto o = Poco::JSON::Parser().parse(detail_).extract<Poco::JSON::Object::Ptr>();
+    return o->optValue<std::string>(key, "");
+  }
+
+  FakeConfig& cfg() { return config_; }
+  FakeDevices& fakeDevices() { return devices_; }
+  MemoryStore& memory() { return store_; }
+  RecordingLogger& log() { return logger_; }
+
+ private:
+  struct Timer {
+    std::chrono::steady_clock::time_point due;
+    std::function<void()> fn;
+  };
+  std::string name_ = "ble";
+  RecordingLogger logger_;
+  ManualClock clock_;
+  FakeConfig config_;
+  MemoryStore store_;
+  FakeDevices devices_;
+  std::map<TimerId, Timer> timers_;
+  TimerId nextTimer_ = 1;
+  std::deque<std::function<void()>> posted_;
+  PluginState state_ = PluginState::kStarting;
+  std::string detail_;
+};
+
+// ---- fake BlueZ --------------------------------------------------------------------------------
+
+// Discovery calls, Disconnect and StopNotify are answered at once (through post, as the real
+// client does); everything else waits in `pending` until the test answers it. GetManagedObjects
+// is answered from `tree` unless holdTree is set.
+class FakeBluez : public BluezClient {
+ public:
+  struct Call {
+    std::string method;
+    std::string path;
+    Bytes value;
+    std::optional<std::vector<std::string>> uuids;
+    Done done;
+    std::function<void(const MaybeError&, ObjectTree)> treeDone;
+    std::function<void(const MaybeError&, DeviceProps)> propsDone;
+    std::function<void(const MaybeError&, Bytes)> bytesDone;
+  };
+
+  explicit FakeBluez(FakeContext& ctx) : ctx_(ctx) {}
+  ~FakeBluez() override { ++*session_; }
+
+  Status start(Listener* l) override {
+    ++starts;
+    if (!startStatus.isOk()) return startStatus;
+    listener = l;
+    ++*session_;
+    return Status::ok();
+  }
+  void stop() override {
+    listener = nullptr;
+    ++*session_;
+    pending.clear();
+  }
+  void getManagedObjects(std::function<void(const MaybeError&, ObjectTree)> done) override {
+    Call c = record("GetManagedObjects", "/");
+    if (holdTree) {
+      c.treeDone = std::move(done);
+      pending.push_back(std::move(c));
+      return;
+    }
+    answer([done, tree = tree] { done(std::nullopt, tree); });
+  }
+  void setDiscoveryFilter(const std::string& adapter,
+                          const std::optional<std::vector<std::string>>& uuids,
+                          Done done) override {
+    record("SetDiscoveryFilter", adapter);
+    lastFilter = uuids;
+    answerOk(std::move(done));
+  }
+  void startDiscovery(const std::string& adapter, Done done) override {
+    record("StartDiscovery", adapter);
+    answerOk(std::move(done));
+  }
+  void stopDiscovery(const std::string& adapter, Done done) override {
+    record("StopDiscovery", adapter);
+    answerOk(std::move(done));
+  }
+  void connect(const std::string& device, milliseconds, Done done) override {
+    Call c = record("Connect", device);
+    c.done = std::move(done);
+    pending.push_back(std::move(c));
+  }
+  void disconnect(const std::string& device, Done done) override {
+    record("Disconnect", device);
+    answerOk(std::move(done));
+  }
+  void getDeviceProperties(const std::string& device,
+                           std::function<void(const MaybeError&, DeviceProps)> done) override {
+    Call c = record("GetAll", device);
+    c.propsDone = std::move(done);
+    pending.push_back(std::move(c));
+  }
+  void writeValue(const std::string& characteristic, const Bytes& value, bool, milliseconds,
+                  Done done) override {
+    Call c = record("WriteValue", characteristic);
+    c.value = value;
+    c.done = std::move(done);
+    pending.push_back(std::move(c));
+  }
+  void readValue(const std::string& characteristic, milliseconds,
+                 std::function<void(const MaybeError&, Bytes)> done) override {
+    Call c = record("ReadValue", characteristic);
+    c.bytesDone = std::move(done);
+    pending.push_back(std::move(c));
+  }
+  void startNotify(const std::string& characteristic, Done done) override {
+    Call c = record("StartNotify", characteristic);
+    c.done = std::move(done);
+    pending.push_back(std::move(c));
+  }
+  void stopNotify(const std::string& characteristic, Done done) override {
+    record("StopNotify", characteristic);
+    answerOk(std::move(done));
+  }
+
+  // The oldest pending call of `method`; the test fails if there is none.
+  Call take(const std::string& method) {
+    auto it = std::find_if(pending.begin(), pending.end(),
+                           [&](const Call& c) { return c.method == method; });
+    if (it == pending.end()) throw std::runtime_error("no pending " + method);
+    Call c = std::move(*it);
+    pending.erase(it);
+    return c;
+  }
+  size_t pendingCount(const std::string& method) const {
+    return std::count_if(pending.begin(), pending.end(),
+                         [&](const Call& c) { return c.method == method; });
+  }
+  size_t count(const std::string& method) const {
+    return std::count_if(log.begin(), log.end(), [&](const std::string& l) {
+      return l.compare(0, method.size() + 1, method + " ") == 0;
+    });
+  }
+  size_t indexOf(const std::string& entry) const {
+    return std::find(log.begin(), log.end(), entry) - log.begin();
+  }
+
+  Listener* listener = nullptr;
+  Status startStatus;
+  int starts = 0;
+  ObjectTree tree;
+  bool holdTree = false;
+  std::deque<Call> pending;
+  std::vector<std::string> log;
+  std::optional<std::vector<std::string>> lastFilter;
+
+ private:
+  Call record(const std::string& method, const std::string& path) {
+    log.push_back(method + " " + path);
+    Call c;
+    c.method = method;
+    c.path = path;
+    return c;
+  }
+  // Like the real client: a reply posted before stop() (or the client's destruction) is
+  // dropped when it reaches the front of the queue.
+  void answer(std::function<void()> fn) {
+    ctx_.post([session = session_, current = *session_, fn = std::move(fn)] {
+      if (*session == current) fn();
+    });
+  }
+  void answerOk(Done done) {
+    answer([done = std::move(done)] { done(std::nullopt); });
+  }
+
+  FakeContext& ctx_;
+  std::shared_ptr<uint64_t> session_ = std::make_shared<uint64_t>(0);
+};
+
+// ---- BlueZ objects -----------------------------------------------------------------------------
+
+std::string pathOf(const std::string& address) {
+  std::string p = std::string(kAdapter) + "/dev_" + address;
+  std::replace(p.begin(), p.end(), ':', '_');
+  return p;
+}
+
+BluezObject adapterObject(bool powered) {
+  BluezObject o;
+  o.adapter = AdapterProps{powered, false};
+  return o;
+}
+
+Bytes block(uint16_t window = 0, bool closed = false, uint8_t reset = 0) {
+  return {0x01, static_cast<uint8_t>(closed ? 1 : 0), static_cast<uint8_t>(window & 0xFF),
+          static_cast<uint8_t>(window >> 8), reset};
+}
+
+// A lock's advertisement (as a PropertiesChanged update).
+DeviceProps lockAdvert(const Bytes& mfr = block(), int16_t rssi = -50) {
+  DeviceProps d;
+  d.rssi = rssi;
+  d.uuids = std::vector<std::string>{kLockUuid};
+  d.manufacturerData = std::map<uint16_t, Bytes>{{kCompany, mfr}};
+  return d;
+}
+
+BluezObject lockObject(const std::string& address, const std::string& name = "Lock",
+                       bool advertising = true, bool connected = false) {
+  BluezObject o;
+  DeviceProps d = lockAdvert();
+  if (!advertising) d.rssi.reset();
+  d.address = address;
+  d.name = name;
+  d.alias = name;
+  d.adapter = std::string(kAdapter);
+  d.connected = connected;
+  d.servicesResolved = connected;
+  o.device = d;
+  return o;
+}
+
+// The lock's GATT service with its control and status characteristics.
+void addGatt(ObjectTree& tree, const std::string& address) {
+  const std::string service = pathOf(address) + "/service0010";
+  tree[service].service = GattServiceProps{kLockUuid, pathOf(address)};
+  tree[service + "/char0011"].characteristic =
+      GattCharacteristicProps{kControlUuid, service, std::nullopt};
+  tree[service + "/char0013"].characteristic =
+      GattCharacteristicProps{kStatusUuid, service, std::nullopt};
+}
+
+std::string controlPath(const std::string& address) {
+  return pathOf(address) + "/service0010/char0011";
+}
+std::string statusPath(const std::string& address) {
+  return pathOf(address) + "/service0010/char0013";
+}
+
+BluezObject only(const DeviceProps& d) {
+  BluezObject o;
+  o.device = d;
+  return o;
+}
+
+// ---- fixture -----------------------------------------------------------------------------------
+
+struct Outcome {
+  bool done = false;
+  Result<std::string> result = Status::error(ErrorCode::kInternal, "not answered");
+};
+
+class BlePluginTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    FakeConfig& c = ctx.cfg();
+    c.strings["adapter"] = "auto";
+    c.json["products"] = R"([{"model": "acme.lock", "service_uuid": "fff0",
+        "manufacturer_id": 65535,
+        "control": {"characteristic": "fff1", "commands": {"unlock": "01", "lock": "02"}}}])";
+    c.durations["scan_window"] = seconds(10);
+    c.durations["scan_interval"] = seconds(10);
+    c.durations["present_within"] = seconds(30);
+    c.durations["offline_after"] = seconds(120);
+    c.durations["connect_timeout"] = seconds(15);
+    c.durations["control_timeout"] = seconds(30);
+    c.durations["connection_idle"] = seconds(60);
+    c.durations["retry_interval"] = seconds(5);
+    c.ints["max_connections"] = 3;
+    c.ints["max_queue"] = 32;
+  }
+
+  void TearDown() override {
+    if (plugin) plugin->stop();
+  }
+
+  void startPlugin() {
+    auto client = std::make_unique<FakeBluez>(ctx);
+    bluez = client.get();
+    bluez->tree = tree;
+    plugin = std::make_unique<BlePlugin>(ctx, std::move(client));
+    Status s = plugin->start();
+    ASSERT_TRUE(s.isOk()) << s.toString();
+    ctx.drain();
+  }
+
+  BluezClient::Listener& bus() { return *bluez->listener; }
+
+  void advertise(const std::string& address, const DeviceProps& props = lockAdvert()) {
+    bus().onPropertiesChanged(pathOf(address), kDeviceInterface, only(props), {});
+    ctx.drain();
+  }
+
+  std::shared_ptr<Outcome> control(const std::string& address,
+                                   const std::string& command = "unlock") {
+    auto out = std::make_shared<Outcome>();
+    plugin->control("ble:" + address, "alice", command, "{}", [out](Result<std::string> r) {
+      EXPECT_FALSE(out->done) << "answered twice";
+      out->done = true;
+      out->result = std::move(r);
+    });
+    ctx.drain();
+    return out;
+  }
+
+  // Answers the pending Connect of `address` and then reports ServicesResolved.
+  void connectAndResolve(const std::string& address) {
+    auto c = bluez->take("Connect");
+    ASSERT_EQ(c.path, pathOf(address));
+    DeviceProps connected;
+    connected.connected = true;
+    bus().onPropertiesChanged(pathOf(address), kDeviceInterface, only(connected), {});
+    c.done(std::nullopt);
+    ctx.drain();
+    if (bluez->pendingCount("GetAll") > 0) {
+      bluez->take("GetAll").propsDone(std::nullopt, DeviceProps{});
+      ctx.drain();
+    }
+    DeviceProps resolved;
+    resolved.servicesResolved = true;
+    bus().onPropertiesChanged(pathOf(address), kDeviceInterface, only(resolved), {});
+    ctx.drain();
+  }
+
+  void withLocks(std::initializer_list<std::string> addresses) {
+    tree[kAdapter] = adapterObject(true);
+    for (const auto& a : addresses) {
+      tree[pathOf(a)] = lockObject(a);
+      addGatt(tree, a);
+    }
+  }
+
+  FakeContext ctx;
+  ObjectTree tree;
+  FakeBluez* bluez = nullptr;
+  std::unique_ptr<BlePlugin> plugin;
+};
+
+const std::string kA = "AA:00:00:00:00:01";
+const std::string kB = "AA:00:00:00:00:02";
+const std::string kC = "AA:00:00:00:00:03";
+
+// ---- reporting and presence --------------------------------------------------------------------
+
+TEST_F(BlePluginTest, ReportsAdvertisingDevicesThatMatchARuleAndScansWithTheFilter) {
+  withLocks({kA});
+  tree[pathOf(kB)] = lockObject(kB, "Cached lock", /*advertising=*/false);
+  BluezObject stranger;
+  stranger.device = DeviceProps{};
+  stranger.device->address = "BB:00:00:00:00:09";
+  stranger.device->name = "Headphones";
+  stranger.device->rssi = -40;
+  tree[pathOf("BB:00:00:00:00:09")] = stranger;
+  startPlugin();
+
+  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+  EXPECT_EQ(ctx.detail("adapter"), "hci0");
+  EXPECT_EQ(ctx.fakeDevices().transports.at("ble"), plugin.get());
+  ASSERT_EQ(ctx.fakeDevices().reports.size(), 1u);
+  const DeviceReport& r = ctx.fakeDevices().reports[0];
+  EXPECT_EQ(r.deviceId, "ble:" + kA);
+  EXPECT_EQ(r.transport, "ble");
+  EXPECT_EQ(r.model, "acme.lock");
+  EXPECT_EQ(r.name, "Lock");
+  EXPECT_EQ(r.bindWindowSec, 0);
+  EXPECT_TRUE(plugin->present("ble:" + kA));
+  EXPECT_FALSE(plugin->present("ble:" + kB));  // in BlueZ's cache, but not advertising
+  EXPECT_FALSE(plugin->present("ble:BB:00:00:00:00:09"));
+  EXPECT_EQ(bluez->lastFilter, std::optional<std::vector<std::string>>({kLockUuid}));
+  EXPECT_EQ(bluez->count("StartDiscovery"), 1u);
+
+  advertise(kB);
+  EXPECT_EQ(ctx.fakeDevices().reportsOf("ble:" + kB), 1u);
+  EXPECT_TRUE(plugin->present("ble:" + kB));
+}
+
+TEST_F(BlePluginTest, PresenceExpiresAndSilenceTurnsTheDeviceOffline) {
+  ctx.cfg().durations["present_within"] = seconds(5);
+  ctx.cfg().durations["offline_after"] = seconds(20);
+  withLocks({kA});
+  startPlugin();
+  const std::string id = "ble:" + kA;
+  EXPECT_TRUE(plugin->present(id));
+  ctx.advance(seconds(6));
+  EXPECT_FALSE(plugin->present(id));
+  EXPECT_TRUE(ctx.fakeDevices().onlineChanges.empty());
+  ctx.advance(seconds(14));  // 20 s: silent exactly offline_after, not longer
+  EXPECT_TRUE(ctx.fakeDevices().onlineChanges.empty());
+  ctx.advance(seconds(5));  // the sweep runs every offline_after / 4
+  ASSERT_EQ(ctx.fakeDevices().onlineChanges.size(), 1u);
+  EXPECT_EQ(ctx.fakeDevices().onlineChanges[0], std::make_pair(id, false));
+
+  advertise(kA);  // back in range: reported (and so online) again
+  EXPECT_EQ(ctx.fakeDevices().reportsOf(id), 2u);
+  EXPECT_TRUE(plugin->present(id));
+  ctx.advance(seconds(10));
+  EXPECT_EQ(ctx.fakeDevices().onlineChanges.size(), 1u);
+}
+
+TEST_F(BlePluginTest, ReportsTheBindWindowWhenItMovesNotOnEveryAdvertisement) {
+  withLocks({kA});
+  startPlugin();
+  auto& reports = ctx.fakeDevices().reports;
+  ASSERT_EQ(reports.size(), 1u);
+  advertise(kA, lockAdvert(block(60)));
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports.back().bindWindowSec, 60);
+  ctx.advance(seconds(10));
+  advertise(kA, lockAdvert(block(50)));  // counting down on the device: same end
+  EXPECT_EQ(reports.size(), 2u);
+  advertise(kA, lockAdvert(block(50, /*closed=*/true)));
+  ASSERT_EQ(reports.size(), 3u);
+  EXPECT_EQ(reports.back().bindWindowSec, -1);
+  advertise(kA, lockAdvert(block(0)));
+  ASSERT_EQ(reports.size(), 4u);
+  EXPECT_EQ(reports.back().bindWindowSec, 0);
+  advertise(kA, lockAdvert(block(0)));
+  EXPECT_EQ(reports.size(), 4u);
+}
+
+TEST_F(BlePluginTest, AChangedResetCounterReportsOneResetAndSurvivesARestart) {
+  withLocks({kA});
+  tree[pathOf(kA)].device->manufacturerData =
+      std::map<uint16_t, Bytes>{{kCompany, block(0, false, 3)}};
+  startPlugin();
+  const std::string id = "ble:" + kA;
+  EXPECT_TRUE(ctx.fakeDevices().resets.empty());  // first sighting: nothing to compare with
+  EXPECT_EQ(ctx.memory().data["reset_counters"][id], "3");
+  advertise(kA, lockAdvert(block(0, false, 3)));
+  EXPECT_TRUE(ctx.fakeDevices().resets.empty());
+  advertise(kA, lockAdvert(block(0, false, 4)));
+  EXPECT_EQ(ctx.fakeDevices().resets, std::vector<std::string>{id});
+  advertise(kA, lockAdvert(block(0, false, 4)));
+  EXPECT_EQ(ctx.fakeDevices().resets.size(), 1u);
+
+  // A hub restart: the counter comes from the store, not from a fresh first sighting.
+  plugin->stop();
+  plugin.reset();
+  tree[pathOf(kA)].device->manufacturerData =
+      std::map<uint16_t, Bytes>{{kCompany, block(0, false, 4)}};
+  startPlugin();
+  EXPECT_EQ(ctx.fakeDevices().resets.size(), 1u);
+  advertise(kA, lockAdvert(block(0, false, 5)));
+  EXPECT_EQ(ctx.fakeDevices().resets.size(), 2u);
+  EXPECT_EQ(ctx.memory().data["reset_counters"][id], "5");
+}
+
+// ---- waiting states and recovery ---------------------------------------------------------------
+
+TEST_F(BlePluginTest, WaitsForAnAdapterAndForPowerThenScans) {
+  startPlugin();  // empty tree
+  EXPECT_EQ(ctx.state(), PluginState::kWaiting);
+  EXPECT_EQ(ctx.detail("reason"), "waiting_for_adapter");
+  EXPECT_EQ(bluez->count("StartDiscovery"), 0u);
+
+  bus().onInterfacesAdded(kAdapter, adapterObject(false));
+  ctx.drain();
+  EXPECT_EQ(ctx.detail("reason"), "adapter_powered_off");
+  EXPECT_EQ(bluez->count("StartDiscovery"), 0u);
+
+  bluez->tree[kAdapter] = adapterObject(true);
+  BluezObject on;
+  on.adapter = AdapterProps{true, std::nullopt};
+  bus().onPropertiesChanged(kAdapter, kAdapterInterface, on, {});
+  ctx.drain();
+  EXPECT_EQ(bluez->count("GetManagedObjects"), 2u);  // powered on: the tree is read again
+  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+  EXPECT_EQ(bluez->count("StartDiscovery"), 1u);
+
+  on.adapter->powered = false;
+  bus().onPropertiesChanged(kAdapter, kAdapterInterface, on, {});
+  ctx.drain();
+  EXPECT_EQ(ctx.state(), PluginState::kWaiting);
+  EXPECT_EQ(ctx.detail("reason"), "adapter_powered_off");
+}
+
+TEST_F(BlePluginTest, NoSystemBusIsWaitingAndRetried) {
+  auto client = std::make_unique<FakeBluez>(ctx);
+  bluez = client.get();
+  bluez->startStatus = Status::error(ErrorCode::kUnavailable, "cannot reach the system bus");
+  plugin = std::make_unique<BlePlugin>(ctx, std::move(client));
+  ASSERT_TRUE(plugin->start().isOk());
+  EXPECT_EQ(ctx.state(), PluginState::kWaiting);
+  EXPECT_EQ(ctx.detail("reason"), "waiting_for_system_bus");
+  ctx.advance(seconds(5));
+  EXPECT_EQ(bluez->starts, 2);
+  bluez->startStatus = Status::ok();
+  bluez->tree[kAdapter] = adapterObject(true);
+  ctx.advance(seconds(5));
+  EXPECT_EQ(bluez->starts, 3);
+  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+}
+
+TEST_F(BlePluginTest, BluezVanishingFailsCommandsAndItsReturnIsPickedUp) {
+  withLocks({kA});
+  startPlugin();
+  auto inFlight = control(kA);
+  auto staleConnect = bluez->take("Connect");
+
+  bus().onBluezOwnerChanged(false);
+  ctx.drain();
+  ASSERT_TRUE(inFlight->done);
+  EXPECT_EQ(inFlight->result.status().code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(ctx.detail("reason"), "waiting_for_bluez");
+  EXPECT_FALSE(plugin->present("ble:" + kA));
+  auto refused = control(kA);
+  ASSERT_TRUE(refused->done);
+  EXPECT_EQ(refused->result.status().code(), ErrorCode::kUnavailable);
+
+  const size_t reportsBefore = ctx.fakeDevices().reports.size();
+  bus().onBluezOwnerChanged(true);
+  ctx.drain();
+  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+  EXPECT_EQ(bluez->count("StartDiscovery"), 2u);
+  EXPECT_EQ(ctx.fakeDevices().reports.size(), reportsBefore + 1);  // reported again
+
+  // The old session's Connect reply arrives late: it must not free the new connect slot.
+  auto fresh = control(kA);
+  EXPECT_EQ(bluez->pendingCount("Connect"), 1u);
+  staleConnect.done(BluezError{"org.freedesktop.DBus.Error.NoReply", "gone"});
+  ctx.drain();
+  EXPECT_FALSE(fresh->done);
+  connectAndResolve(kA);
+  bluez->take("WriteValue").done(std::nullopt);
+  ctx.drain();
+  ASSERT_TRUE(fresh->done);
+  EXPECT_TRUE(fresh->result.isOk()) << fresh->result.status().toString();
+}
+
+TEST_F(BlePluginTest, BluezIsPolledForEvenWithoutItsOwnerSignal) {
+  withLocks({kA});
+  startPlugin();
+  bus().onBluezOwnerChanged(false);
+  ctx.drain();
+  EXPECT_EQ(ctx.detail("reason"), "waiting_for_bluez");
+  ctx.advance(seconds(5));  // retry_interval; no NameOwnerChanged arrives
+  EXPECT_EQ(bluez->count("GetManagedObjects"), 2u);
+  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+}
+
+TEST_F(BlePluginTest, ObjectTreeErrorsAreRetried) {
+  withLocks({kA});
+  auto client = std::make_unique<FakeBluez>(ctx);
+  bluez = client.get();
+  bluez->holdTree = true;
+  plugin = std::make_unique<BlePlugin>(ctx, std::move(client));
+  ASSERT_TRUE(plugin->start().isOk());
+  bluez->take("GetManagedObjects")
+      .treeDone(BluezError{"org.freedesktop.DBus.Error.ServiceUnknown", "no org.bluez"}, {});
+  ctx.drain();
+  EXPECT_EQ(ctx.detail("reason"), "waiting_for_bluez");
+  ctx.advance(seconds(5));
+  bluez->take("GetManagedObjects").treeDone(std::nullopt, tree);
+  ctx.drain();
+  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+}
+
+TEST_F(BlePluginTest, DiscoveryRunsTheConfiguredDutyCycle) {
+  ctx.cfg().durations["scan_window"] = seconds(2);
+  ctx.cfg().durations["scan_interval"] = seconds(5);
+  withLocks({});
+  startPlugin();
+  EXPECT_EQ(bluez->count("StartDiscovery"), 1u);
+  ctx.advance(milliseconds(1999));
+  EXPECT_EQ(bluez->count("StopDiscovery"), 0u);
+  ctx.advance(milliseconds(1));
+  EXPECT_EQ(bluez->count("StopDiscovery"), 1u);
+  ctx.advance(seconds(3));
+  EXPECT_EQ(bluez->count("StartDiscovery"), 2u);
+  EXPECT_EQ(bluez->count("SetDiscoveryFilter"), 2u);
+  ctx.advance(seconds(10));
+  EXPECT_EQ(bluez->count("StartDiscovery"), 4u);
+  EXPECT_EQ(bluez->count("StopDiscovery"), 3u);
+}
+
+TEST_F(BlePluginTest, BadProductRulesFailTheStartNamingTheKey) {
+  ctx.cfg().json["products"] = R"([{"model": "x", "service_uuid": "nope"}])";
+  plugin = std::make_unique<BlePlugin>(ctx, std::make_unique<FakeBluez>(ctx));
+  Status s = plugin->start();
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidRequest);
+  EXPECT_NE(s.message().find("plugins.ble.products[0].service_uuid"), std::string::npos)
+      << s.message();
+  plugin.reset();
+}
+
+// ---- control -----------------------------------------------------------------------------------
+
+TEST_F(BlePluginTest, ControlConnectsWaitsForServicesAndWritesTheCommand) {
+  withLocks({kA});
+  startPlugin();
+  auto out = control(kA, "lock");
+  EXPECT_EQ(bluez->pendingCount("WriteValue"), 0u);
+  connectAndResolve(kA);
+  auto write = bluez->take("WriteValue");
+  EXPECT_EQ(write.path, controlPath(kA));
+  EXPECT_EQ(write.value, Bytes{0x02});
+  EXPECT_FALSE(out->done);
+  write.done(std::nullopt);
+  ctx.drain();
+  ASSERT_TRUE(out->done);
+  ASSERT_TRUE(out->result.isOk());
+  EXPECT_EQ(out->result.value(),
+            R"({"command":"lock","deviceId":"ble:AA:00:00:00:00:01","written":"02"})");
+
+  // The connection is kept for the next command, then closed when idle.
+  auto again = control(kA, "unlock");
+  EXPECT_EQ(bluez->count("Connect"), 1u);
+  bluez->take("WriteValue").done(std::nullopt);
+  ctx.drain();
+  EXPECT_TRUE(again->result.isOk());
+  ctx.advance(seconds(60));
+  EXPECT_EQ(bluez->count("Disconnect"), 1u);
+}
+
+TEST_F(BlePluginTest, ConnectsAreSerialisedAndIdleConnectionsMakeRoom) {
+  ctx.cfg().ints["max_connections"] = 2;
+  withLocks({kA, kB, kC});
+  startPlugin();
+  auto a = control(kA);
+  auto b = control(kB);
+  EXPECT_EQ(bluez->pendingCount("Connect"), 1u);  // one Connect at a time
+  connectAndResolve(kA);
+  EXPECT_EQ(bluez->pendingCount("Connect"), 1u);  // A resolved: B may connect now
+  bluez->take("WriteValue").done(std::nullopt);
+  ctx.drain();
+  EXPECT_TRUE(a->done);
+  ctx.advance(seconds(1));
+  connectAndResolve(kB);
+  bluez->take("WriteValue").done(std::nullopt);
+  ctx.drain();
+  EXPECT_TRUE(b->done);
+
+  // Two connections held, the limit: C's connect first closes A, the least recently used.
+  auto c = control(kC);
+  ASSERT_EQ(bluez->pendingCount("Connect"), 1u);
+  EXPECT_LT(bluez->indexOf("Disconnect " + pathOf(kA)), bluez->indexOf("Connect " + pathOf(kC)));
+  EXPECT_EQ(bluez->count("Disconnect"), 1u);
+  connectAndResolve(kC);
+  bluez->take("WriteValue").done(std::nullopt);
+  ctx.drain();
+  EXPECT_TRUE(c->result.isOk());
+}
+
+TEST_F(BlePluginTest, ABusyConnectionIsNeverClosedToMakeRoom) {
+  ctx.cfg().ints["max_connections"] = 1;
+  withLocks({kA, kB});
+  startPlugin();
+  auto a = control(kA);
+  connectAndResolve(kA);
+  auto write = bluez->take("WriteValue");  // A is mid-command
+  auto b = control(kB);
+  EXPECT_EQ(bluez->pendingCount("Connect"), 0u);
+  EXPECT_EQ(bluez->count("Disconnect"), 0u);
+  write.done(std::nullopt);
+  ctx.drain();
+  EXPECT_TRUE(a->done);
+  EXPECT_EQ(bluez->count("Disconnect"), 1u);
+  EXPECT_EQ(bluez->pendingCount("Connect"), 1u);
+  connectAndResolve(kB);
+  bluez->take("WriteValue").done(std::nullopt);
+  ctx.drain();
+  EXPECT_TRUE(b->result.isOk());
+}
+
+TEST_F(BlePluginTest, ATimedOutCommandKeepsTheConnectSlotUntilBluezAnswers) {
+  ctx.cfg().durations["control_timeout"] = seconds(5);
+  withLocks({kA, kB});
+  startPlugin();
+  auto a = control(kA);
+  ctx.advance(seconds(5));
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(a->result.status().code(), ErrorCode::kTimeout);
+  auto b = control(kB);
+  EXPECT_EQ(bluez->pendingCount("Connect"), 1u);  // still A's
+  bluez->take("Connect").done(BluezError{"org.freedesktop.DBus.Error.NoReply", "late"});
+  ctx.drain();
+  ASSERT_EQ(bluez->pendingCount("Connect"), 1u);
+  EXPECT_EQ(bluez->pending.front().path, pathOf(kB));
+  EXPECT_FALSE(b->done);
+}
+
+TEST_F(BlePluginTest, AConnectionThatCompletesAfterItsCommandTimedOutIsGivenBack) {
+  ctx.cfg().durations["control_timeout"] = seconds(5);
+  ctx.cfg().durations["connection_idle"] = seconds(0);
+  withLocks({kA});
+  startPlugin();
+  auto a = control(kA);
+  ctx.advance(seconds(5));
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(bluez->count("Disconnect"), 1u);  // hung up on the attempt at once
+  bluez->take("Connect").done(std::nullopt);  // ... which BlueZ completed anyway
+  ctx.drain();
+  EXPECT_EQ(bluez->count("Disconnect"), 2u);
+}
+
+TEST_F(BlePluginTest, ServicesThatNeverResolveTimeOut) {
+  ctx.cfg().durations["connect_timeout"] = seconds(4);
+  withLocks({kA});
+  startPlugin();
+  auto a = control(kA);
+  bluez->take("Connect").done(std::nullopt);
+  ctx.drain();
+  bluez->take("GetAll").propsDone(std::nullopt, DeviceProps{});
+  ctx.advance(seconds(4));
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(a->result.status().code(), ErrorCode::kTimeout);
+  EXPECT_NE(a->result.status().message().find("GATT"), std::string::npos);
+}
+
+TEST_F(BlePluginTest, BluezErrorsAreMappedWithTheirMessage) {
+  withLocks({kA});
+  startPlugin();
+  auto a = control(kA);
+  bluez->take("Connect").done(BluezError{"org.bluez.Error.Failed", "le-connection-abort-by-local"});
+  ctx.drain();
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(a->result.status().code(), ErrorCode::kOffline);
+  EXPECT_NE(a->result.status().message().find("le-connection-abort-by-local"), std::string::npos);
+
+  auto b = control(kA);
+  connectAndResolve(kA);
+  bluez->take("WriteValue").done(BluezError{"org.bluez.Error.NotPermitted", "Write not permitted"});
+  ctx.drain();
+  ASSERT_TRUE(b->done);
+  EXPECT_EQ(b->result.status().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(b->result.status().message().find("org.bluez.Error.NotPermitted"), std::string::npos);
+}
+
+TEST_F(BlePluginTest, RefusesWhatCannotWork) {
+  withLocks({kA});
+  startPlugin();
+  auto unknownDevice = control("AA:00:00:00:00:99");
+  EXPECT_EQ(unknownDevice->result.status().code(), ErrorCode::kOffline);
+  auto unknownCommand = control(kA, "explode");
+  EXPECT_EQ(unknownCommand->result.status().code(), ErrorCode::kInvalidRequest);
+  EXPECT_EQ(bluez->count("Connect"), 0u);
+
+  ctx.cfg().ints["max_queue"] = 1;  // read at construction: build a second plugin
+  plugin->stop();
+  plugin.reset();
+  startPlugin();
+  auto first = control(kA);
+  auto second = control(kA);
+  EXPECT_FALSE(first->done);
+  ASSERT_TRUE(second->done);
+  EXPECT_EQ(second->result.status().code(), ErrorCode::kUnavailable);
+}
+
+TEST_F(BlePluginTest, NotifyRepliesAndGattObjectsMissingFromTheCache) {
+  ctx.cfg().json["products"] = R"([{"model": "acme.lock", "service_uuid": "fff0",
+      "control": {"characteristic": "fff1", "reply": "notify", "reply_characteristic": "fff2",
+                  "commands": {"unlock": "01"}}}])";
+  tree[kAdapter] = adapterObject(true);
+  tree[pathOf(kA)] = lockObject(kA, "Lock", true, /*connected=*/true);  // already connected
+  startPlugin();
+  ObjectTree withGatt = tree;
+  addGatt(withGatt, kA);
+  bluez->tree = withGatt;
+  bluez->holdTree = true;
+
+  auto out = control(kA);
+  EXPECT_EQ(bluez->count("Connect"), 0u);
+  bluez->take("GetManagedObjects").treeDone(std::nullopt, withGatt);  // the GATT refresh
+  ctx.drain();
+  auto notify = bluez->take("StartNotify");
+  EXPECT_EQ(notify.path, statusPath(kA));
+  notify.done(std::nullopt);
+  ctx.drain();
+  auto write = bluez->take("WriteValue");
+  // The notification may beat the write's reply.
+  BluezObject value;
+  value.characteristic = GattCharacteristicProps{std::nullopt, std::nullopt, Bytes{0xA0, 0x01}};
+  bus().onPropertiesChanged(statusPath(kA), kGattCharacteristicInterface, value, {});
+  ctx.drain();
+  EXPECT_FALSE(out->done);
+  write.done(std::nullopt);
+  ctx.drain();
+  ASSERT_TRUE(out->done);
+  ASSERT_TRUE(out->result.isOk()) << out->result.status().toString();
+  EXPECT_NE(out->result.value().find(R"("reply":"a001")"), std::string::npos);
+  EXPECT_EQ(bluez->count("StopNotify"), 1u);
+}
+
+TEST_F(BlePluginTest, AMissingCharacteristicIsUnavailableAfterOneRefresh) {
+  tree[kAdapter] = adapterObject(true);
+  tree[pathOf(kA)] = lockObject(kA, "Lock", true, /*connected=*/true);  // no GATT objects
+  startPlugin();
+  auto out = control(kA);
+  ASSERT_TRUE(out->done);
+  EXPECT_EQ(out->result.status().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(out->result.status().message().find(kControlUuid), std::string::npos);
+  EXPECT_EQ(bluez->count("GetManagedObjects"), 2u);
+}
+
+TEST_F(BlePluginTest, ADisconnectMidCommandIsOffline) {
+  withLocks({kA});
+  startPlugin();
+  auto out = control(kA);
+  connectAndResolve(kA);
+  auto write = bluez->take("WriteValue");
+  DeviceProps gone;
+  gone.connected = false;
+  bus().onPropertiesChanged(pathOf(kA), kDeviceInterface, only(gone), {});
+  ctx.drain();
+  ASSERT_TRUE(out->done);
+  EXPECT_EQ(out->result.status().code(), ErrorCode::kOffline);
+  write.done(std::nullopt);  // a late reply changes nothing
+  ctx.drain();
+}
+
+TEST_F(BlePluginTest, StopFailsCommandsClosesConnectionsAndStopsDiscovery) {
+  withLocks({kA, kB});
+  startPlugin();
+  auto a = control(kA);
+  connectAndResolve(kA);
+  bluez->take("WriteValue").done(std::nullopt);
+  ctx.drain();
+  auto b = control(kB);
+  plugin->stop();
+  ASSERT_TRUE(b->done);
+  EXPECT_EQ(b->result.status().code(), ErrorCode::kUnavailable);
+  // A's idle connection, and B's connection attempt.
+  EXPECT_EQ(bluez->count("Disconnect"), 2u);
+  EXPECT_EQ(bluez->count("StopDiscovery"), 1u);
+  EXPECT_EQ(bluez->listener, nullptr);
+}
+
+}  // namespace
+}  // namespace hearth::ble
