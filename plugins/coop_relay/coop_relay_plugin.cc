@@ -1121,7 +1121,3 @@ void CoopRelayPlugin::replyCommand(const Request& req, const ParamReader& p, con
 }
 
 }  // namespace hearth::coop
-
-HEARTH_PLUGIN(hearth::coop::CoopRelayPlugin, "coop_relay", "1.0.0",
-              hearth::coop::CoopRelayPlugin::configKeys(),
-              hearth::coop::CoopRelayPlugin::configKeyCount())
