@@ -142,7 +142,11 @@ class BindingTest(unittest.TestCase):
         r = self.hub.admin("testProvision", {"deviceId": other, "token": "f" * 32})
         self.assertEqual(r["error"]["code"], "TOKEN_INVALID")
         self.assertEqual(self.err(self.bob, "bindDevice", {"deviceId": other}), "NOT_BINDABLE")
-        self.assertEqual(self.hub.admin("devices")["result"]["devices"][0].keys() >= {"deviceId"}, True)
+        inventory = {d["deviceId"]: d for d in self.hub.admin("devices")["result"]["devices"]}
+        self.assertEqual(inventory[dev]["owner"], "alice")
+        self.assertEqual(inventory[other]["bindings"], 0)
+        listing = self.hub.ctl("devices").stdout
+        self.assertRegex(listing, dev + r" +wifi +plug-1 +online +preemptive +owner: alice")
 
     # ---- modes -------------------------------------------------------------------------------
     def test_preemptive_provision_moves_everything_and_tells_the_losers(self):

@@ -4,6 +4,7 @@
 //   hearthctl [--config FILE] [--set key=value]... [--json] [--timeout SECONDS] COMMAND
 //     status                     hub state, plugins, counters
 //     plugins                    plugin states and details
+//     devices                    the device inventory (bound and discovered-only devices)
 //     user add NAME [--password P]   create a broker account confined to hearth/v1/u/NAME/#
 //     user remove NAME
 //     user list
@@ -36,7 +37,8 @@ namespace {
 int usage() {
   std::fprintf(stderr,
                "usage: hearthctl [--config FILE] [--set key=value]... [--json] [--timeout S] CMD\n"
-               "  status | plugins | user add NAME [--password P] | user remove NAME |\n"
+               "  status | plugins | devices | user add NAME [--password P] |\n"
+               "  user remove NAME |"
                "  user list | call METHOD [JSON-PARAMS]\n");
   return 2;
 }
@@ -135,6 +137,23 @@ void printHuman(const std::string& method, const Poco::JSON::Object::Ptr& r) {
     }
     return;
   }
+  if (method == "devices") {
+    auto devices = r->getArray("devices");
+    if (!devices || devices->size() == 0) std::printf("no devices\n");
+    for (size_t i = 0; devices && i < devices->size(); ++i) {
+      auto d = devices->getObject(static_cast<unsigned>(i));
+      std::string owner = d->optValue<std::string>("owner", "-");
+      std::printf("%-24s %-6s %-16s %-8s %-15s owner: %s (%s bound)\n",
+                  d->getValue<std::string>("deviceId").c_str(),
+                  d->getValue<std::string>("transport").c_str(),
+                  d->getValue<std::string>("model").c_str(),
+                  d->getValue<bool>("online") ? "online" : "offline",
+                  d->getValue<bool>("inventoryOnly") ? "discovered"
+                                                     : d->getValue<std::string>("bindMode").c_str(),
+                  owner.c_str(), d->get("bindings").toString().c_str());
+    }
+    return;
+  }
   if (method == "userList") {
     auto users = r->getArray("users");
     if (!users || users->size() == 0) std::printf("no users\n");
@@ -187,6 +206,8 @@ int main(int argc, char** argv) {
     method = "status";
   } else if (args[0] == "plugins" && args.size() == 1) {
     method = "plugins";
+  } else if (args[0] == "devices" && args.size() == 1) {
+    method = "devices";
   } else if (args[0] == "user" && args.size() == 3 && args[1] == "add") {
     method = "userAdd";
     if (password.empty()) {
