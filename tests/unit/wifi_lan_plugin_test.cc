@@ -1,0 +1,606 @@
+// The wifi_lan plugin's hub-side logic with a fake PluginContext, fake core Devices and a fake
+// LanIo: provisioning and key replacement, the co-signature that stops remote takeovers,
+// authenticated control with retries, replay protection, presence and reset. The same paths
+// over real sockets and the real core are in tests/integration/test_wifi_lan.py.
+
+#include "wifi_lan_plugin.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lan_io.h"
+#include "lan_protocol.h"
+
+namespace hearth::wifi_lan {
+namespace {
+
+using lan::DropReason;
+using lan::Message;
+using lan::MessageType;
+using std::chrono::milliseconds;
+
+const std::string kDevice = "lamp-1";
+const std::string kDeviceHost = "10.0.0.7";
+const uint16_t kDevicePort = 47801;
+const std::string kAliceToken = "alice-token-0123456789abcdef";
+const std::string kBobToken = "bob-token-0123456789abcdef00";
+
+class FakeLogger : public Logger {
+ public:
+  void log(LogLevel, std::string_view m) override { lines.emplace_back(m); }
+  std::vector<std::string> lines;
+};
+
+class FakeClock : public Clock {
+ public:
+  int64_t nowMs() const override { return wallMs; }
+  std::chrono::steady_clock::time_point steadyNow() const override {
+    return std::chrono::steady_clock::time_point(milliseconds(steadyMs));
+  }
+  void advance(int64_t ms) {
+    wallMs += ms;
+    steadyMs += ms;
+  }
+  int64_t wallMs = 1700000000000;
+  int64_t steadyMs = 1000000;
+};
+
+class FakeConfig : public ConfigView {
+ public:
+  bool getBool(std::string_view k) const override { return ints.at(std::string(k)) != 0; }
+  int64_t getInt(std::string_view k) const override { return ints.at(std::string(k)); }
+  double getDouble(std::string_view k) const override { return ints.at(std::string(k)); }
+  std::string getString(std::string_view k) const override { return strings.at(std::string(k)); }
+  milliseconds getDuration(std::string_view k) const override {
+    return milliseconds(ints.at(std::string(k)));
+  }
+  std::string getJson(std::string_view k) const override { return strings.at(std::string(k)); }
+  std::map<std::string, int64_t> ints = {{"multicast_port", 47800}, {"listen_port", 0},
+                                         {"probe_period", 1000},    {"offline_after", 3000},
+                                         {"control_timeout", 500},  {"control_retries", 2},
+                                         {"max_devices", 100},      {"ssdp", 0},
+                                         {"ssdp_period", 60000}};
+  std::map<std::string, std::string> strings = {{"interfaces", "[]"},
+                                                {"multicast_group", "239.255.72.1"}};
+};
+
+class FakeKv : public KvStore {
+ public:
+  Status put(std::string_view c, std::string_view k, std::string_view v) override {
+    data[std::string(c)][std::string(k)] = std::string(v);
+    return Status::ok();
+  }
+  Result<std::optional<std::string>> get(std::string_view c, std::string_view k) override {
+    auto& m = data[std::string(c)];
+    auto it = m.find(std::string(k));
+    if (it == m.end()) return std::optional<std::string>();
+    return std::optional<std::string>(it->second);
+  }
+  Status erase(std::string_view c, std::string_view k) override {
+    data[std::string(c)].erase(std::string(k));
+    return Status::ok();
+  }
+  Status scan(std::string_view c, std::string_view from, size_t limit,
+              const std::function<bool(const std::string&, const std::string&)>& fn) override {
+    size_t n = 0;
+    for (auto it = data[std::string(c)].lower_bound(std::string(from));
+         it != data[std::string(c)].end(); ++it) {
+      if (!fn(it->first, it->second) || (limit != 0 && ++n >= limit)) break;
+    }
+    return Status::ok();
+  }
+  Result<int64_t> count(std::string_view c) override {
+    return static_cast<int64_t>(data[std::string(c)].size());
+  }
+  Status transaction(const std::function<Status()>& body) override { return body(); }
+  std::map<std::string, std::map<std::string, std::string>> data;
+};
+
+// The core as a transport sees it, recording every call.
+class FakeDevices : public Devices {
+ public:
+  Status registerTransport(const std::string& t, DeviceTransport* impl) override {
+    transports[t] = impl;
+    return Status::ok();
+  }
+  Status report(const DeviceReport& r) override {
+    reports.push_back(r);
+    online[r.deviceId] = true;
+    return Status::ok();
+  }
+  void setOnline(const std::string& id, bool on) override {
+    online[id] = on;
+    presence.emplace_back(id, on);
+  }
+  Result<std::string> presentProvisionToken(const std::string& id,
+                                            const std::string& token) override {
+    presented.emplace_back(id, token);
+    auto it = tokens.find(token);
+    if (it == tokens.end()) return Status::error(ErrorCode::kTokenInvalid, "unknown token");
+    if (!it->second.isOk()) return it->second.status();
+    bound[id] = {it->second.value()};
+    return it->second.value();
+  }
+  Status reportReset(const std::string& id) override {
+    resets.push_back(id);
+    bound.erase(id);
+    return Status::ok();
+  }
+  size_t notifyBoundUsers(const std::string& id, const std::string& event,
+                          const std::string& data) override {
+    notified.push_back({id, event, data});
+    return bound[id].size();
+  }
+  std::vector<std::string> boundUsers(const std::string& id) const override {
+    auto it = bound.find(id);
+    return it == bound.end() ? std::vector<std::string>{} : it->second;
+  }
+
+  struct Note {
+    std::string deviceId, event, data;
+  };
+  std::map<std::string, DeviceTransport*> transports;
+  std::vector<DeviceReport> reports;
+  std::map<std::string, bool> online;
+  std::vector<std::pair<std::string, bool>> presence;
+  std::map<std::string, Result<std::string>> tokens;
+  std::vector<std::pair<std::string, std::string>> presented;
+  std::map<std::string, std::vector<std::string>> bound;
+  std::vector<std::string> resets;
+  std::vector<Note> notified;
+};
+
+class FakeContext : public PluginContext {
+ public:
+  const std::string& pluginName() const override { return name_; }
+  Logger& logger() override { return log; }
+  const Clock& clock() const override { return clk; }
+  const ConfigView& config() const override { return cfg; }
+  KvStore& store() override { return kv; }
+  Status registerMethod(const std::string&, MethodScope, RequestHandler) override {
+    return Status::ok();
+  }
+  size_t sendEvent(const std::string&, const std::string&, const std::string&,
+                   const std::string&) override {
+    return 0;
+  }
+  std::optional<TerminalInfo> terminal(const std::string&, const std::string&) const override {
+    return std::nullopt;
+  }
+  std::optional<TerminalInfo> terminalByOpenId(const std::string&) const override {
+    return std::nullopt;
+  }
+  std::vector<TerminalInfo> terminals(const std::string&) const override { return {}; }
+  bool userExists(const std::string&) const override { return true; }
+  void subscribe(const std::string&, EventHandler) override {}
+  void publish(const std::string&, const std::string&) override {}
+  TimerId startTimer(milliseconds delay, std::function<void()> fn) override {
+    TimerId id = ++nextTimer_;
+    timers[id] = {clk.steadyMs + delay.count(), std::move(fn)};
+    return id;
+  }
+  void cancelTimer(TimerId id) override { timers.erase(id); }
+  Devices& devices() override { return devs; }
+  void post(std::function<void()> fn) override { posted.push_back(std::move(fn)); }
+  void setState(PluginState s, const std::string& detail) override {
+    state = s;
+    details = detail;
+  }
+
+  // Advances both clocks by ms, firing due timers in order.
+  void advance(int64_t ms) {
+    int64_t until = clk.steadyMs + ms;
+    while (true) {
+      auto next = timers.end();
+      for (auto it = timers.begin(); it != timers.end(); ++it) {
+        if (it->second.first <= until &&
+            (next == timers.end() || it->second.first < next->second.first)) {
+          next = it;
+        }
+      }
+      if (next == timers.end()) break;
+      clk.advance(next->second.first - clk.steadyMs);
+      auto fn = std::move(next->second.second);
+      timers.erase(next);
+      fn();
+    }
+    clk.advance(until - clk.steadyMs);
+  }
+
+  FakeLogger log;
+  FakeClock clk;
+  FakeConfig cfg;
+  FakeKv kv;
+  FakeDevices devs;
+  std::map<TimerId, std::pair<int64_t, std::function<void()>>> timers;
+  std::deque<std::function<void()>> posted;
+  PluginState state = PluginState::kStarting;
+  std::string details;
+
+ private:
+  std::string name_ = "wifi_lan";
+  TimerId nextTimer_ = 0;
+};
+
+class FakeLanIo : public LanIo {
+ public:
+  struct Sent {
+    std::string datagram, host;
+    uint16_t port;
+  };
+  explicit FakeLanIo(std::vector<Sent>* sent) : sent_(sent) {}
+  Status open(const LanIoConfig&, LanIoHandlers h) override {
+    if (h.onInterfaces) h.onInterfaces({"eth0"});
+    return Status::ok();
+  }
+  void close() override {}
+  void sendTo(const std::string& d, const std::string& host, uint16_t port) override {
+    sent_->push_back({d, host, port});
+  }
+  uint16_t localPort() const override { return 40000; }
+
+ private:
+  std::vector<Sent>* sent_;
+};
+
+// The device side of the protocol, as hearth-devsim implements it.
+struct SimDevice {
+  std::string id = kDevice;
+  std::string key;
+  uint64_t counter = 5000;
+
+  Message announce(const std::string& name = "Lamp") {
+    Message a;
+    a.type = MessageType::kAnnounce;
+    a.id = id;
+    a.model = "acme-lamp";
+    a.name = name;
+    a.firmware = "1.0";
+    a.port = kDevicePort;
+    if (!key.empty()) a.ctr = ++counter;
+    return a;
+  }
+  std::string signedAnnounce(const std::string& name = "Lamp") {
+    return lan::encode(announce(name), key);
+  }
+  std::string provisioning(const std::string& token, bool coSign = true) {
+    Message a = announce();
+    a.token = token;
+    a.ctr = ++counter;
+    return lan::encode(a, lan::deriveKey(token, id), coSign ? key : std::string());
+  }
+  std::string reply(const Message& control, const std::string& resultJson,
+                    const std::string& withKey = {}) {
+    Message r;
+    r.type = MessageType::kReply;
+    r.id = id;
+    r.req = control.req;
+    r.ctr = control.ctr;
+    r.json = resultJson;
+    return lan::encode(r, withKey.empty() ? key : withKey);
+  }
+  std::string signedOf(MessageType type, const std::string& json = {}) {
+    Message m;
+    m.type = type;
+    m.id = id;
+    m.ctr = ++counter;
+    m.json = json;
+    return lan::encode(m, key);
+  }
+};
+
+class WifiLanPluginTest : public ::testing::Test {
+ protected:
+  void SetUp() override { startPlugin(); }
+
+  void startPlugin() {
+    plugin_ = std::make_unique<WifiLanPlugin>(ctx_, std::make_unique<FakeLanIo>(&sent_));
+    ASSERT_TRUE(plugin_->start().isOk());
+    runPosted();
+  }
+
+  void runPosted() {
+    while (!ctx_.posted.empty()) {
+      auto fn = std::move(ctx_.posted.front());
+      ctx_.posted.pop_front();
+      fn();
+    }
+  }
+
+  void receive(const std::string& datagram) {
+    ASSERT_FALSE(datagram.empty());
+    plugin_->handleDatagram(datagram, kDeviceHost, 53000);
+  }
+
+  // Provisions the simulated device with token for user; returns the hub's ack.
+  Message provision(SimDevice& dev, const std::string& token, const std::string& user) {
+    ctx_.devs.tokens.emplace(token, Result<std::string>(user));
+    sent_.clear();
+    receive(dev.provisioning(token));
+    EXPECT_EQ(sent_.size(), 1u);
+    Message ack;
+    DropReason why;
+    if (sent_.empty() || !lan::decode(sent_.back().datagram, &ack, &why)) return ack;
+    dev.key = lan::deriveKey(token, dev.id);
+    return ack;
+  }
+
+  struct Outcome {
+    bool called = false;
+    Result<std::string> result = Status::error(ErrorCode::kInternal, "unset");
+  };
+
+  // Sends a command; returns the control message the device received.
+  Message command(Outcome* out, const std::string& params = R"({"on":true})") {
+    sent_.clear();
+    plugin_->control(kDevice, "alice", "set", params, [out](Result<std::string> r) {
+      out->called = true;
+      out->result = std::move(r);
+    });
+    Message c;
+    DropReason why;
+    if (sent_.size() != 1 || !lan::decode(sent_.back().datagram, &c, &why)) {
+      ADD_FAILURE() << "no control request was sent";
+    }
+    return c;
+  }
+
+  FakeContext ctx_;
+  std::vector<FakeLanIo::Sent> sent_;
+  std::unique_ptr<WifiLanPlugin> plugin_;
+};
+
+TEST_F(WifiLanPluginTest, RegistersTheWifiTransportAndReportsAnnouncedDevices) {
+  EXPECT_EQ(ctx_.devs.transports.count("wifi"), 1u);
+  SimDevice dev;
+  receive(dev.signedAnnounce());
+  ASSERT_EQ(ctx_.devs.reports.size(), 1u);
+  EXPECT_EQ(ctx_.devs.reports[0].deviceId, kDevice);
+  EXPECT_EQ(ctx_.devs.reports[0].transport, "wifi");
+  EXPECT_EQ(ctx_.devs.reports[0].model, "acme-lamp");
+  EXPECT_FALSE(ctx_.devs.reports[0].inventoryOnly);
+  EXPECT_TRUE(plugin_->present(kDevice));
+  // Repeats within a probe period change nothing in the core.
+  receive(dev.signedAnnounce());
+  EXPECT_EQ(ctx_.devs.reports.size(), 1u);
+  receive(dev.signedAnnounce("Renamed"));
+  EXPECT_EQ(ctx_.devs.reports.size(), 2u);
+}
+
+TEST_F(WifiLanPluginTest, ProvisioningStoresTheDerivedKeyAndAcknowledges) {
+  SimDevice dev;
+  Message ack = provision(dev, kAliceToken, "alice");
+  ASSERT_EQ(ctx_.devs.presented.size(), 1u);
+  EXPECT_EQ(ctx_.devs.presented[0], std::make_pair(kDevice, kAliceToken));
+  EXPECT_EQ(ack.type, MessageType::kProvisioned);
+  EXPECT_TRUE(lan::verifyMac(lan::deriveKey(kAliceToken, kDevice), ack.body, ack.mac));
+  EXPECT_EQ(sent_.back().host, kDeviceHost);
+  EXPECT_EQ(sent_.back().port, kDevicePort);
+  const std::string& stored = ctx_.kv.data["keys"][kDevice];
+  EXPECT_NE(stored.find(lan::toHex(lan::deriveKey(kAliceToken, kDevice))), std::string::npos);
+  EXPECT_EQ(stored.find(kAliceToken), std::string::npos);  // the token itself is not kept
+
+  // The device repeats the token until it sees the ack: acked again, not presented again.
+  sent_.clear();
+  Message again = dev.announce();
+  again.token = kAliceToken;
+  again.ctr = ++dev.counter;
+  receive(lan::encode(again, dev.key));
+  EXPECT_EQ(ctx_.devs.presented.size(), 1u);
+  EXPECT_EQ(sent_.size(), 1u);
+}
+
+TEST_F(WifiLanPluginTest, ControlIsSignedAndOnlyTheKeyedReplyCompletesIt) {
+  SimDevice dev;
+  provision(dev, kAliceToken, "alice");
+  Outcome out;
+  Message c = command(&out);
+  EXPECT_EQ(c.type, MessageType::kControl);
+  EXPECT_EQ(c.command, "set");
+  EXPECT_EQ(c.json, R"({"on":true})");
+  EXPECT_TRUE(lan::verifyMac(dev.key, c.body, c.mac));
+
+  // A reply signed with another key, and one for a request nobody made: dropped.
+  receive(dev.reply(c, R"({"state":{"on":false}})", lan::deriveKey(kBobToken, kDevice)));
+  Message other = c;
+  other.req = "ffffffffffffffff";
+  receive(dev.reply(other, "{}"));
+  EXPECT_FALSE(out.called);
+  EXPECT_EQ(plugin_->dropped(DropReason::kMac), 1u);
+  EXPECT_EQ(plugin_->dropped(DropReason::kUnsolicited), 1u);
+
+  receive(dev.reply(c, R"({"state":{"on":true}})"));
+  ASSERT_TRUE(out.called);
+  ASSERT_TRUE(out.result.isOk()) << out.result.status().toString();
+  EXPECT_EQ(out.result.value(), R"({"state":{"on":true}})");
+  ASSERT_FALSE(ctx_.devs.notified.empty());
+  EXPECT_EQ(ctx_.devs.notified.back().event, "controlReply");
+  // A replay of the genuine reply answers nothing any more.
+  receive(dev.reply(c, R"({"state":{"on":true}})"));
+  EXPECT_EQ(plugin_->dropped(DropReason::kUnsolicited), 2u);
+}
+
+TEST_F(WifiLanPluginTest, UnansweredControlIsRetransmittedThenTimesOut) {
+  SimDevice dev;
+  provision(dev, kAliceToken, "alice");
+  Outcome out;
+  Message c = command(&out);
+  std::string first = sent_.back().datagram;
+  ctx_.advance(500);
+  ASSERT_EQ(sent_.size(), 2u);
+  EXPECT_EQ(sent_[1].datagram, first);  // identical: the device answers it from its cache
+  ctx_.advance(500);
+  ASSERT_EQ(sent_.size(), 3u);
+  EXPECT_FALSE(out.called);
+  ctx_.advance(500);
+  ASSERT_TRUE(out.called);
+  EXPECT_EQ(out.result.status().code(), ErrorCode::kTimeout);
+  EXPECT_EQ(sent_.size(), 3u);  // 1 + control_retries
+  // A late reply finds nothing pending.
+  receive(dev.reply(c, "{}"));
+  EXPECT_EQ(plugin_->dropped(DropReason::kUnsolicited), 1u);
+}
+
+TEST_F(WifiLanPluginTest, SilentDevicesGoOfflineAndControlFailsFast) {
+  SimDevice dev;
+  provision(dev, kAliceToken, "alice");
+  ctx_.advance(2500);
+  EXPECT_TRUE(ctx_.devs.presence.empty());
+  ctx_.advance(2000);  // past offline_after (3 s) plus a check period
+  ASSERT_EQ(ctx_.devs.presence.size(), 1u);
+  EXPECT_EQ(ctx_.devs.presence[0], std::make_pair(kDevice, false));
+  EXPECT_FALSE(plugin_->present(kDevice));
+  Outcome out;
+  sent_.clear();
+  plugin_->control(kDevice, "alice", "get", "{}", [&](Result<std::string> r) {
+    out.called = true;
+    out.result = std::move(r);
+  });
+  ASSERT_TRUE(out.called);
+  EXPECT_EQ(out.result.status().code(), ErrorCode::kOffline);
+  EXPECT_TRUE(sent_.empty());
+  size_t reports = ctx_.devs.reports.size();
+  receive(dev.signedAnnounce());
+  EXPECT_EQ(ctx_.devs.reports.size(), reports + 1);  // the core marks it online again
+  EXPECT_TRUE(plugin_->present(kDevice));
+}
+
+TEST_F(WifiLanPluginTest, ABoundDeviceIsTakenOverOnlyWithItsCurrentKey) {
+  SimDevice dev;
+  provision(dev, kAliceToken, "alice");
+  ctx_.devs.tokens.emplace(kBobToken, Result<std::string>("bob"));
+
+  // A LAN host with a token of its own but without the device key: refused, core untouched.
+  SimDevice spoofer;
+  spoofer.counter = 1ull << 50;  // a forged counter must not raise the high-water mark
+  receive(spoofer.provisioning(kBobToken, false));
+  EXPECT_EQ(plugin_->dropped(DropReason::kUnauthorized), 1u);
+  EXPECT_EQ(ctx_.devs.presented.size(), 1u);
+  receive(dev.signedAnnounce());
+  EXPECT_EQ(plugin_->dropped(DropReason::kReplay), 0u);
+
+  // The real device, set up again by bob's phone, co-signs with the key it still holds.
+  Message ack = provision(dev, kBobToken, "bob");
+  EXPECT_EQ(ctx_.devs.presented.back(), std::make_pair(kDevice, kBobToken));
+  EXPECT_TRUE(lan::verifyMac(lan::deriveKey(kBobToken, kDevice), ack.body, ack.mac));
+  // Commands now go out under bob's key only.
+  Outcome out;
+  Message c = command(&out);
+  EXPECT_TRUE(lan::verifyMac(lan::deriveKey(kBobToken, kDevice), c.body, c.mac));
+  EXPECT_FALSE(lan::verifyMac(lan::deriveKey(kAliceToken, kDevice), c.body, c.mac));
+  EXPECT_NE(ctx_.kv.data["keys"][kDevice].find(lan::toHex(lan::deriveKey(kBobToken, kDevice))),
+            std::string::npos);
+}
+
+TEST_F(WifiLanPluginTest, UnboundDevicesNeedNoCoSignature) {
+  SimDevice dev;
+  provision(dev, kAliceToken, "alice");
+  ctx_.devs.bound.erase(kDevice);  // e.g. the owner unbound it
+  SimDevice newcomer;
+  newcomer.counter = dev.counter;
+  ctx_.devs.tokens.emplace(kBobToken, Result<std::string>("bob"));
+  receive(newcomer.provisioning(kBobToken, false));
+  EXPECT_EQ(ctx_.devs.presented.back(), std::make_pair(kDevice, kBobToken));
+  EXPECT_EQ(plugin_->dropped(DropReason::kUnauthorized), 0u);
+}
+
+TEST_F(WifiLanPluginTest, RefusedTokensAreNotPresentedAgain) {
+  SimDevice dev;
+  ctx_.devs.tokens.emplace(kAliceToken,
+                           Result<std::string>(Status::error(ErrorCode::kTokenExpired, "old")));
+  receive(dev.provisioning(kAliceToken));
+  receive(dev.provisioning(kAliceToken));
+  receive(dev.provisioning(kAliceToken));
+  EXPECT_EQ(ctx_.devs.presented.size(), 1u);
+  EXPECT_TRUE(sent_.empty());  // no ack
+  EXPECT_TRUE(ctx_.kv.data["keys"].empty());
+}
+
+TEST_F(WifiLanPluginTest, KeyedDevicesMustSignAndCannotBeReplayed) {
+  SimDevice dev;
+  provision(dev, kAliceToken, "alice");
+  std::string genuine = dev.signedAnnounce("Lamp");
+  receive(genuine);
+  receive(genuine);  // the same datagram again
+  EXPECT_EQ(plugin_->dropped(DropReason::kDuplicate), 1u);
+  SimDevice past = dev;
+  past.counter -= 10;
+  receive(past.signedAnnounce("Lamp"));
+  EXPECT_EQ(plugin_->dropped(DropReason::kReplay), 1u);
+  size_t reports = ctx_.devs.reports.size();
+  SimDevice unsigned_ = dev;
+  unsigned_.key.clear();
+  receive(unsigned_.signedAnnounce("Evil twin"));
+  EXPECT_EQ(plugin_->dropped(DropReason::kMac), 1u);
+  EXPECT_EQ(ctx_.devs.reports.size(), reports);
+  for (const auto& r : ctx_.devs.reports) EXPECT_NE(r.name, "Evil twin");
+}
+
+TEST_F(WifiLanPluginTest, StateReportsReachBoundUsersAndResetForgetsTheKey) {
+  SimDevice dev;
+  provision(dev, kAliceToken, "alice");
+  receive(dev.signedOf(MessageType::kState, R"({"on":true})"));
+  ASSERT_FALSE(ctx_.devs.notified.empty());
+  EXPECT_EQ(ctx_.devs.notified.back().event, "deviceState");
+  EXPECT_EQ(ctx_.devs.notified.back().data, R"({"deviceId":"lamp-1","state":{"on":true}})");
+
+  SimDevice forger = dev;
+  forger.key = lan::deriveKey(kBobToken, kDevice);
+  receive(forger.signedOf(MessageType::kReset));
+  EXPECT_TRUE(ctx_.devs.resets.empty());
+  receive(dev.signedOf(MessageType::kReset));
+  ASSERT_EQ(ctx_.devs.resets.size(), 1u);
+  EXPECT_TRUE(ctx_.kv.data["keys"].empty());
+  Outcome out;
+  plugin_->control(kDevice, "alice", "get", "{}", [&](Result<std::string> r) {
+    out.called = true;
+    out.result = std::move(r);
+  });
+  EXPECT_EQ(out.result.status().code(), ErrorCode::kUnavailable);
+}
+
+TEST_F(WifiLanPluginTest, KeysSurviveARestartAndPendingCommandsEndOnStop) {
+  SimDevice dev;
+  provision(dev, kAliceToken, "alice");
+  std::string last = dev.signedAnnounce();
+  receive(last);
+  Outcome out;
+  command(&out);
+  plugin_->stop();
+  ASSERT_TRUE(out.called);
+  EXPECT_EQ(out.result.status().code(), ErrorCode::kUnavailable);
+  plugin_.reset();
+  ctx_.timers.clear();
+
+  startPlugin();
+  // The counter high-water mark was stored at stop: a replay is refused after the restart too.
+  receive(last);
+  EXPECT_EQ(plugin_->dropped(DropReason::kDuplicate), 1u);
+  receive(dev.signedAnnounce());  // accepted: the key came back from the store
+  EXPECT_EQ(plugin_->dropped(DropReason::kMac), 0u);
+  EXPECT_TRUE(plugin_->present(kDevice));
+  Outcome again;
+  Message c = command(&again);
+  EXPECT_TRUE(lan::verifyMac(dev.key, c.body, c.mac));
+}
+
+TEST_F(WifiLanPluginTest, GarbageIsCountedInTheStatus) {
+  plugin_->handleDatagram("not hearth", kDeviceHost, 1);
+  plugin_->handleDatagram(std::string(2000, 'x'), kDeviceHost, 1);
+  plugin_->handleDatagram("HLAN/1\n{", kDeviceHost, 1);
+  EXPECT_EQ(plugin_->dropped(DropReason::kHeader), 1u);
+  EXPECT_EQ(plugin_->dropped(DropReason::kOversize), 1u);
+  EXPECT_EQ(plugin_->dropped(DropReason::kJson), 1u);
+  ctx_.advance(1000);
+  EXPECT_EQ(ctx_.state, PluginState::kRunning);
+  EXPECT_NE(ctx_.details.find(R"("header":1)"), std::string::npos) << ctx_.details;
+  EXPECT_NE(ctx_.details.find(R"("interfaces":["eth0"])"), std::string::npos) << ctx_.details;
+}
+
+}  // namespace
+}  // namespace hearth::wifi_lan
