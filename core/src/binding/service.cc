@@ -302,7 +302,16 @@ Status BindingService::report(const DeviceReport& r) {
   bool cameOnline = !d.online;
   d.online = true;
   if (persist) {
-    if (Status s = store_.saveDevice(d, m, {}); !s) return s;
+    // Discovery is not a user's change: records are written in batches (one commit per
+    // 100 ms), so that a LAN full of new devices costs a few commits, not one fsync each. A
+    // record lost to a crash in between is simply discovered again.
+    discoveredDirty_.insert(r.deviceId);
+    if (discoveredTimer_ == 0) {
+      discoveredTimer_ = deps_.loop.startTimer(std::chrono::milliseconds(100), [this] {
+        discoveredTimer_ = 0;
+        flushDiscovered();
+      });
+    }
   }
   if (!isNew) unindex(it->second);
   devices_[r.deviceId] = std::move(d);
@@ -311,6 +320,21 @@ Status BindingService::report(const DeviceReport& r) {
   if (cameOnline && !isNew)
     notifyBoundUsers(r.deviceId, "deviceOnline", deviceEventData(r.deviceId));
   return Status::ok();
+}
+
+void BindingService::flushDiscovered() {
+  if (discoveredDirty_.empty()) return;
+  std::set<std::string> ids;
+  ids.swap(discoveredDirty_);
+  Status s = deps_.db.transaction([&] {
+    for (const auto& id : ids) {
+      auto it = devices_.find(id);
+      if (it == devices_.end()) continue;
+      if (Status saved = store_.saveDevice(it->second, meta_[id], {}); !saved) return saved;
+    }
+    return Status::ok();
+  });
+  if (!s) deps_.logger.error("could not store discovered devices: " + s.message());
 }
 
 std::string BindingService::deviceEventData(const std::string& deviceId) const {

@@ -61,6 +61,9 @@ class BindingService {
                           const std::string& dataJson);
   std::vector<std::string> boundUsers(const std::string& deviceId) const;
 
+  // Writes device records that discovery created or changed (batched, see report()).
+  void flushDiscovered();
+
   size_t deviceCount() const { return devices_.size(); }
   size_t bindingCount() const;
 
@@ -119,6 +122,8 @@ class BindingService {
 
   std::multimap<int64_t, std::string> expiries_;  // next expiry → device
   std::map<std::string, int64_t> expiryOf_;
+  std::set<std::string> discoveredDirty_;
+  TimerId discoveredTimer_ = 0;
   TimerId expiryTimer_ = 0;
   int64_t expiryTimerAt_ = 0;
 };

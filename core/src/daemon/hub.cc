@@ -181,6 +181,7 @@ void Hub::stop() {
   notify("STOPPING=1");
   logger_.info("stopping");
   plugins_->stopAll();
+  bindings_->flushDiscovered();
   // A clean stop says so in the retained status; the Will covers crashes.
   int mid = 0;
   mqtt_->publish(kStatusTopic, statusJson(false), 1, true, nullptr, &mid);
