@@ -2,6 +2,7 @@
 
 #include <mqtt_protocol.h>
 
+#include <algorithm>
 #include <mutex>
 
 namespace hearth {
@@ -29,7 +30,7 @@ MqttClient::~MqttClient() {
 
 std::string MqttClient::errorString(int rc) { return mosquitto_strerror(rc); }
 
-Status MqttClient::start() {
+Status MqttClient::configure() {
   if (!options_.username.empty()) {
     mosquitto_username_pw_set(mosq_, options_.username.c_str(),
                               options_.password.empty() ? nullptr : options_.password.c_str());
@@ -42,6 +43,11 @@ Status MqttClient::start() {
       return Status::error(ErrorCode::kInternal, "mqtt will: " + errorString(rc));
     }
   }
+  return Status::ok();
+}
+
+Status MqttClient::start() {
+  if (Status s = configure(); !s) return s;
   mosquitto_reconnect_delay_set(mosq_, options_.reconnectMinSec, options_.reconnectMaxSec, true);
   // A failed first attempt is fine: the network thread keeps retrying with backoff.
   mosquitto_connect_async(mosq_, options_.host.c_str(), options_.port, options_.keepaliveSec);
@@ -53,11 +59,74 @@ Status MqttClient::start() {
   return Status::ok();
 }
 
+Status MqttClient::attach(HubLoop& loop) {
+  if (Status s = configure(); !s) return s;
+  loop_ = &loop;
+  loop_->setIoSource(this);
+  // Keepalive pings and timeouts are libmosquitto's loop_misc, due at least every second.
+  tickTimer_ = loop_->startTimer(std::chrono::seconds(1), [this] { tick(); });
+  // Non-blocking connect: EINPROGRESS completes in ioWritable(); an immediate refusal retries.
+  int rc =
+      mosquitto_connect_async(mosq_, options_.host.c_str(), options_.port, options_.keepaliveSec);
+  if (rc != MOSQ_ERR_SUCCESS) scheduleReconnect();
+  started_ = true;
+  return Status::ok();
+}
+
+void MqttClient::tick() {
+  tickTimer_ = loop_->startTimer(std::chrono::seconds(1), [this] { tick(); });
+  if (ioFd() < 0) return;
+  if (mosquitto_loop_misc(mosq_) != MOSQ_ERR_SUCCESS) connectionLost();
+}
+
+int MqttClient::ioFd() const { return mosquitto_socket(mosq_); }
+
+bool MqttClient::ioWantWrite() const { return mosquitto_want_write(mosq_); }
+
+void MqttClient::ioReadable() {
+  if (mosquitto_loop_read(mosq_, 64) != MOSQ_ERR_SUCCESS) connectionLost();
+}
+
+void MqttClient::ioWritable() {
+  if (mosquitto_loop_write(mosq_, 64) != MOSQ_ERR_SUCCESS) connectionLost();
+}
+
+void MqttClient::connectionLost() {
+  // libmosquitto has closed the socket and called the disconnect callback (if it was
+  // connected); all that is left is to come back.
+  connected_ = false;
+  if (started_) scheduleReconnect();
+}
+
+void MqttClient::scheduleReconnect() {
+  if (reconnectTimer_ != 0 || loop_ == nullptr) return;
+  // Capped exponential backoff: min, 2·min, 4·min, ... max.
+  unsigned delay = options_.reconnectMinSec;
+  for (unsigned i = 0; i < reconnectAttempts_ && delay < options_.reconnectMaxSec; ++i) delay *= 2;
+  delay = std::min(delay, options_.reconnectMaxSec);
+  ++reconnectAttempts_;
+  reconnectTimer_ = loop_->startTimer(std::chrono::seconds(delay), [this] {
+    reconnectTimer_ = 0;
+    if (mosquitto_reconnect_async(mosq_) != MOSQ_ERR_SUCCESS) scheduleReconnect();
+  });
+}
+
 void MqttClient::stop() {
   if (!started_) return;
   started_ = false;
   mosquitto_disconnect_v5(mosq_, MQTT_RC_NORMAL_DISCONNECTION, nullptr);
-  mosquitto_loop_stop(mosq_, false);
+  if (loop_ != nullptr) {
+    // Flush what is queued (the final status, the DISCONNECT) before detaching.
+    for (int i = 0; i < 10 && ioFd() >= 0 && mosquitto_want_write(mosq_); ++i) {
+      mosquitto_loop_write(mosq_, 64);
+    }
+    loop_->cancelTimer(reconnectTimer_);
+    loop_->cancelTimer(tickTimer_);
+    loop_->setIoSource(nullptr);
+    loop_ = nullptr;
+  } else {
+    mosquitto_loop_stop(mosq_, false);
+  }
   connected_ = false;
 }
 
@@ -98,6 +167,7 @@ bool MqttClient::subscribe(const std::vector<std::string>& filters, int qos) {
 void MqttClient::connectCb(mosquitto*, void* obj, int rc, int, const mosquitto_property*) {
   auto* self = static_cast<MqttClient*>(obj);
   self->connected_ = (rc == 0);
+  if (rc == 0) self->reconnectAttempts_ = 0;
   if (self->onConnect_) self->onConnect_(rc, rc == 0 ? "" : mosquitto_reason_string(rc));
 }
 

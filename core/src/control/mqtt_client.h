@@ -1,9 +1,13 @@
 #pragma once
 // A thin owner of one libmosquitto connection: MQTT 5, TCP_NODELAY, capped exponential
-// reconnect backoff (libmosquitto's own), a Last Will, and Response Topic / Correlation Data.
+// reconnect backoff, a Last Will, and Response Topic / Correlation Data.
 //
-// Threading: callbacks run on libmosquitto's network thread; the owner hands them to its own
-// loop (the hub loop uses post()). publish()/subscribe() are safe from any thread.
+// Two ways to run it:
+// - start(): libmosquitto's own network thread (hearthctl). Callbacks run on that thread;
+//   publish()/subscribe() are safe from any thread.
+// - attach(loop): the socket is serviced on the hub loop (hearthd), so messages and responses
+//   cross no thread. Callbacks, publish() and subscribe() all run on the hub loop; reconnects
+//   are hub-loop timers with capped exponential backoff.
 
 #include <mosquitto.h>
 
@@ -13,6 +17,7 @@
 #include <vector>
 
 #include "hearth/status.h"
+#include "hub/hub_loop.h"
 
 namespace hearth {
 
@@ -40,7 +45,7 @@ struct MqttOptions {
   bool willRetain = false;
 };
 
-class MqttClient {
+class MqttClient : private IoSource {
  public:
   using ConnectHandler = std::function<void(int reasonCode, const std::string& reason)>;
   using DisconnectHandler = std::function<void(int reasonCode)>;
@@ -59,7 +64,9 @@ class MqttClient {
 
   // Starts the network thread; connection failures are retried with backoff forever.
   Status start();
-  // Sends DISCONNECT (the Will is not published) and joins the network thread.
+  // Connects from the hub loop and services the socket there; retries forever with backoff.
+  Status attach(HubLoop& loop);
+  // Sends DISCONNECT (the Will is not published) and joins the network thread / detaches.
   void stop();
 
   // Returns false when libmosquitto refused the message (e.g. not connected and the queue is
@@ -80,8 +87,22 @@ class MqttClient {
   static void messageCb(mosquitto*, void*, const mosquitto_message*, const mosquitto_property*);
   static void publishCb(mosquitto*, void*, int, int, const mosquitto_property*);
 
+  Status configure();
+  // IoSource (attach mode)
+  int ioFd() const override;
+  bool ioWantWrite() const override;
+  void ioReadable() override;
+  void ioWritable() override;
+  void connectionLost();
+  void scheduleReconnect();
+  void tick();
+
   MqttOptions options_;
   mosquitto* mosq_ = nullptr;
+  HubLoop* loop_ = nullptr;  // attach mode
+  TimerId reconnectTimer_ = 0;
+  TimerId tickTimer_ = 0;
+  unsigned reconnectAttempts_ = 0;
   std::atomic<bool> connected_{false};
   bool started_ = false;
   ConnectHandler onConnect_;

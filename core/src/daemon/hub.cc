@@ -125,19 +125,22 @@ int Hub::run() {
   mqtt_ = std::make_unique<MqttClient>(mo);
   dynsec_ = std::make_unique<DynsecAdmin>(*mqtt_, loop_, logger_);
   mqtt_->onConnect([this](int rc, const std::string& reason) {
-    loop_.post([this, rc, reason] { onConnected(rc, reason); });
+    loop_.dispatch([this, rc, reason] { onConnected(rc, reason); });
   });
   mqtt_->onDisconnect([this](int rc) {
-    loop_.post([this, rc] {
-      if (!stopping_) {
+    loop_.dispatch([this, rc] {
+      bool wasUp = brokerUp_;
+      brokerUp_ = false;
+      if (!stopping_ && wasUp) {
         logger_.warn("disconnected from the broker (" + MqttClient::errorString(rc) +
                      "); reconnecting with backoff");
       }
     });
   });
-  mqtt_->onMessage(
-      [this](MqttMessage msg) { loop_.post([this, msg = std::move(msg)] { onMessage(msg); }); });
-  if (Status s = mqtt_->start(); !s) {
+  mqtt_->onMessage([this](MqttMessage msg) {
+    loop_.dispatch([this, msg = std::move(msg)] { onMessage(msg); });
+  });
+  if (Status s = mqtt_->attach(loop_); !s) {
     logger_.error(s.message());
     return 1;
   }
@@ -209,13 +212,12 @@ void Hub::reload() {
   cfg_ = std::move(*loaded.config);
   // The connection, the state and the plugin set need a restart; they keep their running
   // values (and say so) while everything else takes effect now.
-  bool needsRestart =
-      std::tie(cfg_.brokerHost, cfg_.brokerPort, cfg_.brokerClientId, cfg_.brokerUsername,
-               cfg_.brokerPassword, cfg_.brokerPasswordFile, cfg_.userManagement, cfg_.stateDir,
-               cfg_.pluginDir) != std::tie(old.brokerHost, old.brokerPort, old.brokerClientId,
-                                           old.brokerUsername, old.brokerPassword,
-                                           old.brokerPasswordFile, old.userManagement,
-                                           old.stateDir, old.pluginDir);
+  bool needsRestart = std::tie(cfg_.brokerHost, cfg_.brokerPort, cfg_.brokerClientId,
+                               cfg_.brokerUsername, cfg_.brokerPassword, cfg_.brokerPasswordFile,
+                               cfg_.userManagement, cfg_.stateDir, cfg_.pluginDir) !=
+                      std::tie(old.brokerHost, old.brokerPort, old.brokerClientId,
+                               old.brokerUsername, old.brokerPassword, old.brokerPasswordFile,
+                               old.userManagement, old.stateDir, old.pluginDir);
   if (needsRestart) {
     logger_.warn("changes to broker.*, hub.state_dir and hub.plugin_dir take effect on restart");
   }
@@ -241,6 +243,7 @@ void Hub::onConnected(int rc, const std::string& reason) {
     return;
   }
   ++connects_;
+  brokerUp_ = true;
   logger_.info("connected to the broker");
   if (cfg_.userManagement == "dynsec") {
     mqtt_->subscribe({DynsecAdmin::kResponseTopic}, 1);

@@ -90,6 +90,7 @@ class Hub : public CoreServices, private Publisher {
   RequestRouter router_;
   std::unique_ptr<PluginHost> plugins_;
   bool ready_ = false;
+  bool brokerUp_ = false;
   bool statusPending_ = false;
   bool stopping_ = false;
   int64_t startedAtMs_ = 0;

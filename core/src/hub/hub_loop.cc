@@ -1,14 +1,47 @@
 #include "hub/hub_loop.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <stdexcept>
+
 namespace hearth {
 
+HubLoop::HubLoop(const Clock& clock) : clock_(clock) {
+  wakeFd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  // Without it the loop cannot be woken: a broken host, not a recoverable condition.
+  if (wakeFd_ < 0) throw std::runtime_error("eventfd failed");
+}
+
+HubLoop::~HubLoop() { close(wakeFd_); }
+
+void HubLoop::wake() {
+  uint64_t one = 1;
+  // A full counter (EAGAIN) still wakes the loop, so the result does not matter.
+  [[maybe_unused]] ssize_t n = write(wakeFd_, &one, sizeof one);
+}
+
 void HubLoop::post(std::function<void()> fn) {
+  bool wasEmpty;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) return;
+    wasEmpty = queue_.empty();
     queue_.push_back(std::move(fn));
   }
-  wake_.notify_one();
+  // The loop drains the whole queue at once, so only the first post after a drain must wake it.
+  if (wasEmpty) wake();
+}
+
+void HubLoop::dispatch(std::function<void()> fn) {
+  if (isHubThread()) {
+    fn();
+  } else {
+    post(std::move(fn));
+  }
 }
 
 TimerId HubLoop::startTimer(std::chrono::milliseconds delay, std::function<void()> fn) {
@@ -16,9 +49,6 @@ TimerId HubLoop::startTimer(std::chrono::milliseconds delay, std::function<void(
   Deadline deadline = clock_.steadyNow() + delay;
   timers_.emplace(std::make_pair(deadline, id), std::move(fn));
   timerDeadlines_.emplace(id, deadline);
-  // A timer that is earlier than the current wait must wake the loop; posting a no-op does it
-  // without a separate signalling path.
-  post([] {});
   return id;
 }
 
@@ -60,16 +90,38 @@ void HubLoop::run() {
   hubThread_ = std::this_thread::get_id();
   for (;;) {
     runDue();
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (stopping_) break;
-    if (!queue_.empty()) continue;
-    if (timers_.empty()) {
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-    } else {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) break;
+      if (!queue_.empty()) continue;
+    }
+    int timeoutMs = -1;
+    if (!timers_.empty()) {
       // Timers are kept in clock_ time; waiting in real time is right for SystemClock, and a
       // ManualClock test drives runOnce() instead of run().
       auto wait = timers_.begin()->first.first - clock_.steadyNow();
-      wake_.wait_for(lock, wait, [this] { return stopping_ || !queue_.empty(); });
+      auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
+      timeoutMs = static_cast<int>(std::clamp<int64_t>(ms, 0, 60'000));
+    }
+    pollfd fds[2] = {{wakeFd_, POLLIN, 0}, {-1, 0, 0}};
+    nfds_t count = 1;
+    int ioFd = io_ != nullptr ? io_->ioFd() : -1;
+    if (ioFd >= 0) {
+      fds[1] = {ioFd, static_cast<short>(POLLIN | (io_->ioWantWrite() ? POLLOUT : 0)), 0};
+      count = 2;
+    }
+    int n = poll(fds, count, timeoutMs);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error("poll failed");  // EFAULT/EINVAL: a bug, not a runtime fault
+    }
+    if (fds[0].revents & POLLIN) {
+      uint64_t drained;
+      [[maybe_unused]] ssize_t r = read(wakeFd_, &drained, sizeof drained);
+    }
+    if (count == 2 && io_ != nullptr && io_->ioFd() == ioFd) {
+      if (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) io_->ioReadable();
+      if (io_ != nullptr && io_->ioFd() == ioFd && (fds[1].revents & POLLOUT)) io_->ioWritable();
     }
   }
   // Drain what was posted before stop so no hand-over is lost (e.g. a final response).
@@ -86,7 +138,7 @@ void HubLoop::stop() {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
-  wake_.notify_all();
+  wake();
 }
 
 }  // namespace hearth

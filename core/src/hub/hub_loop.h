@@ -1,30 +1,48 @@
 #pragma once
 // The hub loop: the one thread that owns all core state. Other threads hand work to it with
-// post(); timers fire on it. Time comes from an injected Clock so tests can drive timers.
+// post(); timers fire on it; and the control plane's socket is serviced on it directly (an
+// IoSource), so a request and its response cross no thread on their way through the hub.
+// Time comes from an injected Clock so tests can drive timers.
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
-#include <set>
 #include <thread>
 
 #include "hearth/host.h"
 
 namespace hearth {
 
+// A socket serviced by the hub loop (the MQTT connection). All calls are on the hub loop.
+class IoSource {
+ public:
+  virtual ~IoSource() = default;
+  virtual int ioFd() const = 0;  // < 0 while there is no socket
+  virtual bool ioWantWrite() const = 0;
+  virtual void ioReadable() = 0;
+  virtual void ioWritable() = 0;
+};
+
 class HubLoop {
  public:
-  explicit HubLoop(const Clock& clock) : clock_(clock) {}
+  explicit HubLoop(const Clock& clock);
+  ~HubLoop();
+  HubLoop(const HubLoop&) = delete;
+  HubLoop& operator=(const HubLoop&) = delete;
 
   // Thread-safe. Work posted after stop() is dropped.
   void post(std::function<void()> fn);
+  // Runs fn now if called on the hub loop, else posts it.
+  void dispatch(std::function<void()> fn);
 
   // Hub loop only. Fires fn once, no earlier than delay from now.
   TimerId startTimer(std::chrono::milliseconds delay, std::function<void()> fn);
   void cancelTimer(TimerId id);
+
+  // Hub loop only; nullptr to detach. The source must outlive its attachment.
+  void setIoSource(IoSource* source) { io_ = source; }
 
   // Runs until stop(); the calling thread becomes the hub loop.
   void run();
@@ -39,15 +57,17 @@ class HubLoop {
  private:
   using Deadline = std::chrono::steady_clock::time_point;
   bool runDue();
+  void wake();
 
   const Clock& clock_;
+  int wakeFd_ = -1;  // eventfd: post() and stop() wake a poll() in progress
   std::mutex mutex_;
-  std::condition_variable wake_;
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
   std::thread::id hubThread_ = std::this_thread::get_id();
 
   // Hub-loop-only state.
+  IoSource* io_ = nullptr;
   TimerId nextTimer_ = 1;
   std::map<std::pair<Deadline, TimerId>, std::function<void()>> timers_;
   std::map<TimerId, Deadline> timerDeadlines_;
