@@ -9,6 +9,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <tuple>
 
@@ -324,9 +325,14 @@ size_t Hub::sendEvent(const std::string& userId, const std::string& clientId,
 
 void Hub::publish(const std::string& topic, const std::string& payload,
                   const std::string* correlationData) {
-  if (!mqtt_->publish(topic, payload, 1, false, correlationData)) {
-    logger_.warn("could not publish the response on " + topic);
-  }
+  // Responders may answer from a plugin's own thread; the socket belongs to the hub loop.
+  std::optional<std::string> corr;
+  if (correlationData != nullptr) corr = *correlationData;
+  loop_.dispatch([this, topic, payload, corr] {
+    if (!mqtt_->publish(topic, payload, 1, false, corr ? &*corr : nullptr)) {
+      logger_.warn("could not publish the response on " + topic);
+    }
+  });
 }
 
 std::string Hub::statusJson(bool online) const {
