@@ -1,0 +1,668 @@
+// Unit tests for the pure parts of the cloud_bridge plugin: topic filters and rewriting, rule
+// parsing and the loop guard, the bounded durable outbox (over an in-memory KvStore with
+// transactions and injectable failures), the jittered backoff and the status document.
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "backoff.h"
+#include "bridge_status.h"
+#include "cloud_outbox.h"
+#include "topic_rules.h"
+
+namespace hearth::cloud_bridge {
+namespace {
+
+// --- topic filters -------------------------------------------------------------------------
+
+TEST(TopicFilter, MatchesLevelsAndWildcards) {
+  EXPECT_TRUE(topicMatches("a/b/c", "a/b/c"));
+  EXPECT_FALSE(topicMatches("a/b/c", "a/b"));
+  EXPECT_FALSE(topicMatches("a/b", "a/b/c"));
+  EXPECT_TRUE(topicMatches("a/+/c", "a/x/c"));
+  EXPECT_FALSE(topicMatches("a/+/c", "a/x/y/c"));
+  EXPECT_TRUE(topicMatches("a/+", "a/"));  // an empty level is a level
+  EXPECT_TRUE(topicMatches("a/#", "a/b/c/d"));
+  EXPECT_TRUE(topicMatches("a/#", "a"));  // '#' includes the parent level
+  EXPECT_FALSE(topicMatches("a/#", "ab"));
+  EXPECT_TRUE(topicMatches("#", "anything/at/all"));
+  EXPECT_FALSE(topicMatches("#", "$SYS/broker/uptime"));
+  EXPECT_FALSE(topicMatches("+/broker/uptime", "$SYS/broker/uptime"));
+  EXPECT_TRUE(topicMatches("$SYS/#", "$SYS/broker/uptime"));
+}
+
+TEST(TopicFilter, Validity) {
+  EXPECT_TRUE(isValidTopicFilter("a/+/b/#"));
+  EXPECT_TRUE(isValidTopicFilter("+"));
+  EXPECT_FALSE(isValidTopicFilter(""));
+  EXPECT_FALSE(isValidTopicFilter("a/#/b"));
+  EXPECT_FALSE(isValidTopicFilter("a/b#"));
+  EXPECT_FALSE(isValidTopicFilter("a/+b"));
+  EXPECT_FALSE(isValidTopicFilter(std::string("a\0b", 3)));
+  EXPECT_TRUE(isValidTopicName("a/b"));
+  EXPECT_FALSE(isValidTopicName("a/+"));
+  EXPECT_FALSE(isValidTopicName("a/#"));
+  EXPECT_FALSE(isValidTopicName(""));
+}
+
+TEST(TopicFilter, Overlap) {
+  EXPECT_TRUE(filtersOverlap("a/b", "a/b"));
+  EXPECT_FALSE(filtersOverlap("a/b", "a/c"));
+  EXPECT_TRUE(filtersOverlap("a/+", "a/b"));
+  EXPECT_TRUE(filtersOverlap("a/#", "a"));
+  EXPECT_TRUE(filtersOverlap("a", "a/#"));
+  EXPECT_TRUE(filtersOverlap("a/+/c", "a/b/+"));
+  EXPECT_FALSE(filtersOverlap("a/+/c", "a/b/d"));
+  EXPECT_FALSE(filtersOverlap("a/+", "a/b/c"));
+  EXPECT_TRUE(filtersOverlap("site1/x/#", "site1/x/cmd/#"));
+  EXPECT_FALSE(filtersOverlap("site1/hub/#", "site1/cmd/#"));
+  EXPECT_FALSE(filtersOverlap("#", "$SYS/x"));
+  EXPECT_TRUE(filtersOverlap("$SYS/#", "$SYS/x"));
+}
+
+TEST(TopicFilter, RewriteReplacesTheFixedPrefixOnly) {
+  EXPECT_EQ(rewriteTopic("hearth/v1/hub/#", "site1/hub/#", "hearth/v1/hub/status"),
+            "site1/hub/status");
+  EXPECT_EQ(rewriteTopic("hearth/v1/hub/#", "site1/hub/#", "hearth/v1/hub/a/b/c"),
+            "site1/hub/a/b/c");
+  EXPECT_EQ(rewriteTopic("hearth/v1/hub/#", "site1/hub/#", "hearth/v1/hub"), "site1/hub");
+  EXPECT_EQ(rewriteTopic("hearth/v1/+/evt", "cloud/+/evt", "hearth/v1/dev7/evt"), "cloud/dev7/evt");
+  EXPECT_EQ(rewriteTopic("hearth/v1/hub/status", "s/status", "hearth/v1/hub/status"), "s/status");
+  EXPECT_EQ(rewriteTopic("hearth/v1/hub/#", "site1/hub/#", "hearth/v1/other"), std::nullopt);
+}
+
+// --- rules -----------------------------------------------------------------------------------
+
+TEST(TopicRules, ParsesAndRoutes) {
+  auto r = TopicRules::parse(R"([
+    {"direction":"out","local":"hearth/v1/hub/#","remote":"site1/hub/#","qos":0},
+    {"direction":"out","local":"hearth/v1/#","remote":"site1/all/#"},
+    {"direction":"in","local":"hearth/v1/admin/req/#","remote":"site1/req/#","qos":1}
+  ])");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  const TopicRules& rules = r.value();
+  ASSERT_EQ(rules.rules().size(), 3u);
+  EXPECT_EQ(rules.rules()[1].qos, 1);  // default
+
+  auto out = rules.routeOut("hearth/v1/hub/status");
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->rule, 0u);  // first match wins
+  EXPECT_EQ(out->topic, "site1/hub/status");
+  EXPECT_EQ(out->qos, 0);
+  out = rules.routeOut("hearth/v1/u/alice/phone/evt/x");
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->rule, 1u);
+  EXPECT_EQ(out->topic, "site1/all/u/alice/phone/evt/x");
+  EXPECT_FALSE(rules.routeOut("other/topic"));
+
+  auto in = rules.routeIn("site1/req/userList");
+  ASSERT_TRUE(in);
+  EXPECT_EQ(in->rule, 2u);
+  EXPECT_EQ(in->topic, "hearth/v1/admin/req/userList");
+  // `out` rules never route in, `in` rules never route out.
+  EXPECT_FALSE(rules.routeIn("site1/hub/status"));
+  EXPECT_EQ(rules.routeOut("hearth/v1/admin/req/x")->rule, 1u);
+}
+
+TEST(TopicRules, EmptyAndDefault) {
+  auto r = TopicRules::parse("[]");
+  ASSERT_TRUE(r.isOk());
+  EXPECT_TRUE(r.value().empty());
+  EXPECT_FALSE(r.value().routeOut("hearth/v1/hub/status"));
+}
+
+TEST(TopicRules, ErrorsNameTheEntryAndField) {
+  struct Case {
+    const char* json;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {R"({"direction":"out"})", "rules: expected a list"},
+      {R"(not json)", "rules: not valid JSON"},
+      {R"([1])", "rules[0]: expected a map"},
+      {R"([{"direction":"sideways","local":"a/#","remote":"b/#"}])", "rules[0].direction"},
+      {R"([{"direction":"out","local":"a/#"}])", "rules[0].remote: required"},
+      {R"([{"direction":"out","local":"a/#","remote":7}])", "rules[0].remote: expected a string"},
+      {R"([{"direction":"out","local":"a/#","remote":"b/#","retain":true}])",
+       "rules[0].retain: unknown key"},
+      {R"([{"direction":"out","local":"a/#/b","remote":"b/#"}])",
+       "rules[0].local: 'a/#/b' is not a valid MQTT topic filter"},
+      {R"([{"direction":"out","local":"#","remote":"b/#"}])",
+       "rules[0].local: '#' must start with a fixed topic level"},
+      {R"([{"direction":"out","local":"a/#","remote":"b/+"}])",
+       "rules[0]: local 'a/#' and remote 'b/+' must end in the same wildcard levels"},
+      {R"([{"direction":"out","local":"a/#","remote":"b/#"},
+           {"direction":"in","local":"c/#","remote":"d/#","qos":3}])",
+       "rules[1].qos: expected 0, 1 or 2"},
+  };
+  for (const Case& c : cases) {
+    auto r = TopicRules::parse(c.json);
+    ASSERT_FALSE(r.isOk()) << c.json;
+    EXPECT_EQ(r.status().code(), ErrorCode::kInvalidRequest);
+    EXPECT_NE(r.status().message().find(c.expect), std::string::npos)
+        << c.json << " -> " << r.status().message();
+  }
+}
+
+TEST(TopicRules, Mqtt311RefusesRulesThatWouldLoopOrDuplicate) {
+  const char* loop = R"([
+    {"direction":"out","local":"hearth/v1/x/#","remote":"site1/x/#"},
+    {"direction":"in","local":"hearth/v1/x/cmd/#","remote":"site1/x/cmd/#"}])";
+  EXPECT_TRUE(TopicRules::parse(loop, false).isOk());  // MQTT 5 prevents the loop at run time
+  auto r = TopicRules::parse(loop, true);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.status().message().find("rules[1].remote 'site1/x/cmd/#' overlaps rules[0].remote"),
+            std::string::npos)
+      << r.status().message();
+
+  const char* twice = R"([
+    {"direction":"in","local":"hearth/v1/a/#","remote":"site1/a/#"},
+    {"direction":"in","local":"hearth/v1/b/#","remote":"site1/+/b"}])";
+  EXPECT_FALSE(TopicRules::parse(twice, true).isOk());
+
+  const char* apart = R"([
+    {"direction":"out","local":"hearth/v1/hub/#","remote":"site1/hub/#"},
+    {"direction":"in","local":"hearth/v1/admin/req/#","remote":"site1/req/#"}])";
+  EXPECT_TRUE(TopicRules::parse(apart, true).isOk());
+}
+
+TEST(TopicRules, SubscriptionsAreDistinctWithTheFirstRulesIdentifier) {
+  auto r = TopicRules::parse(R"([
+    {"direction":"out","local":"hearth/v1/hub/#","remote":"a/#"},
+    {"direction":"in","local":"hearth/v1/in/#","remote":"c/#"},
+    {"direction":"out","local":"hearth/v1/hub/#","remote":"b/#"},
+    {"direction":"out","local":"hearth/v1/hub/status","remote":"s/status"}])");
+  ASSERT_TRUE(r.isOk());
+  auto out = r.value().subscriptions(Direction::kOut);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].filter, "hearth/v1/hub/#");
+  EXPECT_EQ(out[0].subscriptionId, 1u);
+  EXPECT_EQ(out[1].filter, "hearth/v1/hub/status");
+  EXPECT_EQ(out[1].subscriptionId, 4u);
+  auto in = r.value().subscriptions(Direction::kIn);
+  ASSERT_EQ(in.size(), 1u);
+  EXPECT_EQ(in[0].subscriptionId, 2u);
+
+  // hearth/v1/hub/status matches subscriptions 1 and 4; the broker may deliver it twice. Only
+  // the copy for the routing rule (rule 0 -> id 1) is bridged.
+  auto route = r.value().routeOut("hearth/v1/hub/status");
+  ASSERT_TRUE(route);
+  EXPECT_EQ(route->rule, 0u);
+  EXPECT_TRUE(isRoutingDelivery(route->rule, {1}));
+  EXPECT_FALSE(isRoutingDelivery(route->rule, {4}));
+  EXPECT_TRUE(isRoutingDelivery(route->rule, {4, 1}));
+  EXPECT_TRUE(isRoutingDelivery(route->rule, {}));
+}
+
+TEST(LoopGuard, BridgedMessagesNeverGoBack) {
+  EXPECT_TRUE(mayBridgeOut({}));
+  EXPECT_TRUE(mayBridgeOut({{"other", "x"}}));
+  EXPECT_FALSE(mayBridgeOut({{"other", "x"}, {kOriginProperty, "cloud"}}));
+
+  std::string id = messageId("0123abcd", 42);
+  EXPECT_EQ(id, "0123abcd-42");
+  EXPECT_FALSE(mayBridgeIn({{kIdProperty, id}}, "0123abcd"));
+  EXPECT_TRUE(mayBridgeIn({{kIdProperty, messageId("ffff0000", 42)}}, "0123abcd"));
+  EXPECT_TRUE(mayBridgeIn({{kIdProperty, "0123abcd"}}, "0123abcd"));  // not "<ours>-..."
+  EXPECT_TRUE(mayBridgeIn({}, "0123abcd"));
+}
+
+// --- outbox ----------------------------------------------------------------------------------
+
+// The KvStore contract in memory: ordered keys, transactions that commit together or roll
+// back, and a switch to make writes fail.
+class MemoryKvStore : public KvStore {
+ public:
+  using Data = std::map<std::string, std::map<std::string, std::string>>;
+
+  Status put(std::string_view c, std::string_view k, std::string_view v) override {
+    if (failWritesAfter_ == 0) return Status::error(ErrorCode::kInternal, "disk full");
+    if (failWritesAfter_ > 0) --failWritesAfter_;
+    data_[std::string(c)][std::string(k)] = std::string(v);
+    ++writes_;
+    return Status::ok();
+  }
+  Result<std::optional<std::string>> get(std::string_view c, std::string_view k) override {
+    auto& col = data_[std::string(c)];
+    auto it = col.find(std::string(k));
+    if (it == col.end()) return std::optional<std::string>();
+    return std::optional<std::string>(it->second);
+  }
+  Status erase(std::string_view c, std::string_view k) override {
+    if (failWritesAfter_ == 0) return Status::error(ErrorCode::kInternal, "disk full");
+    if (failWritesAfter_ > 0) --failWritesAfter_;
+    data_[std::string(c)].erase(std::string(k));
+    ++writes_;
+    return Status::ok();
+  }
+  Status scan(std::string_view c, std::string_view from, size_t limit,
+              const std::function<bool(const std::string&, const std::string&)>& fn) override {
+    ++scans_;
+    auto& col = data_[std::string(c)];
+    size_t n = 0;
+    for (auto it = col.lower_bound(std::string(from)); it != col.end(); ++it) {
+      if (limit != 0 && n++ >= limit) break;
+      if (!fn(it->first, it->second)) break;
+    }
+    return Status::ok();
+  }
+  Result<int64_t> count(std::string_view c) override {
+    return static_cast<int64_t>(data_[std::string(c)].size());
+  }
+  Status transaction(const std::function<Status()>& body) override {
+    Data snapshot = data_;
+    ++transactions_;
+    Status s = body();
+    if (!s) data_ = std::move(snapshot);
+    return s;
+  }
+
+  Data data_;
+  int failWritesAfter_ = -1;  // -1 = never; n = the n+1-th write fails
+  int writes_ = 0;
+  int transactions_ = 0;
+  int scans_ = 0;
+};
+
+OutboxMessage msg(const std::string& topic, const std::string& payload, int qos = 1) {
+  return OutboxMessage{topic, payload, qos, false, 1700000000000};
+}
+
+std::vector<OutboxMessage> msgs(int from, int to) {
+  std::vector<OutboxMessage> out;
+  for (int i = from; i < to; ++i) out.push_back(msg("site1/t", "m" + std::to_string(i)));
+  return out;
+}
+
+std::vector<std::string> payloads(CloudOutbox& box) {
+  std::vector<std::string> out;
+  auto r = box.read(0, 0);
+  EXPECT_TRUE(r.isOk());
+  for (const auto& rec : r.value()) out.push_back(rec.message.payload);
+  return out;
+}
+
+std::string fixedId() { return "feedc0de"; }
+
+TEST(Outbox, RecordRoundTripsBinaryPayloads) {
+  OutboxMessage m{"site1/bin", std::string("\0\x01\xff{\"x\"}\n", 9), 2, true, -5};
+  auto back = CloudOutbox::decode(CloudOutbox::encode(m));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->topic, m.topic);
+  EXPECT_EQ(back->payload, m.payload);
+  EXPECT_EQ(back->qos, 2);
+  EXPECT_TRUE(back->retain);
+  EXPECT_EQ(back->enqueuedMs, -5);
+
+  std::string enc = CloudOutbox::encode(m);
+  EXPECT_FALSE(CloudOutbox::decode(""));
+  EXPECT_FALSE(CloudOutbox::decode(enc.substr(0, enc.size() - 1)));  // truncated
+  EXPECT_FALSE(CloudOutbox::decode(enc + "x"));                      // trailing bytes
+  std::string otherVersion = enc;
+  otherVersion[0] = 9;
+  EXPECT_FALSE(CloudOutbox::decode(otherVersion));
+}
+
+TEST(Outbox, KeysSortInSequenceOrder) {
+  EXPECT_EQ(CloudOutbox::key(42), "00000000000000000042");
+  EXPECT_LT(CloudOutbox::key(9), CloudOutbox::key(10));
+  EXPECT_LT(CloudOutbox::key(99999), CloudOutbox::key(100000));
+  EXPECT_EQ(CloudOutbox::key(UINT64_MAX).size(), 20u);
+}
+
+TEST(Outbox, AppendsInOneTransactionAndRemovesOnlyAcknowledged) {
+  MemoryKvStore store;
+  CloudOutbox box(store, {1000, 1 << 20});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  EXPECT_EQ(box.instanceId(), "feedc0de");
+  int before = store.transactions_;
+  auto r = box.commit(msgs(0, 5), {});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(store.transactions_, before + 1);
+  EXPECT_EQ(r.value().appended, 5u);
+  EXPECT_EQ(box.depth(), 5u);
+  EXPECT_EQ(box.oldestSeq(), 0u);
+  EXPECT_EQ(box.nextSeq(), 5u);
+  EXPECT_EQ(store.data_["outbox"].size(), 5u);
+
+  r = box.commit(msgs(5, 7), {1, 3, 99 /* unknown */, 1 /* twice */});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.value().removed, 2u);
+  EXPECT_EQ(payloads(box), (std::vector<std::string>{"m0", "m2", "m4", "m5", "m6"}));
+  auto from = box.read(3, 2);
+  ASSERT_TRUE(from.isOk());
+  ASSERT_EQ(from.value().size(), 2u);
+  EXPECT_EQ(from.value()[0].seq, 4u);
+  EXPECT_EQ(from.value()[1].seq, 5u);
+}
+
+TEST(Outbox, SurvivesARestartAndNeverReusesSequenceNumbers) {
+  MemoryKvStore store;
+  {
+    CloudOutbox box(store, {1000, 1 << 20});
+    ASSERT_TRUE(box.load(fixedId).isOk());
+    ASSERT_TRUE(box.commit(msgs(0, 3), {}).isOk());
+    ASSERT_TRUE(box.commit({}, {0, 1, 2}).isOk());  // all acknowledged: the outbox is empty
+    EXPECT_EQ(box.depth(), 0u);
+    ASSERT_TRUE(box.commit(msgs(3, 5), {}).isOk());
+  }
+  CloudOutbox again(store, {1000, 1 << 20});
+  ASSERT_TRUE(again.load([] { return std::string("must-not-be-used"); }).isOk());
+  EXPECT_EQ(again.instanceId(), "feedc0de");
+  EXPECT_EQ(again.depth(), 2u);
+  EXPECT_EQ(again.oldestSeq(), 3u);
+  EXPECT_EQ(again.nextSeq(), 5u);
+  EXPECT_EQ(payloads(again), (std::vector<std::string>{"m3", "m4"}));
+
+  // Emptied before the restart: the next message still gets a fresh id.
+  ASSERT_TRUE(again.commit({}, {3, 4}).isOk());
+  CloudOutbox third(store, {1000, 1 << 20});
+  ASSERT_TRUE(third.load(fixedId).isOk());
+  EXPECT_EQ(third.depth(), 0u);
+  EXPECT_EQ(third.nextSeq(), 5u);
+  ASSERT_TRUE(third.commit(msgs(5, 6), {}).isOk());
+  EXPECT_EQ(third.oldestSeq(), 5u);
+}
+
+TEST(Outbox, OverMaxMessagesDropsExactlyTheOldest) {
+  MemoryKvStore store;
+  CloudOutbox box(store, {100, 1 << 20});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  ASSERT_TRUE(box.commit(msgs(0, 90), {}).isOk());
+  auto r = box.commit(msgs(90, 150), {});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.value().dropped, 50u);
+  EXPECT_EQ(r.value().firstDroppedSeq, 0u);
+  EXPECT_EQ(r.value().lastDroppedSeq, 49u);
+  EXPECT_EQ(box.depth(), 100u);
+  EXPECT_EQ(box.droppedTotal(), 50u);
+  EXPECT_EQ(box.oldestSeq(), 50u);
+  auto p = payloads(box);
+  ASSERT_EQ(p.size(), 100u);
+  EXPECT_EQ(p.front(), "m50");
+  EXPECT_EQ(p.back(), "m149");
+  EXPECT_EQ(store.data_["outbox"].size(), 100u);
+
+  // The count is stored with the outbox.
+  CloudOutbox again(store, {100, 1 << 20});
+  ASSERT_TRUE(again.load(fixedId).isOk());
+  EXPECT_EQ(again.droppedTotal(), 50u);
+}
+
+TEST(Outbox, AcknowledgementsInTheSameCommitMakeRoomFirst) {
+  MemoryKvStore store;
+  CloudOutbox box(store, {10, 1 << 20});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  ASSERT_TRUE(box.commit(msgs(0, 10), {}).isOk());
+  auto r = box.commit(msgs(10, 13), {0, 1, 2});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.value().dropped, 0u);
+  EXPECT_EQ(box.depth(), 10u);
+}
+
+TEST(Outbox, ABatchLargerThanTheBoundKeepsItsNewest) {
+  MemoryKvStore store;
+  CloudOutbox box(store, {5, 1 << 20});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  ASSERT_TRUE(box.commit(msgs(0, 2), {}).isOk());
+  auto r = box.commit(msgs(2, 10), {});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.value().dropped, 5u);  // 0,1 stored + 2,3,4 of the batch
+  EXPECT_EQ(r.value().firstDroppedSeq, 0u);
+  EXPECT_EQ(r.value().lastDroppedSeq, 4u);
+  EXPECT_EQ(payloads(box), (std::vector<std::string>{"m5", "m6", "m7", "m8", "m9"}));
+  EXPECT_EQ(store.data_["outbox"].size(), 5u);  // the dropped part of the batch never written
+}
+
+TEST(Outbox, OverMaxBytesDropsTheOldest) {
+  size_t one = CloudOutbox::encode(msg("site1/t", std::string(100, 'x'))).size();
+  MemoryKvStore store;
+  CloudOutbox box(store, {1000, 3 * one});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  std::vector<OutboxMessage> batch;
+  for (int i = 0; i < 5; ++i) batch.push_back(msg("site1/t", std::string(99, 'x') + char('0' + i)));
+  auto r = box.commit(batch, {});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.value().dropped, 2u);
+  EXPECT_EQ(box.depth(), 3u);
+  EXPECT_EQ(box.bytes(), 3 * one);
+  EXPECT_EQ(box.oldestSeq(), 2u);
+}
+
+TEST(Outbox, AMessageLargerThanMaxBytesIsDroppedAlone) {
+  MemoryKvStore store;
+  CloudOutbox box(store, {1000, 1024});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  ASSERT_TRUE(box.commit(msgs(0, 2), {}).isOk());
+  std::vector<OutboxMessage> batch = {msg("site1/big", std::string(2000, 'b')),
+                                      msg("site1/t", "after")};
+  auto r = box.commit(batch, {});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.value().dropped, 1u);
+  EXPECT_EQ(payloads(box), (std::vector<std::string>{"m0", "m1", "after"}));
+  EXPECT_EQ(box.nextSeq(), 4u);  // the dropped one used its number
+}
+
+TEST(Outbox, ExtraDroppedIsCountedAndStored) {
+  MemoryKvStore store;
+  CloudOutbox box(store, {1000, 1 << 20});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  auto r = box.commit({}, {}, 7);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.value().dropped, 7u);
+  EXPECT_EQ(box.droppedTotal(), 7u);
+  EXPECT_EQ(store.data_["meta"]["dropped"], "7");
+}
+
+TEST(Outbox, AFailedCommitChangesNothing) {
+  MemoryKvStore store;
+  CloudOutbox box(store, {4, 1 << 20});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  ASSERT_TRUE(box.commit(msgs(0, 4), {}).isOk());
+  MemoryKvStore::Data before = store.data_;
+  store.failWritesAfter_ = 3;  // the fourth write of the next transaction fails
+  auto r = box.commit(msgs(4, 7), {0});
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(store.data_, before);
+  EXPECT_EQ(box.depth(), 4u);
+  EXPECT_EQ(box.nextSeq(), 4u);
+  EXPECT_EQ(box.droppedTotal(), 0u);
+  EXPECT_EQ(payloads(box), (std::vector<std::string>{"m0", "m1", "m2", "m3"}));
+
+  store.failWritesAfter_ = -1;
+  r = box.commit(msgs(4, 7), {0});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.value().dropped, 2u);
+  EXPECT_EQ(payloads(box), (std::vector<std::string>{"m3", "m4", "m5", "m6"}));
+}
+
+TEST(Outbox, DamagedRecordsAreDroppedAndCounted) {
+  MemoryKvStore store;
+  {
+    CloudOutbox writer(store, {1000, 1 << 20});
+    ASSERT_TRUE(writer.load(fixedId).isOk());
+    ASSERT_TRUE(writer.commit(msgs(0, 3), {}).isOk());
+  }
+  store.data_["outbox"][CloudOutbox::key(1)] = "garbage";
+  CloudOutbox box(store, {1000, 1 << 20});  // after a restart: read from the store
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  std::vector<uint64_t> corrupt;
+  auto r = box.read(0, 10, &corrupt);
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r.value().size(), 2u);
+  EXPECT_EQ(r.value()[1].seq, 2u);
+  EXPECT_EQ(corrupt, std::vector<uint64_t>{1});
+  EXPECT_EQ(box.depth(), 2u);
+  EXPECT_EQ(box.droppedTotal(), 1u);
+  EXPECT_FALSE(store.data_["outbox"].count(CloudOutbox::key(1)));
+}
+
+TEST(Outbox, LoweredBoundsApplyAtLoad) {
+  MemoryKvStore store;
+  {
+    CloudOutbox box(store, {1000, 1 << 20});
+    ASSERT_TRUE(box.load(fixedId).isOk());
+    ASSERT_TRUE(box.commit(msgs(0, 2500), {}).isOk());  // more than one load chunk
+  }
+  CloudOutbox smaller(store, {1000, 1 << 20});
+  ASSERT_TRUE(smaller.load(fixedId).isOk());
+  EXPECT_EQ(smaller.depth(), 1000u);
+  EXPECT_EQ(smaller.droppedTotal(), 1500u);
+  EXPECT_EQ(smaller.oldestSeq(), 1500u);
+  EXPECT_EQ(smaller.nextSeq(), 2500u);
+}
+
+TEST(Outbox, LoadReadsALargeOutboxInChunks) {
+  MemoryKvStore store;
+  {
+    CloudOutbox box(store, {100000, 1 << 30});
+    ASSERT_TRUE(box.load(fixedId).isOk());
+    ASSERT_TRUE(box.commit(msgs(0, 5000), {}).isOk());
+  }
+  store.scans_ = 0;
+  CloudOutbox again(store, {100000, 1 << 30});
+  ASSERT_TRUE(again.load(fixedId).isOk());
+  EXPECT_EQ(again.depth(), 5000u);
+  EXPECT_GE(store.scans_, 5);  // 1024 rows at a time
+  EXPECT_EQ(again.bytes(), [&] {
+    uint64_t b = 0;
+    for (const auto& [k, v] : store.data_["outbox"]) b += v.size();
+    return b;
+  }());
+}
+
+TEST(Outbox, SendsFreshRecordsFromMemoryAndOlderOnesFromTheStore) {
+  MemoryKvStore store;
+  size_t one = CloudOutbox::encode(msgs(0, 1)[0]).size();
+  CloudOutbox box(store, {1000, 1 << 20, 10 * one});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  ASSERT_TRUE(box.commit(msgs(0, 4), {}).isOk());
+  int scans = store.scans_;
+  auto r = box.read(1, 2);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(store.scans_, scans);  // served from memory
+  ASSERT_EQ(r.value().size(), 2u);
+  EXPECT_EQ(r.value()[0].seq, 1u);
+  EXPECT_EQ(r.value()[0].message.payload, "m1");
+  EXPECT_EQ(r.value()[1].message.payload, "m2");
+
+  // Acknowledged and dropped records are gone from memory too.
+  ASSERT_TRUE(box.commit({}, {1}).isOk());
+  r = box.read(0, 0);
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r.value().size(), 3u);
+  EXPECT_EQ(r.value()[1].seq, 2u);
+
+  // Over the memory budget the oldest are no longer cached: reads fall back to the store and
+  // give the same records.
+  ASSERT_TRUE(box.commit(msgs(4, 20), {}).isOk());
+  scans = store.scans_;
+  auto tail = box.read(15, 0);
+  ASSERT_TRUE(tail.isOk());
+  EXPECT_EQ(store.scans_, scans);
+  auto all = box.read(0, 0);
+  ASSERT_TRUE(all.isOk());
+  EXPECT_GT(store.scans_, scans);
+  ASSERT_EQ(all.value().size(), 19u);
+  CloudOutbox fromDisk(store, {1000, 1 << 20, 0});
+  ASSERT_TRUE(fromDisk.load(fixedId).isOk());
+  auto disk = fromDisk.read(0, 0);
+  ASSERT_TRUE(disk.isOk());
+  ASSERT_EQ(disk.value().size(), all.value().size());
+  for (size_t i = 0; i < all.value().size(); ++i) {
+    EXPECT_EQ(disk.value()[i].seq, all.value()[i].seq);
+    EXPECT_EQ(disk.value()[i].message.payload, all.value()[i].message.payload);
+    EXPECT_EQ(disk.value()[i].message.topic, all.value()[i].message.topic);
+  }
+  EXPECT_EQ(tail.value().front().seq, 15u);
+  EXPECT_EQ(tail.value().front().message.payload, "m15");
+}
+
+// --- backoff ---------------------------------------------------------------------------------
+
+TEST(Backoff, DoublesUpToTheCapWithJitterInTheUpperHalf) {
+  using std::chrono::milliseconds;
+  Backoff b(milliseconds(1000), milliseconds(30000), 42);
+  const int64_t ceilings[] = {1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000};
+  for (int64_t c : ceilings) {
+    EXPECT_EQ(b.ceiling().count(), c);
+    int64_t d = b.next().count();
+    EXPECT_GE(d, c / 2);
+    EXPECT_LE(d, c);
+  }
+  EXPECT_EQ(b.failures(), 8u);
+  b.reset();
+  EXPECT_EQ(b.ceiling().count(), 1000);
+}
+
+TEST(Backoff, JitterSpreadsHubsApart) {
+  using std::chrono::milliseconds;
+  std::set<int64_t> firsts;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    Backoff b(milliseconds(10000), milliseconds(60000), seed);
+    firsts.insert(b.next().count());
+  }
+  EXPECT_GT(firsts.size(), 10u);
+  // Deterministic for a seed.
+  Backoff a(milliseconds(10000), milliseconds(60000), 7),
+      c(milliseconds(10000), milliseconds(60000), 7);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(a.next(), c.next());
+}
+
+TEST(Backoff, NeverOverflowsAfterManyFailures) {
+  using std::chrono::milliseconds;
+  Backoff b(milliseconds(100), milliseconds(86400000), 1);
+  for (int i = 0; i < 1000; ++i) {
+    int64_t d = b.next().count();
+    ASSERT_GT(d, 0);
+    ASSERT_LE(d, 86400000);
+  }
+}
+
+// --- status ----------------------------------------------------------------------------------
+
+TEST(BridgeStatus, DocumentAndPluginState) {
+  BridgeStatus s;
+  s.state = CloudState::kBackingOff;
+  s.localConnected = true;
+  s.endpoint = "cloud.example:8883";
+  s.outbox = 12;
+  s.dropped = 3;
+  s.attempts = 4;
+  s.retryDelayMs = 1500;
+  s.lastError = "connect to cloud.example:8883: Connection refused";
+  auto o = Poco::JSON::Parser().parse(s.toJson()).extract<Poco::JSON::Object::Ptr>();
+  EXPECT_FALSE(o->getValue<bool>("connected"));
+  EXPECT_EQ(o->getValue<std::string>("state"), "backing_off");
+  EXPECT_EQ(o->getValue<std::string>("local"), "connected");
+  EXPECT_EQ(o->getValue<int>("outbox"), 12);
+  EXPECT_EQ(o->getValue<int>("dropped"), 3);
+  EXPECT_EQ(o->getValue<int>("retryDelayMs"), 1500);
+  EXPECT_EQ(o->getValue<std::string>("lastError"), s.lastError);
+  EXPECT_EQ(s.pluginState(), PluginState::kDegraded);
+
+  s.state = CloudState::kConnected;
+  s.lastError.clear();
+  o = Poco::JSON::Parser().parse(s.toJson()).extract<Poco::JSON::Object::Ptr>();
+  EXPECT_TRUE(o->getValue<bool>("connected"));
+  EXPECT_FALSE(o->has("retryDelayMs"));
+  EXPECT_EQ(s.pluginState(), PluginState::kRunning);
+
+  s.localConnected = false;
+  EXPECT_EQ(s.pluginState(), PluginState::kWaiting);
+  s.localError = "Connection refused";
+  EXPECT_EQ(s.pluginState(), PluginState::kDegraded);
+  o = Poco::JSON::Parser().parse(s.toJson()).extract<Poco::JSON::Object::Ptr>();
+  EXPECT_EQ(o->getValue<std::string>("localError"), "Connection refused");
+
+  BridgeStatus fresh;
+  EXPECT_EQ(fresh.pluginState(), PluginState::kWaiting);
+  EXPECT_EQ(cloudStateName(fresh.state), std::string("connecting"));
+}
+
+}  // namespace
+}  // namespace hearth::cloud_bridge
