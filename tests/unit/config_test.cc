@@ -117,6 +117,9 @@ TEST(ShippedConfig, LoadsWithoutErrorsAndCarriesTheDefaults) {
 TEST(ShippedConfig, ListsEveryKeyWithItsDefault) {
   const YAML::Node file = YAML::LoadFile(std::string(HEARTH_SOURCE_DIR) + "/config/hearth.yaml");
   for (const CoreKey& spec : coreSchema()) {
+    // The shipped file deliberately disables cloud_bridge (it needs an endpoint first); the
+    // plugin trees are checked against the plugins' own keys, not this table.
+    if (std::string(spec.path) == "plugins") continue;
     YAML::Node node;
     node.reset(file);
     const std::string path(spec.path);

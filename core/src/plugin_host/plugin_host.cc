@@ -194,7 +194,10 @@ std::vector<config::ConfigError> PluginHost::validate(
     const config::HubConfig& cfg, std::map<std::string, config::PluginConfigResult>* out) const {
   std::vector<config::ConfigError> errors;
   for (const auto& [name, node] : cfg.pluginNodes) {
-    if (!plugins_.count(name)) {
+    // A disabled plugin may be absent (e.g. built with HEARTH_PLUGIN_<NAME>=OFF).
+    bool disabled = node.IsMap() && node["enabled"] && node["enabled"].IsScalar() &&
+                    node["enabled"].Scalar() == "false";
+    if (!plugins_.count(name) && !disabled) {
       int line = cfg.pluginNodeLines.count(name) ? cfg.pluginNodeLines.at(name) : 0;
       errors.push_back({cfg.sourceFile, line, "plugins." + name,
                         "no plugin named '" + name + "' in " + cfg.pluginDir});
