@@ -185,12 +185,21 @@ Status Database::transaction(const std::function<Status()>& body) {
   }
 }
 
+SQLite::Statement& PluginKvStore::prepared(std::unique_ptr<SQLite::Statement>& slot,
+                                           const char* sql) {
+  if (!slot) slot = std::make_unique<SQLite::Statement>(db_.sql(), sql);
+  slot->reset();
+  slot->clearBindings();
+  return *slot;
+}
+
 Status PluginKvStore::put(std::string_view collection, std::string_view key,
                           std::string_view value) {
   return db_.transaction([&] {
-    SQLite::Statement st(db_.sql(),
-                         "INSERT INTO plugin_kv(plugin, collection, key, value) VALUES(?,?,?,?) "
-                         "ON CONFLICT(plugin, collection, key) DO UPDATE SET value=excluded.value");
+    SQLite::Statement& st =
+        prepared(put_,
+                 "INSERT INTO plugin_kv(plugin, collection, key, value) VALUES(?,?,?,?) "
+                 "ON CONFLICT(plugin, collection, key) DO UPDATE SET value=excluded.value");
     st.bind(1, plugin_);
     st.bind(2, std::string(collection));
     st.bind(3, key.data(), static_cast<int>(key.size()));
@@ -203,15 +212,16 @@ Status PluginKvStore::put(std::string_view collection, std::string_view key,
 Result<std::optional<std::string>> PluginKvStore::get(std::string_view collection,
                                                       std::string_view key) {
   try {
-    SQLite::Statement st(db_.sql(),
-                         "SELECT value FROM plugin_kv WHERE plugin=? AND collection=? AND key=?");
+    SQLite::Statement& st =
+        prepared(get_, "SELECT value FROM plugin_kv WHERE plugin=? AND collection=? AND key=?");
     st.bind(1, plugin_);
     st.bind(2, std::string(collection));
     st.bind(3, key.data(), static_cast<int>(key.size()));
     if (!st.executeStep()) return std::optional<std::string>();
     auto col = st.getColumn(0);
-    return std::optional<std::string>(
-        std::string(static_cast<const char*>(col.getBlob()), col.getBytes()));
+    std::string value(static_cast<const char*>(col.getBlob()), col.getBytes());
+    st.reset();  // ends the read, so the statement holds no snapshot between calls
+    return std::optional<std::string>(std::move(value));
   } catch (const std::exception& e) {
     return Status::error(ErrorCode::kInternal, std::string("database error: ") + e.what());
   }
@@ -219,8 +229,8 @@ Result<std::optional<std::string>> PluginKvStore::get(std::string_view collectio
 
 Status PluginKvStore::erase(std::string_view collection, std::string_view key) {
   return db_.transaction([&] {
-    SQLite::Statement st(db_.sql(),
-                         "DELETE FROM plugin_kv WHERE plugin=? AND collection=? AND key=?");
+    SQLite::Statement& st =
+        prepared(erase_, "DELETE FROM plugin_kv WHERE plugin=? AND collection=? AND key=?");
     st.bind(1, plugin_);
     st.bind(2, std::string(collection));
     st.bind(3, key.data(), static_cast<int>(key.size()));

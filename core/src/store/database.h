@@ -53,8 +53,12 @@ class PluginKvStore : public KvStore {
   Status transaction(const std::function<Status()>& body) override { return db_.transaction(body); }
 
  private:
+  // Prepared once and reused: an outbox appends and erases thousands of rows a second.
+  SQLite::Statement& prepared(std::unique_ptr<SQLite::Statement>& slot, const char* sql);
+
   Database& db_;
   std::string plugin_;
+  std::unique_ptr<SQLite::Statement> put_, get_, erase_;
 };
 
 }  // namespace hearth
