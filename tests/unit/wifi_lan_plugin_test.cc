@@ -495,6 +495,7 @@ TEST_F(WifiLanPluginTest, ABoundDeviceIsTakenOverOnlyWithItsCurrentKey) {
   EXPECT_FALSE(lan::verifyMac(lan::deriveKey(kAliceToken, kDevice), c.body, c.mac));
   EXPECT_NE(ctx_.kv.data["keys"][kDevice].find(lan::toHex(lan::deriveKey(kBobToken, kDevice))),
             std::string::npos);
+  plugin_->stop();  // ends the pending command while `out` is still alive
 }
 
 TEST_F(WifiLanPluginTest, UnboundDevicesNeedNoCoSignature) {
@@ -587,6 +588,7 @@ TEST_F(WifiLanPluginTest, KeysSurviveARestartAndPendingCommandsEndOnStop) {
   Outcome again;
   Message c = command(&again);
   EXPECT_TRUE(lan::verifyMac(dev.key, c.body, c.mac));
+  plugin_->stop();  // ends the pending command while `again` is still alive
 }
 
 TEST_F(WifiLanPluginTest, GarbageIsCountedInTheStatus) {
