@@ -12,6 +12,10 @@ PACKAGES=(
   mosquitto mosquitto-clients sqlite3 openssl
   # test
   dbus-daemon python3 python3-paho-mqtt python3-dbusmock systemd iproute2
+  # fuzzing (libFuzzer) and sanitizer stack traces
+  clang libclang-rt-14-dev llvm-14
+  # benchmarks: the plot in docs/performance.png
+  gnuplot-nox
 )
 
 missing=()

@@ -4,6 +4,7 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/SHA2Engine.h>
+#include <Poco/UTF8Encoding.h>
 
 #include <sstream>
 
@@ -51,6 +52,19 @@ std::string notificationJson(const NotificationData& n) {
   if (!n.name.empty()) o.set("name", n.name);
   if (n.expiresAtMs) o.set("expiresAt", *n.expiresAtMs);
   return toJson(o);
+}
+
+// Whether s is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool isUtf8(const std::string& s) {
+  Poco::UTF8Encoding utf8;
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    const int n = utf8.sequenceLength(p, static_cast<int>(end - p));
+    if (n <= 0 || n > end - p || !Poco::UTF8Encoding::isLegal(p, n)) return false;
+    p += n;
+  }
+  return true;
 }
 
 }  // namespace
@@ -270,6 +284,11 @@ Status BindingService::report(const DeviceReport& r) {
   }
   if (r.model.size() > 128 || r.name.size() > 128 || r.firmware.size() > 64) {
     return Status::error(ErrorCode::kInvalidRequest, "model/name/firmware too long");
+  }
+  // They end up in JSON answers (devices, getBoundDevices, ...); one byte that is not UTF-8
+  // would turn every such answer into INTERNAL, and transports see raw network bytes (SSDP).
+  if (!isUtf8(r.model) || !isUtf8(r.name) || !isUtf8(r.firmware)) {
+    return Status::error(ErrorCode::kInvalidRequest, "model/name/firmware must be UTF-8");
   }
   int64_t now = deps_.clock.nowMs();
   auto it = devices_.find(r.deviceId);

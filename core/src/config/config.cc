@@ -667,10 +667,25 @@ fs::path directoryOf(const std::string& file) {
 // ---------------------------------------------------------------------------------------------
 // Plugin keys
 
+// YAML aliases let a few lines stand for an exponentially large tree ("billion laughs") or,
+// through a collection that contains an alias of itself, an endless one; a JSON value is
+// expanded to at most this many values and this depth and refused beyond.
+constexpr size_t kMaxJsonValues = 100000;
+constexpr int kMaxJsonDepth = 64;
+
 // YAML -> Poco JSON values. Plain scalars are resolved by the YAML 1.2 core schema (numbers,
 // true/false, null); only true/false count as booleans so that a list like [yes, no, NO]
 // stays strings (the YAML 1.1 "Norway" surprise). Quoted scalars are always strings.
-Poco::Dynamic::Var toJson(const YAML::Node& node, const std::string& key, ErrorSink& sink) {
+Poco::Dynamic::Var toJson(const YAML::Node& node, const std::string& key, ErrorSink& sink,
+                          size_t& budget, int depth = 0) {
+  if (budget == 0) return Poco::Dynamic::Var();
+  if (--budget == 0 || depth > kMaxJsonDepth) {
+    budget = 0;
+    sink.add(lineOf(node), key,
+             "too large: more than " + std::to_string(kMaxJsonValues) + " values or " +
+                 std::to_string(kMaxJsonDepth) + " levels once YAML aliases are expanded");
+    return Poco::Dynamic::Var();
+  }
   switch (node.Type()) {
     case YAML::NodeType::Map: {
       Poco::JSON::Object::Ptr object = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
@@ -685,14 +700,14 @@ Poco::Dynamic::Var toJson(const YAML::Node& node, const std::string& key, ErrorS
           sink.add(lineOf(item.first), key + "." + name, "duplicate key");
           continue;
         }
-        object->set(name, toJson(item.second, key + "." + name, sink));
+        object->set(name, toJson(item.second, key + "." + name, sink, budget, depth + 1));
       }
       return object;
     }
     case YAML::NodeType::Sequence: {
       Poco::JSON::Array::Ptr array = new Poco::JSON::Array();
       for (size_t i = 0; i < node.size(); ++i) {
-        array->add(toJson(node[i], key + "[" + std::to_string(i) + "]", sink));
+        array->add(toJson(node[i], key + "[" + std::to_string(i) + "]", sink, budget, depth + 1));
       }
       return array;
     }
@@ -794,7 +809,8 @@ bool readPluginValue(const hearth_config_key& spec, const YAML::Node& node, int 
         return false;
       }
       const size_t errorsBefore = sink.size();
-      const Poco::Dynamic::Var json = toJson(node, key, sink);
+      size_t budget = kMaxJsonValues;
+      const Poco::Dynamic::Var json = toJson(node, key, sink, budget);
       if (sink.size() != errorsBefore) return false;
       std::ostringstream text;
       Poco::JSON::Stringifier::condense(json, text);

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every benchmark against one build and makes docs/performance.png.
+#
+#   bench/run_all.sh [BUILD_DIR]        (default: build; also `make bench`)
+#
+# Results (JSON per benchmark, the plot's data) go to BUILD_DIR/bench-out/; each benchmark prints its
+# table as it finishes. Takes about 10 minutes on a 2-core machine. docs/performance.md says what
+# each measures and holds the latest results.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HEARTH_BUILD_DIR="$(realpath "${1:-build}")"
+export HEARTH_SOURCE_DIR="$PWD"
+out="$HEARTH_BUILD_DIR/bench-out"
+mkdir -p "$out"
+py=/usr/bin/python3  # Debian's, with paho-mqtt
+
+failed=()
+run() {
+  local name=$1
+  shift
+  echo "== $name"
+  if ! "$py" "$@"; then
+    failed+=("$name")
+  fi
+  echo
+}
+
+run "machine" -c 'import os, platform; cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][0]; print("%s, %d CPUs, %s, Debian %s" % (platform.machine(), os.cpu_count(), cpu, open("/etc/debian_version").read().strip()))'
+run "durable binding operations" bench/binding_bench.py --json "$out/binding.json"
+if [ -f bench/coop_roundtrip.py ] && [ -e "$HEARTH_BUILD_DIR/plugins/coop_relay.so" ]; then
+  run "coop_relay command round trip" bench/coop_roundtrip.py --json "$out/coop.json"
+fi
+run "RSS" bench/rss_bench.py --json "$out/rss.json"
+run "start-up to READY=1" bench/startup_bench.py --json "$out/startup.json"
+run "scale" bench/scale_bench.py --json "$out/scale.json"
+
+"$py" - "$out/scale.json" "$out/scale.dat" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+with open(sys.argv[2], "w") as f:
+    f.write("# bindings read_p50 read_p99 list_p50 write_p50 rss_mib baseline_p50\n")
+    for r in rows:
+        f.write("%d %.3f %.3f %.3f %.3f %.2f %.3f\n" % (
+            r["bindings"], r["read_ms_p50"], r["read_ms_p99"], r["list_ms_p50"],
+            r["write_ms_p50"], r["rss_kib"] / 1024.0, r["baseline_ms_p50"]))
+PY
+gnuplot -e "datafile='$out/scale.dat'; outfile='docs/performance.png'" bench/plot.gp
+echo "== wrote docs/performance.png and $out/*.json"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "== failed: ${failed[*]}"
+  exit 1
+fi
