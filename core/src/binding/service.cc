@@ -427,7 +427,6 @@ std::vector<std::string> BindingService::boundUsers(const std::string& deviceId)
 // ---- requests ---------------------------------------------------------------------------------
 
 Status BindingService::registerMethods(RequestRouter& router) {
-  using namespace std::placeholders;
   struct M {
     const char* name;
     MethodScope scope;
