@@ -1,5 +1,7 @@
 #include "ble_advert.h"
 
+#include <fnmatch.h>
+
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
@@ -402,24 +404,8 @@ std::optional<std::string> canonicalUuid(std::string_view text) {
 }
 
 bool globMatch(std::string_view pattern, std::string_view text) {
-  // Iterative matcher with single-star backtracking: linear in practice, no recursion.
-  size_t p = 0, t = 0, starP = std::string_view::npos, starT = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
-      ++p;
-      ++t;
-    } else if (p < pattern.size() && pattern[p] == '*') {
-      starP = p++;
-      starT = t;
-    } else if (starP != std::string_view::npos) {
-      p = starP + 1;
-      t = ++starT;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
+  // fnmatch(3): the same glob syntax as binding.products.
+  return fnmatch(std::string(pattern).c_str(), std::string(text).c_str(), 0) == 0;
 }
 
 std::string truncateUtf8(std::string_view text, size_t maxBytes) {

@@ -69,7 +69,9 @@ void checkStrings(const std::string& text, size_t cut) {
       (static_cast<uint8_t>(text[t.size()]) & 0xC0) == 0x80) {
     fail("truncateUtf8 cut inside a character");
   }
-  if (text.find_first_of("*?") == std::string::npos && !ble::globMatch(text, text)) {
+  // fnmatch(3) syntax: *, ?, [...] and \ are special; a NUL ends a C string.
+  if (text.find_first_of(std::string("*?[\\\0", 5)) == std::string::npos &&
+      !ble::globMatch(text, text)) {
     fail("a pattern without wildcards does not match itself");
   }
   if (!ble::globMatch("*", text)) fail("* does not match everything");

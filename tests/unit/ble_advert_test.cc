@@ -57,6 +57,7 @@ TEST(BleGlob, StarAndQuestionMark) {
   EXPECT_FALSE(globMatch("?", ""));
   EXPECT_TRUE(globMatch("*a*b*c", "xaxxbxxxc"));
   EXPECT_FALSE(globMatch("*a*b*c", "xaxxbxxx"));
+  EXPECT_TRUE(globMatch("ACME*", "ACME*2"));  // a '*' in the name is just a character
 }
 
 TEST(BleHex, RoundTripsAndRejectsGarbage) {
