@@ -411,7 +411,7 @@ bool globMatch(std::string_view pattern, std::string_view text) {
 std::string truncateUtf8(std::string_view text, size_t maxBytes) {
   if (text.size() <= maxBytes) return std::string(text);
   size_t end = maxBytes;
-  // Back up over continuation bytes (10xxxxxx) to the start of the cut character.
+  // Back up over continuation bytes (top bits 10) to the start of the cut character.
   while (end > 0 && (static_cast<uint8_t>(text[end]) & 0xC0) == 0x80) --end;
   return std::string(text.substr(0, end));
 }
