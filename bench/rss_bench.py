@@ -8,8 +8,11 @@
              local broker and stored by the bridge). Measured right after the outbox filled and
              again after a restart with the same database. Target <= 32 MB.
 
-For reference, the RSS of the broker and of an idle mosquitto_sub (a process that links
-libmosquitto and does nothing) are measured in the same run.
+The baseline, measured in the same run: hearth-lib-floor (bench/lib_floor.cc), a program that
+loads every shared library hearthd and the shipped plugins load (POCO, libmosquitto with
+OpenSSL, SQLite, yaml-cpp, sdbus-c++, libsystemd, libstdc++) and does nothing else. Its RSS is
+what those libraries cost before any work; "hub's own" is hearthd's idle RSS minus it. For
+reference, the RSS of the broker and of an idle mosquitto_sub are measured too.
 
     /usr/bin/python3 bench/rss_bench.py [--devices 10000] [--bindings 100000]
                                         [--outbox 10000] [--json out.json]
@@ -172,6 +175,22 @@ def fill_outbox(hub, n):
     return depth()
 
 
+def lib_floor_rss():
+    """The RSS (VmRSS, RssAnon, RssFile) of hearth-lib-floor once it is ready, or None if it
+    is not built."""
+    path = os.path.join(harness.BUILD_DIR, "bench", "hearth-lib-floor")
+    if not os.path.exists(path):
+        return None
+    proc = subprocess.Popen([path], stdout=subprocess.PIPE)
+    try:
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("hearth-lib-floor did not start")
+        return settled_rss(proc.pid, 1.0)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def reference_rss(hub):
     """An idle mosquitto_sub (libmosquitto, connected, subscribed) and the broker itself."""
     sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(hub.broker.port),
@@ -202,6 +221,11 @@ def main():
         states = hub.status().get("plugins", {})
         idle = settled_rss(hub.proc.pid)
         sub_rss, broker_rss = reference_rss(hub)
+        floor = lib_floor_rss()
+        if floor:
+            result.update({"lib_floor_rss_kib": floor["VmRSS"],
+                           "lib_floor_rss_file_kib": floor["RssFile"],
+                           "idle_own_rss_kib": idle["VmRSS"] - floor["VmRSS"]})
         result.update({"idle_pss_kib": proportional(hub.proc.pid),
                        "idle_top_mappings_kib": top_mappings(hub.proc.pid)})
         result.update({"idle_rss_kib": idle["VmRSS"], "idle_rss_anon_kib": idle["RssAnon"],
@@ -250,6 +274,14 @@ def main():
                                  result["idle_rss_file_kib"] / 1024.0, "-"))
     print("%-46s %10.1f %10s" % ("idle: Pss (shared pages divided)", result["idle_pss_kib"] /
                                  1024.0, "-"))
+    if "lib_floor_rss_kib" in result:
+        print("%-46s %10.1f %10s" % ("baseline: the libraries alone (hearth-lib-floor)",
+                                     result["lib_floor_rss_kib"] / 1024.0, "-"))
+        print("%-46s %10.1f %10s" % ("idle: hub's own (idle - baseline)",
+                                     result["idle_own_rss_kib"] / 1024.0, "-"))
+    else:
+        print("baseline not measured: build/bench/hearth-lib-floor is not built "
+              "(-DHEARTH_BUILD_BENCH=ON)")
     print("%-46s %10.1f %10s" % ("reference: idle mosquitto_sub", sub_rss / 1024.0, "-"))
     print("%-46s %10.1f %10s" % ("reference: mosquitto broker", broker_rss / 1024.0, "-"))
     print("largest idle mappings (KiB): " + ", ".join(

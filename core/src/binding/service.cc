@@ -156,22 +156,17 @@ void BindingService::commitNotifications(const std::vector<Notification>& notes)
 }
 
 void BindingService::index(const Device& d) {
-  for (const auto& b : d.bindings) devicesByUser_[b.userId].insert(d.deviceId);
+  for (const auto& b : d.bindings) devicesByUser_.add(b.userId, &d);
   for (const auto& s : d.shares) {
     deviceBySharingId_[s.sharingId] = d.deviceId;
     if (!s.keyHash.empty()) deviceByKeyHash_[s.keyHash] = d.deviceId;
-    devicesByUser_[s.fromUser].insert(d.deviceId);
-    if (!s.guest.empty()) devicesByUser_[s.guest].insert(d.deviceId);
+    devicesByUser_.add(s.fromUser, &d);
+    if (!s.guest.empty()) devicesByUser_.add(s.guest, &d);
   }
 }
 
 void BindingService::unindex(const Device& d) {
-  auto drop = [&](const std::string& user) {
-    auto it = devicesByUser_.find(user);
-    if (it == devicesByUser_.end()) return;
-    it->second.erase(d.deviceId);
-    if (it->second.empty()) devicesByUser_.erase(it);
-  };
+  auto drop = [&](const std::string& user) { devicesByUser_.remove(user, &d); };
   for (const auto& b : d.bindings) drop(b.userId);
   for (const auto& s : d.shares) {
     deviceBySharingId_.erase(s.sharingId);
@@ -237,9 +232,8 @@ void BindingService::runExpiry() {
 }
 
 void BindingService::removeUser(const std::string& userId) {
-  auto it = devicesByUser_.find(userId);
-  if (it == devicesByUser_.end()) return;
-  std::set<std::string> ids = it->second;
+  std::vector<std::string> ids;
+  for (const Device* d : devicesByUser_.devicesOf(userId)) ids.push_back(d->deviceId);
   int64_t now = deps_.clock.nowMs();
   for (const auto& id : ids) {
     mutate(id, [&](Device& d) {
@@ -562,14 +556,10 @@ void BindingService::listShares(const Request& req, const Responder& res) {
     return res.error(ErrorCode::kInvalidRequest, "\"direction\" must be \"toMe\" or \"fromMe\"");
   }
   Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
-  auto it = devicesByUser_.find(req.userId);
-  if (it != devicesByUser_.end()) {
-    for (const auto& id : it->second) {
-      const Device& d = devices_.at(id);
-      auto shares =
-          direction == "toMe" ? sharesToUser(d, req.userId) : sharesFromUser(d, req.userId);
-      for (const auto& s : shares) list->add(shareJson(s, d));
-    }
+  for (const Device* d : devicesByUser_.devicesOf(req.userId)) {
+    auto shares =
+        direction == "toMe" ? sharesToUser(*d, req.userId) : sharesFromUser(*d, req.userId);
+    for (const auto& s : shares) list->add(shareJson(s, *d));
   }
   Poco::JSON::Object r;
   r.set("shares", list);
@@ -622,22 +612,18 @@ void BindingService::removeMember(const Request& req, const Responder& res) {
 
 void BindingService::getBoundDevices(const Request& req, const Responder& res) {
   Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
-  auto it = devicesByUser_.find(req.userId);
-  if (it != devicesByUser_.end()) {
-    for (const auto& id : it->second) {
-      const Device& d = devices_.at(id);
-      const Binding* b = findBinding(d, req.userId);
-      if (b == nullptr) continue;  // only a sharer or invitee of this device
-      Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
-      o->set("deviceId", d.deviceId);
-      o->set("model", d.model);
-      o->set("name", d.name);
-      o->set("transport", d.transport);
-      o->set("role", roleName(b->role));
-      o->set("online", d.online);
-      o->set("boundAt", b->boundAtMs);
-      list->add(o);
-    }
+  for (const Device* d : devicesByUser_.devicesOf(req.userId)) {
+    const Binding* b = findBinding(*d, req.userId);
+    if (b == nullptr) continue;  // only a sharer or invitee of this device
+    Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
+    o->set("deviceId", d->deviceId);
+    o->set("model", d->model);
+    o->set("name", d->name);
+    o->set("transport", d->transport);
+    o->set("role", roleName(b->role));
+    o->set("online", d->online);
+    o->set("boundAt", b->boundAtMs);
+    list->add(o);
   }
   Poco::JSON::Object r;
   r.set("devices", list);

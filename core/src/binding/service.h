@@ -16,6 +16,7 @@
 #include "binding/binding_store.h"
 #include "binding/policy.h"
 #include "binding/rate_limit.h"
+#include "binding/user_index.h"
 #include "config/config.h"
 #include "control/router.h"
 #include "hearth/host.h"
@@ -118,7 +119,7 @@ class BindingService {
   // Indexes rebuilt per device on every swap.
   std::map<std::string, std::string> deviceByKeyHash_;
   std::map<std::string, std::string> deviceBySharingId_;
-  std::map<std::string, std::set<std::string>> devicesByUser_;  // bound, sharer or invitee
+  UserIndex devicesByUser_;  // bound, sharer or invitee
 
   std::multimap<int64_t, std::string> expiries_;  // next expiry → device
   std::map<std::string, int64_t> expiryOf_;
