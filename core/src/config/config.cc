@@ -14,13 +14,14 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <utility>
 
 #include "config/schema.h"
+#include "hearth/status.h"
 
 namespace hearth::config {
 
@@ -64,14 +65,10 @@ std::optional<milliseconds> parseDuration(const std::string& text) {
 
 namespace {
 
-const std::regex& identifierPattern() {
-  static const std::regex re("[A-Za-z0-9._:-]{1,64}");
-  return re;
-}
-
-const std::regex& pluginNamePattern() {
-  static const std::regex re("[a-z0-9_]+");
-  return re;
+bool isPluginName(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
 }
 
 // Nodes that came from an override (or were built in code) carry no mark, so errors about
@@ -175,7 +172,7 @@ class Reader {
   std::optional<std::string> identifier(const YAML::Node& node, int line, const std::string& key) {
     auto text = string(node, line, key);
     if (!text) return std::nullopt;
-    if (!std::regex_match(*text, identifierPattern())) {
+    if (!isValidIdentifier(*text)) {
       sink_.add(line, key, "'" + *text + "' is not a valid identifier ([A-Za-z0-9._:-]{1,64})");
       return std::nullopt;
     }
@@ -581,7 +578,7 @@ class CoreLoader {
       const YAML::Node& nameNode = item.first;
       const std::string name = nameNode.IsScalar() ? nameNode.Scalar() : "";
       const std::string pluginKey = joinKey(key, name);
-      if (!std::regex_match(name, pluginNamePattern())) {
+      if (!isPluginName(name)) {
         sink_.add(lineOf(nameNode), pluginKey,
                   "not a plugin name ([a-z0-9_]+), got " + describe(nameNode));
         continue;
