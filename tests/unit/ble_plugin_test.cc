@@ -6,8 +6,6 @@
 
 #include "ble_plugin.h"
 
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,6 +15,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "fake_context.h"
 
 namespace hearth::ble {
 namespace {
@@ -30,210 +30,10 @@ constexpr const char* kControlUuid = "0000fff1-0000-1000-8000-00805f9b34fb";
 constexpr const char* kStatusUuid = "0000fff2-0000-1000-8000-00805f9b34fb";
 constexpr uint16_t kCompany = 0xFFFF;
 
-// ---- fake plugin context ---------------------------------------------------------------------
-
-class ManualClock : public Clock {
- public:
-  int64_t nowMs() const override { return wallMs; }
-  std::chrono::steady_clock::time_point steadyNow() const override { return steady; }
-  std::chrono::steady_clock::time_point steady{std::chrono::hours(1000)};
-  int64_t wallMs = 1'700'000'000'000;
-};
-
-class RecordingLogger : public Logger {
- public:
-  void log(LogLevel, std::string_view message) override { lines.emplace_back(message); }
-  std::vector<std::string> lines;
-};
-
-class FakeConfig : public ConfigView {
- public:
-  bool getBool(std::string_view key) const override { return at(bools, key); }
-  int64_t getInt(std::string_view key) const override { return at(ints, key); }
-  double getDouble(std::string_view key) const override { return at(doubles, key); }
-  std::string getString(std::string_view key) const override { return at(strings, key); }
-  milliseconds getDuration(std::string_view key) const override { return at(durations, key); }
-  std::string getJson(std::string_view key) const override { return at(json, key); }
-
-  std::map<std::string, bool, std::less<>> bools;
-  std::map<std::string, int64_t, std::less<>> ints;
-  std::map<std::string, double, std::less<>> doubles;
-  std::map<std::string, std::string, std::less<>> strings;
-  std::map<std::string, milliseconds, std::less<>> durations;
-  std::map<std::string, std::string, std::less<>> json;
-
- private:
-  template <typename M>
-  static typename M::mapped_type at(const M& m, std::string_view key) {
-    auto it = m.find(key);
-    if (it == m.end()) throw std::out_of_range("undeclared key " + std::string(key));
-    return it->second;
-  }
-};
-
-class MemoryStore : public KvStore {
- public:
-  Status put(std::string_view c, std::string_view k, std::string_view v) override {
-    data[std::string(c)][std::string(k)] = std::string(v);
-    return Status::ok();
-  }
-  Result<std::optional<std::string>> get(std::string_view c, std::string_view k) override {
-    auto& col = data[std::string(c)];
-    auto it = col.find(std::string(k));
-    return it == col.end() ? std::optional<std::string>() : std::optional(it->second);
-  }
-  Status erase(std::string_view c, std::string_view k) override {
-    data[std::string(c)].erase(std::string(k));
-    return Status::ok();
-  }
-  Status scan(std::string_view c, std::string_view from, size_t limit,
-              const std::function<bool(const std::string&, const std::string&)>& fn) override {
-    size_t n = 0;
-    for (auto it = data[std::string(c)].lower_bound(std::string(from));
-         it != data[std::string(c)].end(); ++it) {
-      if ((limit != 0 && n++ >= limit) || !fn(it->first, it->second)) break;
-    }
-    return Status::ok();
-  }
-  Result<int64_t> count(std::string_view c) override {
-    return static_cast<int64_t>(data[std::string(c)].size());
-  }
-  Status transaction(const std::function<Status()>& body) override { return body(); }
-
-  std::map<std::string, std::map<std::string, std::string>> data;
-};
-
-class FakeDevices : public Devices {
- public:
-  Status registerTransport(const std::string& transport, DeviceTransport* t) override {
-    transports[transport] = t;
-    return Status::ok();
-  }
-  Status report(const DeviceReport& r) override {
-    reports.push_back(r);
-    return Status::ok();
-  }
-  void setOnline(const std::string& deviceId, bool online) override {
-    onlineChanges.emplace_back(deviceId, online);
-  }
-  Result<std::string> presentProvisionToken(const std::string&, const std::string&) override {
-    return Status::error(ErrorCode::kNotFound, "not in this test");
-  }
-  Status reportReset(const std::string& deviceId) override {
-    resets.push_back(deviceId);
-    return Status::ok();
-  }
-  size_t notifyBoundUsers(const std::string&, const std::string&, const std::string&) override {
-    return 0;
-  }
-  std::vector<std::string> boundUsers(const std::string&) const override { return {}; }
-
-  size_t reportsOf(const std::string& id) const {
-    return std::count_if(reports.begin(), reports.end(),
-                         [&](const DeviceReport& r) { return r.deviceId == id; });
-  }
-
-  std::map<std::string, DeviceTransport*> transports;
-  std::vector<DeviceReport> reports;
-  std::vector<std::pair<std::string, bool>> onlineChanges;
-  std::vector<std::string> resets;
-};
-
-class FakeContext : public PluginContext {
- public:
-  const std::string& pluginName() const override { return name_; }
-  Logger& logger() override { return logger_; }
-  const Clock& clock() const override { return clock_; }
-  const ConfigView& config() const override { return config_; }
-  KvStore& store() override { return store_; }
-  Status registerMethod(const std::string&, MethodScope, RequestHandler) override {
-    return Status::ok();
-  }
-  size_t sendEvent(const std::string&, const std::string&, const std::string&,
-                   const std::string&) override {
-    return 0;
-  }
-  std::optional<TerminalInfo> terminal(const std::string&, const std::string&) const override {
-    return std::nullopt;
-  }
-  std::optional<TerminalInfo> terminalByOpenId(const std::string&) const override {
-    return std::nullopt;
-  }
-  std::vector<TerminalInfo> terminals(const std::string&) const override { return {}; }
-  bool userExists(const std::string&) const override { return false; }
-  void subscribe(const std::string&, EventHandler) override {}
-  void publish(const std::string&, const std::string&) override {}
-  TimerId startTimer(milliseconds delay, std::function<void()> fn) override {
-    TimerId id = nextTimer_++;
-    timers_[id] = {clock_.steady + delay, std::move(fn)};
-    return id;
-  }
-  void cancelTimer(TimerId id) override { timers_.erase(id); }
-  Devices& devices() override { return devices_; }
-  void post(std::function<void()> fn) override { posted_.push_back(std::move(fn)); }
-  void setState(PluginState state, const std::string& detailJson) override {
-    state_ = state;
-    detail_ = detailJson;
-  }
-
-  // Runs posted work (BlueZ replies and signals) until none is left.
-  void drain() {
-    while (!posted_.empty()) {
-      auto fn = std::move(posted_.front());
-      posted_.pop_front();
-      fn();
-    }
-  }
-  // Moves the clock forward, firing due timers in order.
-  void advance(milliseconds d) {
-    const auto target = clock_.steady + d;
-    drain();
-    while (true) {
-      auto next = std::min_element(timers_.begin(), timers_.end(), [](auto& a, auto& b) {
-        return a.second.due < b.second.due || (a.second.due == b.second.due && a.first < b.first);
-      });
-      if (next == timers_.end() || next->second.due > target) break;
-      clock_.wallMs +=
-          std::chrono::duration_cast<milliseconds>(next->second.due - clock_.steady).count();
-      clock_.steady = std::max(clock_.steady, next->second.due);
-      auto fn = std::move(next->second.fn);
-      timers_.erase(next);
-      fn();
-      drain();
-    }
-    clock_.wallMs += std::chrono::duration_cast<milliseconds>(target - clock_.steady).count();
-    clock_.steady = target;
-  }
-
-  PluginState state() const { return state_; }
-  std::string detail(const std::string& key) const {
-    if (detail_.empty()) return "";
-    auto o = Poco::JSON::Parser().parse(detail_).extract<Poco::JSON::Object::Ptr>();
-    return o->optValue<std::string>(key, "");
-  }
-
-  FakeConfig& cfg() { return config_; }
-  FakeDevices& fakeDevices() { return devices_; }
-  MemoryStore& memory() { return store_; }
-  RecordingLogger& log() { return logger_; }
-
- private:
-  struct Timer {
-    std::chrono::steady_clock::time_point due;
-    std::function<void()> fn;
-  };
-  std::string name_ = "ble";
-  RecordingLogger logger_;
-  ManualClock clock_;
-  FakeConfig config_;
-  MemoryStore store_;
-  FakeDevices devices_;
-  std::map<TimerId, Timer> timers_;
-  TimerId nextTimer_ = 1;
-  std::deque<std::function<void()>> posted_;
-  PluginState state_ = PluginState::kStarting;
-  std::string detail_;
-};
+// The fake plugin context (manual clock, timers, posted work, recording Devices, in-memory
+// store) is shared with the other plugin tests.
+using fakes::FakeConfig;
+using fakes::FakeContext;
 
 // ---- fake BlueZ --------------------------------------------------------------------------------
 
@@ -460,7 +260,7 @@ struct Outcome {
 class BlePluginTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    FakeConfig& c = ctx.cfg();
+    FakeConfig& c = ctx.cfg;
     c.strings["adapter"] = "auto";
     c.json["products"] = R"([{"model": "acme.lock", "service_uuid": "fff0",
         "manufacturer_id": 65535,
@@ -537,7 +337,7 @@ class BlePluginTest : public ::testing::Test {
     }
   }
 
-  FakeContext ctx;
+  FakeContext ctx{"ble"};
   ObjectTree tree;
   FakeBluez* bluez = nullptr;
   std::unique_ptr<BlePlugin> plugin;
@@ -560,11 +360,11 @@ TEST_F(BlePluginTest, ReportsAdvertisingDevicesThatMatchARuleAndScansWithTheFilt
   tree[pathOf("BB:00:00:00:00:09")] = stranger;
   startPlugin();
 
-  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+  EXPECT_EQ(ctx.state, PluginState::kRunning);
   EXPECT_EQ(ctx.detail("adapter"), "hci0");
-  EXPECT_EQ(ctx.fakeDevices().transports.at("ble"), plugin.get());
-  ASSERT_EQ(ctx.fakeDevices().reports.size(), 1u);
-  const DeviceReport& r = ctx.fakeDevices().reports[0];
+  EXPECT_EQ(ctx.devs.transports.at("ble"), plugin.get());
+  ASSERT_EQ(ctx.devs.reports.size(), 1u);
+  const DeviceReport& r = ctx.devs.reports[0];
   EXPECT_EQ(r.deviceId, "ble:" + kA);
   EXPECT_EQ(r.transport, "ble");
   EXPECT_EQ(r.model, "acme.lock");
@@ -577,37 +377,37 @@ TEST_F(BlePluginTest, ReportsAdvertisingDevicesThatMatchARuleAndScansWithTheFilt
   EXPECT_EQ(bluez->count("StartDiscovery"), 1u);
 
   advertise(kB);
-  EXPECT_EQ(ctx.fakeDevices().reportsOf("ble:" + kB), 1u);
+  EXPECT_EQ(ctx.devs.reportsOf("ble:" + kB), 1u);
   EXPECT_TRUE(plugin->present("ble:" + kB));
 }
 
 TEST_F(BlePluginTest, PresenceExpiresAndSilenceTurnsTheDeviceOffline) {
-  ctx.cfg().durations["present_within"] = seconds(5);
-  ctx.cfg().durations["offline_after"] = seconds(20);
+  ctx.cfg.durations["present_within"] = seconds(5);
+  ctx.cfg.durations["offline_after"] = seconds(20);
   withLocks({kA});
   startPlugin();
   const std::string id = "ble:" + kA;
   EXPECT_TRUE(plugin->present(id));
   ctx.advance(seconds(6));
   EXPECT_FALSE(plugin->present(id));
-  EXPECT_TRUE(ctx.fakeDevices().onlineChanges.empty());
+  EXPECT_TRUE(ctx.devs.onlineChanges.empty());
   ctx.advance(seconds(14));  // 20 s: silent exactly offline_after, not longer
-  EXPECT_TRUE(ctx.fakeDevices().onlineChanges.empty());
+  EXPECT_TRUE(ctx.devs.onlineChanges.empty());
   ctx.advance(seconds(5));  // the sweep runs every offline_after / 4
-  ASSERT_EQ(ctx.fakeDevices().onlineChanges.size(), 1u);
-  EXPECT_EQ(ctx.fakeDevices().onlineChanges[0], std::make_pair(id, false));
+  ASSERT_EQ(ctx.devs.onlineChanges.size(), 1u);
+  EXPECT_EQ(ctx.devs.onlineChanges[0], std::make_pair(id, false));
 
   advertise(kA);  // back in range: reported (and so online) again
-  EXPECT_EQ(ctx.fakeDevices().reportsOf(id), 2u);
+  EXPECT_EQ(ctx.devs.reportsOf(id), 2u);
   EXPECT_TRUE(plugin->present(id));
   ctx.advance(seconds(10));
-  EXPECT_EQ(ctx.fakeDevices().onlineChanges.size(), 1u);
+  EXPECT_EQ(ctx.devs.onlineChanges.size(), 1u);
 }
 
 TEST_F(BlePluginTest, ReportsTheBindWindowWhenItMovesNotOnEveryAdvertisement) {
   withLocks({kA});
   startPlugin();
-  auto& reports = ctx.fakeDevices().reports;
+  auto& reports = ctx.devs.reports;
   ASSERT_EQ(reports.size(), 1u);
   advertise(kA, lockAdvert(block(60)));
   ASSERT_EQ(reports.size(), 2u);
@@ -631,14 +431,14 @@ TEST_F(BlePluginTest, AChangedResetCounterReportsOneResetAndSurvivesARestart) {
       std::map<uint16_t, Bytes>{{kCompany, block(0, false, 3)}};
   startPlugin();
   const std::string id = "ble:" + kA;
-  EXPECT_TRUE(ctx.fakeDevices().resets.empty());  // first sighting: nothing to compare with
-  EXPECT_EQ(ctx.memory().data["reset_counters"][id], "3");
+  EXPECT_TRUE(ctx.devs.resets.empty());  // first sighting: nothing to compare with
+  EXPECT_EQ(ctx.kv.data["reset_counters"][id], "3");
   advertise(kA, lockAdvert(block(0, false, 3)));
-  EXPECT_TRUE(ctx.fakeDevices().resets.empty());
+  EXPECT_TRUE(ctx.devs.resets.empty());
   advertise(kA, lockAdvert(block(0, false, 4)));
-  EXPECT_EQ(ctx.fakeDevices().resets, std::vector<std::string>{id});
+  EXPECT_EQ(ctx.devs.resets, std::vector<std::string>{id});
   advertise(kA, lockAdvert(block(0, false, 4)));
-  EXPECT_EQ(ctx.fakeDevices().resets.size(), 1u);
+  EXPECT_EQ(ctx.devs.resets.size(), 1u);
 
   // A hub restart: the counter comes from the store, not from a fresh first sighting.
   plugin->stop();
@@ -646,17 +446,17 @@ TEST_F(BlePluginTest, AChangedResetCounterReportsOneResetAndSurvivesARestart) {
   tree[pathOf(kA)].device->manufacturerData =
       std::map<uint16_t, Bytes>{{kCompany, block(0, false, 4)}};
   startPlugin();
-  EXPECT_EQ(ctx.fakeDevices().resets.size(), 1u);
+  EXPECT_EQ(ctx.devs.resets.size(), 1u);
   advertise(kA, lockAdvert(block(0, false, 5)));
-  EXPECT_EQ(ctx.fakeDevices().resets.size(), 2u);
-  EXPECT_EQ(ctx.memory().data["reset_counters"][id], "5");
+  EXPECT_EQ(ctx.devs.resets.size(), 2u);
+  EXPECT_EQ(ctx.kv.data["reset_counters"][id], "5");
 }
 
 // ---- waiting states and recovery ---------------------------------------------------------------
 
 TEST_F(BlePluginTest, WaitsForAnAdapterAndForPowerThenScans) {
   startPlugin();  // empty tree
-  EXPECT_EQ(ctx.state(), PluginState::kWaiting);
+  EXPECT_EQ(ctx.state, PluginState::kWaiting);
   EXPECT_EQ(ctx.detail("reason"), "waiting_for_adapter");
   EXPECT_EQ(bluez->count("StartDiscovery"), 0u);
 
@@ -671,13 +471,13 @@ TEST_F(BlePluginTest, WaitsForAnAdapterAndForPowerThenScans) {
   bus().onPropertiesChanged(kAdapter, kAdapterInterface, on, {});
   ctx.drain();
   EXPECT_EQ(bluez->count("GetManagedObjects"), 2u);  // powered on: the tree is read again
-  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+  EXPECT_EQ(ctx.state, PluginState::kRunning);
   EXPECT_EQ(bluez->count("StartDiscovery"), 1u);
 
   on.adapter->powered = false;
   bus().onPropertiesChanged(kAdapter, kAdapterInterface, on, {});
   ctx.drain();
-  EXPECT_EQ(ctx.state(), PluginState::kWaiting);
+  EXPECT_EQ(ctx.state, PluginState::kWaiting);
   EXPECT_EQ(ctx.detail("reason"), "adapter_powered_off");
 }
 
@@ -687,7 +487,7 @@ TEST_F(BlePluginTest, NoSystemBusIsWaitingAndRetried) {
   bluez->startStatus = Status::error(ErrorCode::kUnavailable, "cannot reach the system bus");
   plugin = std::make_unique<BlePlugin>(ctx, std::move(client));
   ASSERT_TRUE(plugin->start().isOk());
-  EXPECT_EQ(ctx.state(), PluginState::kWaiting);
+  EXPECT_EQ(ctx.state, PluginState::kWaiting);
   EXPECT_EQ(ctx.detail("reason"), "waiting_for_system_bus");
   ctx.advance(seconds(5));
   EXPECT_EQ(bluez->starts, 2);
@@ -695,7 +495,7 @@ TEST_F(BlePluginTest, NoSystemBusIsWaitingAndRetried) {
   bluez->tree[kAdapter] = adapterObject(true);
   ctx.advance(seconds(5));
   EXPECT_EQ(bluez->starts, 3);
-  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+  EXPECT_EQ(ctx.state, PluginState::kRunning);
 }
 
 TEST_F(BlePluginTest, BluezVanishingFailsCommandsAndItsReturnIsPickedUp) {
@@ -714,12 +514,12 @@ TEST_F(BlePluginTest, BluezVanishingFailsCommandsAndItsReturnIsPickedUp) {
   ASSERT_TRUE(refused->done);
   EXPECT_EQ(refused->result.status().code(), ErrorCode::kUnavailable);
 
-  const size_t reportsBefore = ctx.fakeDevices().reports.size();
+  const size_t reportsBefore = ctx.devs.reports.size();
   bus().onBluezOwnerChanged(true);
   ctx.drain();
-  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+  EXPECT_EQ(ctx.state, PluginState::kRunning);
   EXPECT_EQ(bluez->count("StartDiscovery"), 2u);
-  EXPECT_EQ(ctx.fakeDevices().reports.size(), reportsBefore + 1);  // reported again
+  EXPECT_EQ(ctx.devs.reports.size(), reportsBefore + 1);  // reported again
 
   // The old session's Connect reply arrives late: it must not free the new connect slot.
   auto fresh = control(kA);
@@ -742,7 +542,7 @@ TEST_F(BlePluginTest, BluezIsPolledForEvenWithoutItsOwnerSignal) {
   EXPECT_EQ(ctx.detail("reason"), "waiting_for_bluez");
   ctx.advance(seconds(5));  // retry_interval; no NameOwnerChanged arrives
   EXPECT_EQ(bluez->count("GetManagedObjects"), 2u);
-  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+  EXPECT_EQ(ctx.state, PluginState::kRunning);
 }
 
 TEST_F(BlePluginTest, ObjectTreeErrorsAreRetried) {
@@ -759,12 +559,12 @@ TEST_F(BlePluginTest, ObjectTreeErrorsAreRetried) {
   ctx.advance(seconds(5));
   bluez->take("GetManagedObjects").treeDone(std::nullopt, tree);
   ctx.drain();
-  EXPECT_EQ(ctx.state(), PluginState::kRunning);
+  EXPECT_EQ(ctx.state, PluginState::kRunning);
 }
 
 TEST_F(BlePluginTest, DiscoveryRunsTheConfiguredDutyCycle) {
-  ctx.cfg().durations["scan_window"] = seconds(2);
-  ctx.cfg().durations["scan_interval"] = seconds(5);
+  ctx.cfg.durations["scan_window"] = seconds(2);
+  ctx.cfg.durations["scan_interval"] = seconds(5);
   withLocks({});
   startPlugin();
   EXPECT_EQ(bluez->count("StartDiscovery"), 1u);
@@ -781,7 +581,7 @@ TEST_F(BlePluginTest, DiscoveryRunsTheConfiguredDutyCycle) {
 }
 
 TEST_F(BlePluginTest, BadProductRulesFailTheStartNamingTheKey) {
-  ctx.cfg().json["products"] = R"([{"model": "x", "service_uuid": "nope"}])";
+  ctx.cfg.json["products"] = R"([{"model": "x", "service_uuid": "nope"}])";
   plugin = std::make_unique<BlePlugin>(ctx, std::make_unique<FakeBluez>(ctx));
   Status s = plugin->start();
   EXPECT_EQ(s.code(), ErrorCode::kInvalidRequest);
@@ -820,7 +620,7 @@ TEST_F(BlePluginTest, ControlConnectsWaitsForServicesAndWritesTheCommand) {
 }
 
 TEST_F(BlePluginTest, ConnectsAreSerialisedAndIdleConnectionsMakeRoom) {
-  ctx.cfg().ints["max_connections"] = 2;
+  ctx.cfg.ints["max_connections"] = 2;
   withLocks({kA, kB, kC});
   startPlugin();
   auto a = control(kA);
@@ -849,7 +649,7 @@ TEST_F(BlePluginTest, ConnectsAreSerialisedAndIdleConnectionsMakeRoom) {
 }
 
 TEST_F(BlePluginTest, ABusyConnectionIsNeverClosedToMakeRoom) {
-  ctx.cfg().ints["max_connections"] = 1;
+  ctx.cfg.ints["max_connections"] = 1;
   withLocks({kA, kB});
   startPlugin();
   auto a = control(kA);
@@ -870,7 +670,7 @@ TEST_F(BlePluginTest, ABusyConnectionIsNeverClosedToMakeRoom) {
 }
 
 TEST_F(BlePluginTest, ATimedOutCommandKeepsTheConnectSlotUntilBluezAnswers) {
-  ctx.cfg().durations["control_timeout"] = seconds(5);
+  ctx.cfg.durations["control_timeout"] = seconds(5);
   withLocks({kA, kB});
   startPlugin();
   auto a = control(kA);
@@ -887,8 +687,8 @@ TEST_F(BlePluginTest, ATimedOutCommandKeepsTheConnectSlotUntilBluezAnswers) {
 }
 
 TEST_F(BlePluginTest, AConnectionThatCompletesAfterItsCommandTimedOutIsGivenBack) {
-  ctx.cfg().durations["control_timeout"] = seconds(5);
-  ctx.cfg().durations["connection_idle"] = seconds(0);
+  ctx.cfg.durations["control_timeout"] = seconds(5);
+  ctx.cfg.durations["connection_idle"] = seconds(0);
   withLocks({kA});
   startPlugin();
   auto a = control(kA);
@@ -901,7 +701,7 @@ TEST_F(BlePluginTest, AConnectionThatCompletesAfterItsCommandTimedOutIsGivenBack
 }
 
 TEST_F(BlePluginTest, ServicesThatNeverResolveTimeOut) {
-  ctx.cfg().durations["connect_timeout"] = seconds(4);
+  ctx.cfg.durations["connect_timeout"] = seconds(4);
   withLocks({kA});
   startPlugin();
   auto a = control(kA);
@@ -942,7 +742,7 @@ TEST_F(BlePluginTest, RefusesWhatCannotWork) {
   EXPECT_EQ(unknownCommand->result.status().code(), ErrorCode::kInvalidRequest);
   EXPECT_EQ(bluez->count("Connect"), 0u);
 
-  ctx.cfg().ints["max_queue"] = 1;  // read at construction: build a second plugin
+  ctx.cfg.ints["max_queue"] = 1;  // read at construction: build a second plugin
   plugin->stop();
   plugin.reset();
   startPlugin();
@@ -954,7 +754,7 @@ TEST_F(BlePluginTest, RefusesWhatCannotWork) {
 }
 
 TEST_F(BlePluginTest, NotifyRepliesAndGattObjectsMissingFromTheCache) {
-  ctx.cfg().json["products"] = R"([{"model": "acme.lock", "service_uuid": "fff0",
+  ctx.cfg.json["products"] = R"([{"model": "acme.lock", "service_uuid": "fff0",
       "control": {"characteristic": "fff1", "reply": "notify", "reply_characteristic": "fff2",
                   "commands": {"unlock": "01"}}}])";
   tree[kAdapter] = adapterObject(true);

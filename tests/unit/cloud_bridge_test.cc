@@ -6,12 +6,12 @@
 #include <Poco/JSON/Parser.h>
 #include <gtest/gtest.h>
 
-#include <map>
 #include <set>
 
 #include "backoff.h"
 #include "bridge_status.h"
 #include "cloud_outbox.h"
+#include "fake_context.h"
 #include "topic_rules.h"
 
 namespace hearth::cloud_bridge {
@@ -213,60 +213,9 @@ TEST(LoopGuard, BridgedMessagesNeverGoBack) {
 
 // --- outbox ----------------------------------------------------------------------------------
 
-// The KvStore contract in memory: ordered keys, transactions that commit together or roll
-// back, and a switch to make writes fail.
-class MemoryKvStore : public KvStore {
- public:
-  using Data = std::map<std::string, std::map<std::string, std::string>>;
-
-  Status put(std::string_view c, std::string_view k, std::string_view v) override {
-    if (failWritesAfter_ == 0) return Status::error(ErrorCode::kInternal, "disk full");
-    if (failWritesAfter_ > 0) --failWritesAfter_;
-    data_[std::string(c)][std::string(k)] = std::string(v);
-    ++writes_;
-    return Status::ok();
-  }
-  Result<std::optional<std::string>> get(std::string_view c, std::string_view k) override {
-    auto& col = data_[std::string(c)];
-    auto it = col.find(std::string(k));
-    if (it == col.end()) return std::optional<std::string>();
-    return std::optional<std::string>(it->second);
-  }
-  Status erase(std::string_view c, std::string_view k) override {
-    if (failWritesAfter_ == 0) return Status::error(ErrorCode::kInternal, "disk full");
-    if (failWritesAfter_ > 0) --failWritesAfter_;
-    data_[std::string(c)].erase(std::string(k));
-    ++writes_;
-    return Status::ok();
-  }
-  Status scan(std::string_view c, std::string_view from, size_t limit,
-              const std::function<bool(const std::string&, const std::string&)>& fn) override {
-    ++scans_;
-    auto& col = data_[std::string(c)];
-    size_t n = 0;
-    for (auto it = col.lower_bound(std::string(from)); it != col.end(); ++it) {
-      if (limit != 0 && n++ >= limit) break;
-      if (!fn(it->first, it->second)) break;
-    }
-    return Status::ok();
-  }
-  Result<int64_t> count(std::string_view c) override {
-    return static_cast<int64_t>(data_[std::string(c)].size());
-  }
-  Status transaction(const std::function<Status()>& body) override {
-    Data snapshot = data_;
-    ++transactions_;
-    Status s = body();
-    if (!s) data_ = std::move(snapshot);
-    return s;
-  }
-
-  Data data_;
-  int failWritesAfter_ = -1;  // -1 = never; n = the n+1-th write fails
-  int writes_ = 0;
-  int transactions_ = 0;
-  int scans_ = 0;
-};
+// The in-memory KvStore shared with the plugin tests: transactions that commit together or roll
+// back, a switch to make writes fail, and counters of writes, transactions and scans.
+using fakes::MemoryKvStore;
 
 OutboxMessage msg(const std::string& topic, const std::string& payload, int qos = 1) {
   return OutboxMessage{topic, payload, qos, false, 1700000000000};
@@ -319,15 +268,15 @@ TEST(Outbox, AppendsInOneTransactionAndRemovesOnlyAcknowledged) {
   CloudOutbox box(store, {1000, 1 << 20});
   ASSERT_TRUE(box.load(fixedId).isOk());
   EXPECT_EQ(box.instanceId(), "feedc0de");
-  int before = store.transactions_;
+  int before = store.transactions;
   auto r = box.commit(msgs(0, 5), {});
   ASSERT_TRUE(r.isOk());
-  EXPECT_EQ(store.transactions_, before + 1);
+  EXPECT_EQ(store.transactions, before + 1);
   EXPECT_EQ(r.value().appended, 5u);
   EXPECT_EQ(box.depth(), 5u);
   EXPECT_EQ(box.oldestSeq(), 0u);
   EXPECT_EQ(box.nextSeq(), 5u);
-  EXPECT_EQ(store.data_["outbox"].size(), 5u);
+  EXPECT_EQ(store.data["outbox"].size(), 5u);
 
   r = box.commit(msgs(5, 7), {1, 3, 99 /* unknown */, 1 /* twice */});
   ASSERT_TRUE(r.isOk());
@@ -385,7 +334,7 @@ TEST(Outbox, OverMaxMessagesDropsExactlyTheOldest) {
   ASSERT_EQ(p.size(), 100u);
   EXPECT_EQ(p.front(), "m50");
   EXPECT_EQ(p.back(), "m149");
-  EXPECT_EQ(store.data_["outbox"].size(), 100u);
+  EXPECT_EQ(store.data["outbox"].size(), 100u);
 
   // The count is stored with the outbox.
   CloudOutbox again(store, {100, 1 << 20});
@@ -415,7 +364,7 @@ TEST(Outbox, ABatchLargerThanTheBoundKeepsItsNewest) {
   EXPECT_EQ(r.value().firstDroppedSeq, 0u);
   EXPECT_EQ(r.value().lastDroppedSeq, 4u);
   EXPECT_EQ(payloads(box), (std::vector<std::string>{"m5", "m6", "m7", "m8", "m9"}));
-  EXPECT_EQ(store.data_["outbox"].size(), 5u);  // the dropped part of the batch never written
+  EXPECT_EQ(store.data["outbox"].size(), 5u);  // the dropped part of the batch never written
 }
 
 TEST(Outbox, OverMaxBytesDropsTheOldest) {
@@ -455,7 +404,7 @@ TEST(Outbox, ExtraDroppedIsCountedAndStored) {
   ASSERT_TRUE(r.isOk());
   EXPECT_EQ(r.value().dropped, 7u);
   EXPECT_EQ(box.droppedTotal(), 7u);
-  EXPECT_EQ(store.data_["meta"]["dropped"], "7");
+  EXPECT_EQ(store.data["meta"]["dropped"], "7");
 }
 
 TEST(Outbox, AFailedCommitChangesNothing) {
@@ -463,17 +412,17 @@ TEST(Outbox, AFailedCommitChangesNothing) {
   CloudOutbox box(store, {4, 1 << 20});
   ASSERT_TRUE(box.load(fixedId).isOk());
   ASSERT_TRUE(box.commit(msgs(0, 4), {}).isOk());
-  MemoryKvStore::Data before = store.data_;
-  store.failWritesAfter_ = 3;  // the fourth write of the next transaction fails
+  MemoryKvStore::Data before = store.data;
+  store.failWritesAfter = 3;  // the fourth write of the next transaction fails
   auto r = box.commit(msgs(4, 7), {0});
   ASSERT_FALSE(r.isOk());
-  EXPECT_EQ(store.data_, before);
+  EXPECT_EQ(store.data, before);
   EXPECT_EQ(box.depth(), 4u);
   EXPECT_EQ(box.nextSeq(), 4u);
   EXPECT_EQ(box.droppedTotal(), 0u);
   EXPECT_EQ(payloads(box), (std::vector<std::string>{"m0", "m1", "m2", "m3"}));
 
-  store.failWritesAfter_ = -1;
+  store.failWritesAfter = -1;
   r = box.commit(msgs(4, 7), {0});
   ASSERT_TRUE(r.isOk());
   EXPECT_EQ(r.value().dropped, 2u);
@@ -487,7 +436,7 @@ TEST(Outbox, DamagedRecordsAreDroppedAndCounted) {
     ASSERT_TRUE(writer.load(fixedId).isOk());
     ASSERT_TRUE(writer.commit(msgs(0, 3), {}).isOk());
   }
-  store.data_["outbox"][CloudOutbox::key(1)] = "garbage";
+  store.data["outbox"][CloudOutbox::key(1)] = "garbage";
   CloudOutbox box(store, {1000, 1 << 20});  // after a restart: read from the store
   ASSERT_TRUE(box.load(fixedId).isOk());
   std::vector<uint64_t> corrupt;
@@ -498,7 +447,7 @@ TEST(Outbox, DamagedRecordsAreDroppedAndCounted) {
   EXPECT_EQ(corrupt, std::vector<uint64_t>{1});
   EXPECT_EQ(box.depth(), 2u);
   EXPECT_EQ(box.droppedTotal(), 1u);
-  EXPECT_FALSE(store.data_["outbox"].count(CloudOutbox::key(1)));
+  EXPECT_FALSE(store.data["outbox"].count(CloudOutbox::key(1)));
 }
 
 TEST(Outbox, LoweredBoundsApplyAtLoad) {
@@ -523,14 +472,14 @@ TEST(Outbox, LoadReadsALargeOutboxInChunks) {
     ASSERT_TRUE(box.load(fixedId).isOk());
     ASSERT_TRUE(box.commit(msgs(0, 5000), {}).isOk());
   }
-  store.scans_ = 0;
+  store.scans = 0;
   CloudOutbox again(store, {100000, 1 << 30});
   ASSERT_TRUE(again.load(fixedId).isOk());
   EXPECT_EQ(again.depth(), 5000u);
-  EXPECT_GE(store.scans_, 5);  // 1024 rows at a time
+  EXPECT_GE(store.scans, 5);  // 1024 rows at a time
   EXPECT_EQ(again.bytes(), [&] {
     uint64_t b = 0;
-    for (const auto& [k, v] : store.data_["outbox"]) b += v.size();
+    for (const auto& [k, v] : store.data["outbox"]) b += v.size();
     return b;
   }());
 }
@@ -541,10 +490,10 @@ TEST(Outbox, SendsFreshRecordsFromMemoryAndOlderOnesFromTheStore) {
   CloudOutbox box(store, {1000, 1 << 20, 10 * one});
   ASSERT_TRUE(box.load(fixedId).isOk());
   ASSERT_TRUE(box.commit(msgs(0, 4), {}).isOk());
-  int scans = store.scans_;
+  int scans = store.scans;
   auto r = box.read(1, 2);
   ASSERT_TRUE(r.isOk());
-  EXPECT_EQ(store.scans_, scans);  // served from memory
+  EXPECT_EQ(store.scans, scans);  // served from memory
   ASSERT_EQ(r.value().size(), 2u);
   EXPECT_EQ(r.value()[0].seq, 1u);
   EXPECT_EQ(r.value()[0].message.payload, "m1");
@@ -560,13 +509,13 @@ TEST(Outbox, SendsFreshRecordsFromMemoryAndOlderOnesFromTheStore) {
   // Over the memory budget the oldest are no longer cached: reads fall back to the store and
   // give the same records.
   ASSERT_TRUE(box.commit(msgs(4, 20), {}).isOk());
-  scans = store.scans_;
+  scans = store.scans;
   auto tail = box.read(15, 0);
   ASSERT_TRUE(tail.isOk());
-  EXPECT_EQ(store.scans_, scans);
+  EXPECT_EQ(store.scans, scans);
   auto all = box.read(0, 0);
   ASSERT_TRUE(all.isOk());
-  EXPECT_GT(store.scans_, scans);
+  EXPECT_GT(store.scans, scans);
   ASSERT_EQ(all.value().size(), 19u);
   CloudOutbox fromDisk(store, {1000, 1 << 20, 0});
   ASSERT_TRUE(fromDisk.load(fixedId).isOk());

@@ -7,12 +7,11 @@
 
 #include <gtest/gtest.h>
 
-#include <deque>
-#include <map>
-#include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "fake_context.h"
 #include "lan_io.h"
 #include "lan_protocol.h"
 
@@ -30,202 +29,10 @@ const uint16_t kDevicePort = 47801;
 const std::string kAliceToken = "alice-token-0123456789abcdef";
 const std::string kBobToken = "bob-token-0123456789abcdef00";
 
-class FakeLogger : public Logger {
- public:
-  void log(LogLevel, std::string_view m) override { lines.emplace_back(m); }
-  std::vector<std::string> lines;
-};
-
-class FakeClock : public Clock {
- public:
-  int64_t nowMs() const override { return wallMs; }
-  std::chrono::steady_clock::time_point steadyNow() const override {
-    return std::chrono::steady_clock::time_point(milliseconds(steadyMs));
-  }
-  void advance(int64_t ms) {
-    wallMs += ms;
-    steadyMs += ms;
-  }
-  int64_t wallMs = 1700000000000;
-  int64_t steadyMs = 1000000;
-};
-
-class FakeConfig : public ConfigView {
- public:
-  bool getBool(std::string_view k) const override { return ints.at(std::string(k)) != 0; }
-  int64_t getInt(std::string_view k) const override { return ints.at(std::string(k)); }
-  double getDouble(std::string_view k) const override { return ints.at(std::string(k)); }
-  std::string getString(std::string_view k) const override { return strings.at(std::string(k)); }
-  milliseconds getDuration(std::string_view k) const override {
-    return milliseconds(ints.at(std::string(k)));
-  }
-  std::string getJson(std::string_view k) const override { return strings.at(std::string(k)); }
-  std::map<std::string, int64_t> ints = {{"multicast_port", 47800}, {"listen_port", 0},
-                                         {"probe_period", 1000},    {"offline_after", 3000},
-                                         {"control_timeout", 500},  {"control_retries", 2},
-                                         {"max_devices", 100},      {"ssdp", 0},
-                                         {"ssdp_period", 60000}};
-  std::map<std::string, std::string> strings = {{"interfaces", "[]"},
-                                                {"multicast_group", "239.255.72.1"}};
-};
-
-class FakeKv : public KvStore {
- public:
-  Status put(std::string_view c, std::string_view k, std::string_view v) override {
-    data[std::string(c)][std::string(k)] = std::string(v);
-    return Status::ok();
-  }
-  Result<std::optional<std::string>> get(std::string_view c, std::string_view k) override {
-    auto& m = data[std::string(c)];
-    auto it = m.find(std::string(k));
-    if (it == m.end()) return std::optional<std::string>();
-    return std::optional<std::string>(it->second);
-  }
-  Status erase(std::string_view c, std::string_view k) override {
-    data[std::string(c)].erase(std::string(k));
-    return Status::ok();
-  }
-  Status scan(std::string_view c, std::string_view from, size_t limit,
-              const std::function<bool(const std::string&, const std::string&)>& fn) override {
-    size_t n = 0;
-    for (auto it = data[std::string(c)].lower_bound(std::string(from));
-         it != data[std::string(c)].end(); ++it) {
-      if (!fn(it->first, it->second) || (limit != 0 && ++n >= limit)) break;
-    }
-    return Status::ok();
-  }
-  Result<int64_t> count(std::string_view c) override {
-    return static_cast<int64_t>(data[std::string(c)].size());
-  }
-  Status transaction(const std::function<Status()>& body) override { return body(); }
-  std::map<std::string, std::map<std::string, std::string>> data;
-};
-
-// The core as a transport sees it, recording every call.
-class FakeDevices : public Devices {
- public:
-  Status registerTransport(const std::string& t, DeviceTransport* impl) override {
-    transports[t] = impl;
-    return Status::ok();
-  }
-  Status report(const DeviceReport& r) override {
-    reports.push_back(r);
-    online[r.deviceId] = true;
-    return Status::ok();
-  }
-  void setOnline(const std::string& id, bool on) override {
-    online[id] = on;
-    presence.emplace_back(id, on);
-  }
-  Result<std::string> presentProvisionToken(const std::string& id,
-                                            const std::string& token) override {
-    presented.emplace_back(id, token);
-    auto it = tokens.find(token);
-    if (it == tokens.end()) return Status::error(ErrorCode::kTokenInvalid, "unknown token");
-    if (!it->second.isOk()) return it->second.status();
-    bound[id] = {it->second.value()};
-    return it->second.value();
-  }
-  Status reportReset(const std::string& id) override {
-    resets.push_back(id);
-    bound.erase(id);
-    return Status::ok();
-  }
-  size_t notifyBoundUsers(const std::string& id, const std::string& event,
-                          const std::string& data) override {
-    notified.push_back({id, event, data});
-    return bound[id].size();
-  }
-  std::vector<std::string> boundUsers(const std::string& id) const override {
-    auto it = bound.find(id);
-    return it == bound.end() ? std::vector<std::string>{} : it->second;
-  }
-
-  struct Note {
-    std::string deviceId, event, data;
-  };
-  std::map<std::string, DeviceTransport*> transports;
-  std::vector<DeviceReport> reports;
-  std::map<std::string, bool> online;
-  std::vector<std::pair<std::string, bool>> presence;
-  std::map<std::string, Result<std::string>> tokens;
-  std::vector<std::pair<std::string, std::string>> presented;
-  std::map<std::string, std::vector<std::string>> bound;
-  std::vector<std::string> resets;
-  std::vector<Note> notified;
-};
-
-class FakeContext : public PluginContext {
- public:
-  const std::string& pluginName() const override { return name_; }
-  Logger& logger() override { return log; }
-  const Clock& clock() const override { return clk; }
-  const ConfigView& config() const override { return cfg; }
-  KvStore& store() override { return kv; }
-  Status registerMethod(const std::string&, MethodScope, RequestHandler) override {
-    return Status::ok();
-  }
-  size_t sendEvent(const std::string&, const std::string&, const std::string&,
-                   const std::string&) override {
-    return 0;
-  }
-  std::optional<TerminalInfo> terminal(const std::string&, const std::string&) const override {
-    return std::nullopt;
-  }
-  std::optional<TerminalInfo> terminalByOpenId(const std::string&) const override {
-    return std::nullopt;
-  }
-  std::vector<TerminalInfo> terminals(const std::string&) const override { return {}; }
-  bool userExists(const std::string&) const override { return true; }
-  void subscribe(const std::string&, EventHandler) override {}
-  void publish(const std::string&, const std::string&) override {}
-  TimerId startTimer(milliseconds delay, std::function<void()> fn) override {
-    TimerId id = ++nextTimer_;
-    timers[id] = {clk.steadyMs + delay.count(), std::move(fn)};
-    return id;
-  }
-  void cancelTimer(TimerId id) override { timers.erase(id); }
-  Devices& devices() override { return devs; }
-  void post(std::function<void()> fn) override { posted.push_back(std::move(fn)); }
-  void setState(PluginState s, const std::string& detail) override {
-    state = s;
-    details = detail;
-  }
-
-  // Advances both clocks by ms, firing due timers in order.
-  void advance(int64_t ms) {
-    int64_t until = clk.steadyMs + ms;
-    while (true) {
-      auto next = timers.end();
-      for (auto it = timers.begin(); it != timers.end(); ++it) {
-        if (it->second.first <= until &&
-            (next == timers.end() || it->second.first < next->second.first)) {
-          next = it;
-        }
-      }
-      if (next == timers.end()) break;
-      clk.advance(next->second.first - clk.steadyMs);
-      auto fn = std::move(next->second.second);
-      timers.erase(next);
-      fn();
-    }
-    clk.advance(until - clk.steadyMs);
-  }
-
-  FakeLogger log;
-  FakeClock clk;
-  FakeConfig cfg;
-  FakeKv kv;
-  FakeDevices devs;
-  std::map<TimerId, std::pair<int64_t, std::function<void()>>> timers;
-  std::deque<std::function<void()>> posted;
-  PluginState state = PluginState::kStarting;
-  std::string details;
-
- private:
-  std::string name_ = "wifi_lan";
-  TimerId nextTimer_ = 0;
-};
+// The fake PluginContext (with recording Devices that bind provisioning tokens registered in
+// devs.tokens) is shared with the other plugin tests.
+using fakes::FakeConfig;
+using fakes::FakeContext;
 
 class FakeLanIo : public LanIo {
  public:
@@ -296,20 +103,26 @@ struct SimDevice {
 
 class WifiLanPluginTest : public ::testing::Test {
  protected:
-  void SetUp() override { startPlugin(); }
+  void SetUp() override {
+    FakeConfig& c = ctx_.cfg;
+    c.strings["multicast_group"] = "239.255.72.1";
+    c.ints["multicast_port"] = 47800;
+    c.ints["listen_port"] = 0;
+    c.durations["probe_period"] = milliseconds(1000);
+    c.bools["ssdp"] = false;
+    c.durations["ssdp_period"] = milliseconds(60000);
+    c.durations["offline_after"] = milliseconds(3000);
+    c.durations["control_timeout"] = milliseconds(500);
+    c.ints["control_retries"] = 2;
+    c.ints["max_devices"] = 100;
+    c.json["interfaces"] = "[]";
+    startPlugin();
+  }
 
   void startPlugin() {
     plugin_ = std::make_unique<WifiLanPlugin>(ctx_, std::make_unique<FakeLanIo>(&sent_));
     ASSERT_TRUE(plugin_->start().isOk());
-    runPosted();
-  }
-
-  void runPosted() {
-    while (!ctx_.posted.empty()) {
-      auto fn = std::move(ctx_.posted.front());
-      ctx_.posted.pop_front();
-      fn();
-    }
+    ctx_.drain();
   }
 
   void receive(const std::string& datagram) {
@@ -350,7 +163,7 @@ class WifiLanPluginTest : public ::testing::Test {
     return c;
   }
 
-  FakeContext ctx_;
+  FakeContext ctx_{"wifi_lan"};
   std::vector<FakeLanIo::Sent> sent_;
   std::unique_ptr<WifiLanPlugin> plugin_;
 };
@@ -431,13 +244,13 @@ TEST_F(WifiLanPluginTest, UnansweredControlIsRetransmittedThenTimesOut) {
   Outcome out;
   Message c = command(&out);
   std::string first = sent_.back().datagram;
-  ctx_.advance(500);
+  ctx_.advance(milliseconds(500));
   ASSERT_EQ(sent_.size(), 2u);
   EXPECT_EQ(sent_[1].datagram, first);  // identical: the device answers it from its cache
-  ctx_.advance(500);
+  ctx_.advance(milliseconds(500));
   ASSERT_EQ(sent_.size(), 3u);
   EXPECT_FALSE(out.called);
-  ctx_.advance(500);
+  ctx_.advance(milliseconds(500));
   ASSERT_TRUE(out.called);
   EXPECT_EQ(out.result.status().code(), ErrorCode::kTimeout);
   EXPECT_EQ(sent_.size(), 3u);  // 1 + control_retries
@@ -449,11 +262,11 @@ TEST_F(WifiLanPluginTest, UnansweredControlIsRetransmittedThenTimesOut) {
 TEST_F(WifiLanPluginTest, SilentDevicesGoOfflineAndControlFailsFast) {
   SimDevice dev;
   provision(dev, kAliceToken, "alice");
-  ctx_.advance(2500);
-  EXPECT_TRUE(ctx_.devs.presence.empty());
-  ctx_.advance(2000);  // past offline_after (3 s) plus a check period
-  ASSERT_EQ(ctx_.devs.presence.size(), 1u);
-  EXPECT_EQ(ctx_.devs.presence[0], std::make_pair(kDevice, false));
+  ctx_.advance(milliseconds(2500));
+  EXPECT_TRUE(ctx_.devs.onlineChanges.empty());
+  ctx_.advance(milliseconds(2000));  // past offline_after (3 s) plus a check period
+  ASSERT_EQ(ctx_.devs.onlineChanges.size(), 1u);
+  EXPECT_EQ(ctx_.devs.onlineChanges[0], std::make_pair(kDevice, false));
   EXPECT_FALSE(plugin_->present(kDevice));
   Outcome out;
   sent_.clear();
@@ -576,7 +389,7 @@ TEST_F(WifiLanPluginTest, KeysSurviveARestartAndPendingCommandsEndOnStop) {
   ASSERT_TRUE(out.called);
   EXPECT_EQ(out.result.status().code(), ErrorCode::kUnavailable);
   plugin_.reset();
-  ctx_.timers.clear();
+  ctx_.clearTimers();
 
   startPlugin();
   // The counter high-water mark was stored at stop: a replay is refused after the restart too.
@@ -598,7 +411,7 @@ TEST_F(WifiLanPluginTest, GarbageIsCountedInTheStatus) {
   EXPECT_EQ(plugin_->dropped(DropReason::kHeader), 1u);
   EXPECT_EQ(plugin_->dropped(DropReason::kOversize), 1u);
   EXPECT_EQ(plugin_->dropped(DropReason::kJson), 1u);
-  ctx_.advance(1000);
+  ctx_.advance(milliseconds(1000));
   EXPECT_EQ(ctx_.state, PluginState::kRunning);
   EXPECT_NE(ctx_.details.find(R"("header":1)"), std::string::npos) << ctx_.details;
   EXPECT_NE(ctx_.details.find(R"("interfaces":["eth0"])"), std::string::npos) << ctx_.details;
