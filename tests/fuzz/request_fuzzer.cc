@@ -1,6 +1,8 @@
 // Fuzzes the request path: the envelope the RequestRouter validates and the params of every
-// core method (the binding engine's handlers), with the real router, identity service, binding
-// service and database (in memory) wired as the hub wires them, and a recording Publisher.
+// core method (the hub's own, daemon/core_methods.h, and the binding engine's), with the real
+// router, identity service, binding service, event bus and database (in memory) wired as the hub
+// wires them, a recording Publisher and a fake broker for the accounts of userAdd/userRemove/
+// userList.
 //
 // An input is a script, one record per line:
 //
@@ -12,6 +14,7 @@
 //   !provision DEVICE                         the device presents the last provisioning token
 //   !reset DEVICE                             the device reports a factory reset
 //   !pad KIB                                  pads the next payload with KIB KiB of spaces
+//   !accounts dynsec|external|down            broker.user_management, or dynsec not answering
 //
 // "@qrKey", "@sharingId" and "@token" in a payload are replaced by the last such value a
 // response carried, so the fuzzer can walk share/scan/accept sequences it could never guess.
@@ -37,7 +40,9 @@
 #include "binding/service.h"
 #include "config/config.h"
 #include "control/router.h"
+#include "daemon/core_methods.h"
 #include "hub/clock.h"
+#include "hub/event_bus.h"
 #include "hub/hub_loop.h"
 #include "hub/logger.h"
 #include "identity/identity.h"
@@ -128,17 +133,61 @@ class FuzzTransport : public DeviceTransport {
   HubLoop& loop_;
 };
 
+// The broker's accounts as mosquitto's Dynamic Security plugin keeps them (DynsecAdmin's
+// contract). Answers on a later turn of the loop, as the broker's answer arrives; when "down",
+// UNAVAILABLE as when the plugin does not answer.
+class FakeBrokerAccounts : public BrokerAccounts {
+ public:
+  explicit FakeBrokerAccounts(HubLoop& loop) : loop_(loop) {}
+  void addUser(const std::string& userId, const std::string&,
+               std::function<void(Status)> done) override {
+    Status s = down ? unanswered()
+               : users.insert(userId).second
+                   ? Status::ok()
+                   : Status::error(ErrorCode::kConflict, "user " + userId + " already exists");
+    loop_.post([done, s] { done(s); });
+  }
+  void removeUser(const std::string& userId, std::function<void(Status)> done) override {
+    Status s = down                  ? unanswered()
+               : users.erase(userId) ? Status::ok()
+                                     : Status::error(ErrorCode::kNotFound, "no user " + userId);
+    loop_.post([done, s] { done(s); });
+  }
+  void listUsers(std::function<void(Result<std::vector<std::string>>)> done) override {
+    if (down) return loop_.post([done] { done(unanswered()); });
+    loop_.post([done, list = std::vector<std::string>(users.begin(), users.end())] { done(list); });
+  }
+  std::set<std::string> users;
+  bool down = false;
+
+ private:
+  static Status unanswered() {
+    return Status::error(ErrorCode::kUnavailable,
+                         "the broker's dynamic-security plugin did not answer");
+  }
+  HubLoop& loop_;
+};
+
 // The hub's pieces, built fresh for every input so that a crash reproduces from its input alone.
 class Rig {
  public:
-  Rig() : logger_(sink_, "fuzz"), loop_(clock_), transport_(loop_), router_(pub_, logger_) {
+  Rig()
+      : logger_(sink_, "fuzz"),
+        loop_(clock_),
+        bus_(loop_),
+        accounts_(loop_),
+        transport_(loop_),
+        router_(pub_, logger_) {
     // Logs only what would be a bug; the checks below decide, the log helps to read a crash.
     sink_.setLevel(LogLevel::kError);
     auto db = Database::open(":memory:");
     if (!db) fail("cannot open the in-memory database: " + db.status().message(), "", "");
     db_ = std::move(db).value();
     identity_ = std::make_unique<IdentityService>(*db_, clock_);
-    for (const char* u : {"alice", "bob", "carol", "hearthd"}) (void)identity_->addUser(u);
+    for (const char* u : {"alice", "bob", "carol", "hearthd", "admin"}) {
+      (void)identity_->addUser(u);
+      accounts_.users.insert(u);
+    }
     bindings_ = std::make_unique<binding::BindingService>(binding::ServiceDeps{
         *db_, loop_, clock_, logger_, *identity_,
         [](const std::string& userId, const std::string& event, const std::string& data) {
@@ -150,6 +199,8 @@ class Rig {
           }
         }});
     auto cfg = config::loadString(
+        "admin:\n"
+        "  users: [hearthd, admin]\n"
         "binding:\n"
         "  provision_ttl: 60s\n"
         "  share: {qr_ttl: 60s, invite_ttl: 120s, max_members: 4, max_failed_scans: 3}\n"
@@ -159,7 +210,9 @@ class Rig {
         "    - {model: 'pre-*', mode: preemptive}\n",
         "fuzz.yaml");
     if (!cfg.config) fail("fuzz config rejected: " + config::formatErrors(cfg.errors), "", "");
-    if (!bindings_->load(*cfg.config)) fail("binding engine did not load", "", "");
+    config_ = std::move(*cfg.config);
+    if (!bindings_->load(config_)) fail("binding engine did not load", "", "");
+    if (!registerCoreMethods(router_, coreMethodDeps())) fail("core methods", "", "");
     if (!bindings_->registerMethods(router_)) fail("binding methods did not register", "", "");
     for (const char* t : {"wifi", "ble"}) {
       if (!bindings_->registerTransport(t, &transport_, "fuzz")) fail("transport", t, "");
@@ -170,6 +223,25 @@ class Rig {
     report("ble-3", "ble", "oos-plug", 0);
     report("wifi-1", "wifi", "bulb", 0);
     report("wifi-2", "wifi", "pre-fan", 30);
+  }
+
+  CoreMethodDeps coreMethodDeps() {
+    return CoreMethodDeps{config_,
+                          logger_,
+                          bus_,
+                          *identity_,
+                          *bindings_,
+                          accounts_,
+                          [this] {
+                            return "{\"state\":\"online\",\"version\":\"fuzz\","
+                                   "\"userManagement\":\"" +
+                                   config_.userManagement + "\"}";
+                          },
+                          [](Poco::JSON::Object& s) {
+                            s.set("plugins", Poco::JSON::Object::Ptr(new Poco::JSON::Object));
+                            s.set("details", Poco::JSON::Object::Ptr(new Poco::JSON::Object));
+                          },
+                          [] { return uint64_t{1}; }};
   }
 
   void report(const std::string& id, const std::string& transport, const std::string& model,
@@ -206,6 +278,10 @@ class Rig {
       (void)bindings_->reportReset(a);
     } else if (verb == "pad" && (in >> n) && n >= 0 && n <= 80) {
       padKib_ = static_cast<size_t>(n);
+    } else if (verb == "accounts" && (in >> a) &&
+               (a == "dynsec" || a == "external" || a == "down")) {
+      config_.userManagement = a == "external" ? "external" : "dynsec";
+      accounts_.down = a == "down";
     }
     loop_.runOnce();
   }
@@ -309,9 +385,12 @@ class Rig {
   LogSink sink_;
   TaggedLogger logger_;
   HubLoop loop_;
+  EventBus bus_;
+  FakeBrokerAccounts accounts_;
   FuzzTransport transport_;
   RecordingPublisher pub_;
   RequestRouter router_;
+  config::HubConfig config_;
   std::unique_ptr<Database> db_;
   std::unique_ptr<IdentityService> identity_;
   std::unique_ptr<binding::BindingService> bindings_;

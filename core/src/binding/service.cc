@@ -6,19 +6,12 @@
 #include <Poco/SHA2Engine.h>
 #include <Poco/UTF8Encoding.h>
 
-#include <sstream>
 
 #include "control/params.h"
 #include "identity/random.h"
 
 namespace hearth::binding {
 namespace {
-
-std::string toJson(const Poco::JSON::Object& o) {
-  std::ostringstream out;
-  o.stringify(out);
-  return out.str();
-}
 
 void answer(const Responder& res, const Outcome& out, const Poco::JSON::Object& result) {
   if (!out.isOk()) return res.error(out.status.code(), out.status.message());

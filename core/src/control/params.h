@@ -6,12 +6,20 @@
 #include <Poco/JSON/Parser.h>
 
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
 #include "hearth/status.h"
 
 namespace hearth {
+
+// Compact JSON text of an object (what responses and events carry).
+inline std::string toJson(const Poco::JSON::Object& o) {
+  std::ostringstream out;
+  o.stringify(out);
+  return out.str();
+}
 
 class InvalidParam : public std::runtime_error {
  public:

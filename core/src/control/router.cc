@@ -4,7 +4,6 @@
 #include <Poco/JSON/Parser.h>
 #include <Poco/StringTokenizer.h>
 
-#include <sstream>
 
 #include "control/params.h"
 
@@ -17,12 +16,6 @@ bool isValidMethodName(const std::string& m) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
   }
   return true;
-}
-
-std::string stringify(const Poco::JSON::Object& o) {
-  std::ostringstream out;
-  o.stringify(out);
-  return out.str();
 }
 
 // Answers one request once; the first answer wins. If nobody answered when the last Responder
@@ -61,7 +54,7 @@ class MqttResponseSink : public ResponseSink {
       sendError(ErrorCode::kInternal, "handler returned invalid JSON");
       return;
     }
-    send(stringify(env));
+    send(toJson(env));
   }
 
   void sendError(ErrorCode code, std::string message) override {
@@ -84,7 +77,7 @@ class MqttResponseSink : public ResponseSink {
     err->set("code", errorCodeName(code));
     err->set("message", message);
     env.set("error", err);
-    return stringify(env);
+    return toJson(env);
   }
 
  private:
@@ -218,7 +211,7 @@ void RequestRouter::handle(const MqttMessage& msg) {
     if (params.type() != typeid(Poco::JSON::Object::Ptr)) {
       return reject(ErrorCode::kInvalidRequest, "\"params\" must be an object", id);
     }
-    paramsJson = stringify(*params.extract<Poco::JSON::Object::Ptr>());
+    paramsJson = toJson(*params.extract<Poco::JSON::Object::Ptr>());
   }
 
   if (!isValidMethodName(topic->method)) {

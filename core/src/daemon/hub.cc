@@ -1,7 +1,6 @@
 #include "daemon/hub.h"
 
 #include <Poco/File.h>
-#include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/Path.h>
@@ -10,7 +9,6 @@
 
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <tuple>
 
 #include "control/params.h"
@@ -19,12 +17,6 @@ namespace hearth {
 namespace {
 
 constexpr const char* kStatusTopic = "hearth/v1/hub/status";
-
-std::string toJson(const Poco::JSON::Object& o) {
-  std::ostringstream out;
-  o.stringify(out);
-  return out.str();
-}
 
 std::string readPassword(const config::HubConfig& cfg) {
   if (!cfg.brokerPassword.empty()) return cfg.brokerPassword;
@@ -88,18 +80,17 @@ int Hub::run() {
   logger_.info("database " + db_->path() + " ok (schema version " +
                std::to_string(db_->schemaVersion()) + ")");
 
-  registerCoreMethods();
-  if (Status s = bindings_->registerMethods(router_); !s) {
-    logger_.error(s.toString());
+  // Requests arrive only once the broker is up, when dynsec_ and plugins_ exist.
+  Status registered = registerCoreMethods(
+      router_, CoreMethodDeps{cfg_, logger_, bus_, *identity_, *bindings_, *this,
+                              [this] { return statusJson(true); },
+                              [this](Poco::JSON::Object& s) { plugins_->fillStatus(s); },
+                              [this] { return connects_; }});
+  if (registered) registered = bindings_->registerMethods(router_);
+  if (!registered) {
+    logger_.error(registered.toString());
     return 1;
   }
-  bus_.subscribe(
-      events::kUserRemoved,
-      [this](const std::string&, const std::string& data) {
-        auto o = Poco::JSON::Parser().parse(data).extract<Poco::JSON::Object::Ptr>();
-        bindings_->removeUser(o->getValue<std::string>("userId"));
-      },
-      "core");
 
   plugins_ = std::make_unique<PluginHost>(*this, logger_);
   plugins_->discover(cfg_.pluginDir);
@@ -362,120 +353,17 @@ void Hub::publishStatus() {
   mqtt_->publish(kStatusTopic, statusJson(true), 1, true);
 }
 
-void Hub::registerCoreMethods() {
-  auto reg = [this](const std::string& name, MethodScope scope, RequestHandler h) {
-    Status s = router_.registerMethod(name, scope, std::move(h), "core");
-    if (!s) logger_.error(s.toString());  // unreachable: core names are registered first
-  };
+void Hub::addUser(const std::string& userId, const std::string& password,
+                  std::function<void(Status)> done) {
+  dynsec_->addUser(userId, password, std::move(done));
+}
 
-  reg("hello", MethodScope::kUser, [this](const Request& req, Responder res) {
-    Params p(req.paramsJson);
-    std::string appId = p.identifier("appId");
-    std::string model = p.optionalString("deviceModel", 128).value_or("");
-    std::string name = p.optionalString("deviceName", 128).value_or("");
-    auto t = identity_->hello(req.userId, req.clientId, appId, model, name);
-    if (!t) return res.error(t.status().code(), t.status().message());
-    Poco::JSON::Object data;
-    data.set("userId", t.value().userId);
-    data.set("clientId", t.value().clientId);
-    data.set("appId", t.value().appId);
-    data.set("deviceModel", t.value().deviceModel);
-    data.set("deviceName", t.value().deviceName);
-    data.set("openId", t.value().openId);
-    bus_.publish(events::kTerminalHello, toJson(data));
-    Poco::JSON::Object result;
-    result.set("openId", t.value().openId);
-    res.ok(toJson(result));
-  });
+void Hub::removeUser(const std::string& userId, std::function<void(Status)> done) {
+  dynsec_->removeUser(userId, std::move(done));
+}
 
-  reg("status", MethodScope::kAdmin, [this](const Request&, Responder res) {
-    auto s = Poco::JSON::Parser().parse(statusJson(true)).extract<Poco::JSON::Object::Ptr>();
-    Poco::JSON::Object::Ptr counters = new Poco::JSON::Object;
-    counters->set("requests", router_.counters().requests.load());
-    counters->set("errors", router_.counters().errors.load());
-    counters->set("rejected", router_.counters().rejected.load());
-    counters->set("brokerConnects", connects_);
-    s->set("counters", counters);
-    s->set("users", identity_->users().size());
-    s->set("terminals", identity_->terminalCount());
-    s->set("devices", bindings_->deviceCount());
-    s->set("bindings", bindings_->bindingCount());
-    res.ok(toJson(*s));
-  });
-
-  reg("plugins", MethodScope::kAdmin, [this](const Request&, Responder res) {
-    Poco::JSON::Object s;
-    plugins_->fillStatus(s);
-    res.ok(toJson(s));
-  });
-
-  auto requireDynsec = [this](const Responder& res) {
-    if (cfg_.userManagement == "dynsec") return true;
-    res.error(ErrorCode::kUnavailable,
-              "user accounts are managed by the broker operator (broker.user_management: "
-              "external)");
-    return false;
-  };
-
-  reg("userAdd", MethodScope::kAdmin, [this, requireDynsec](const Request& req, Responder res) {
-    Params p(req.paramsJson);
-    std::string userId = p.identifier("userId");
-    std::string password = p.string("password", 256, 8);
-    if (!requireDynsec(res)) return;
-    dynsec_->addUser(userId, password, [this, userId, res](Status s) {
-      if (!s) return res.error(s.code(), s.message());
-      if (Status d = identity_->addUser(userId); !d) return res.error(d.code(), d.message());
-      logger_.info("user " + userId + " added");
-      Poco::JSON::Object r;
-      r.set("userId", userId);
-      res.ok(toJson(r));
-    });
-  });
-
-  reg("userRemove", MethodScope::kAdmin, [this, requireDynsec](const Request& req, Responder res) {
-    Params p(req.paramsJson);
-    std::string userId = p.identifier("userId");
-    std::vector<std::string> admins = cfg_.adminUsers;
-    admins.push_back(cfg_.brokerUsername);
-    if (std::find(admins.begin(), admins.end(), userId) != admins.end()) {
-      return res.error(ErrorCode::kForbidden, "the hub's own and admin accounts cannot be removed");
-    }
-    if (!requireDynsec(res)) return;
-    dynsec_->removeUser(userId, [this, userId, res](Status s) {
-      // A user the broker no longer knows may still have hub state; clean it either way.
-      if (!s && s.code() != ErrorCode::kNotFound) return res.error(s.code(), s.message());
-      bool known = identity_->userExists(userId);
-      if (!s && !known) return res.error(s.code(), s.message());
-      if (Status d = identity_->removeUser(userId); !d) return res.error(d.code(), d.message());
-      Poco::JSON::Object data;
-      data.set("userId", userId);
-      bus_.publish(events::kUserRemoved, toJson(data));
-      logger_.info("user " + userId + " removed");
-      res.ok(toJson(data));
-    });
-  });
-
-  reg("userList", MethodScope::kAdmin, [this](const Request&, Responder res) {
-    auto reply = [this, res](std::vector<std::string> users) {
-      Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
-      for (const auto& u : users) {
-        Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
-        o->set("userId", u);
-        size_t online = identity_->onlineTerminals(u).size();
-        o->set("terminals", identity_->terminals(u).size());
-        o->set("online", online);
-        list->add(o);
-      }
-      Poco::JSON::Object r;
-      r.set("users", list);
-      res.ok(toJson(r));
-    };
-    if (cfg_.userManagement != "dynsec") return reply(identity_->users());
-    dynsec_->listUsers([res, reply](Result<std::vector<std::string>> r) {
-      if (!r) return res.error(r.status().code(), r.status().message());
-      reply(r.value());
-    });
-  });
+void Hub::listUsers(std::function<void(Result<std::vector<std::string>>)> done) {
+  dynsec_->listUsers(std::move(done));
 }
 
 }  // namespace hearth

@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "control/mqtt_client.h"
 #include "control/router.h"
+#include "daemon/core_methods.h"
 #include "hub/event_bus.h"
 #include "hub/hub_loop.h"
 #include "hub/logger.h"
@@ -25,7 +26,7 @@ struct HubOptions {
   std::vector<std::string> overrides;  // --set key=value, re-applied on reload
 };
 
-class Hub : public CoreServices, private Publisher {
+class Hub : public CoreServices, private Publisher, private BrokerAccounts {
  public:
   Hub(config::HubConfig cfg, HubOptions options, LogSink& sink, const Clock& clock);
   ~Hub() override;
@@ -60,8 +61,13 @@ class Hub : public CoreServices, private Publisher {
   void publish(const std::string& topic, const std::string& payload,
                const std::string* correlationData) override;
 
+  // BrokerAccounts (userAdd/userRemove/userList): the broker's Dynamic Security plugin
+  void addUser(const std::string& userId, const std::string& password,
+               std::function<void(Status)> done) override;
+  void removeUser(const std::string& userId, std::function<void(Status)> done) override;
+  void listUsers(std::function<void(Result<std::vector<std::string>>)> done) override;
+
   Status open();
-  void registerCoreMethods();
   void onConnected(int rc, const std::string& reason);
   void subscribeControlTopics();
   void onMessage(const MqttMessage& msg);
