@@ -403,10 +403,13 @@ class CloudBridgeTest(unittest.TestCase):
         finally:
             sender.join(timeout=120)
         self.assertLess(before, 6000, "the cloud went down after the burst, not during it")
-        # The connection was lost with messages sent but not yet acknowledged.
+        # The bridge noticed the loss. How many messages were waiting at that instant depends on
+        # whether the local publisher was ahead of the bridge just then (usually hundreds, but 0
+        # on a busy machine), so it is not asserted; below: nothing missing, in order, and any
+        # redelivered copy carrying the id of the first.
         lost = re.findall(r"lost the cloud connection: .*\((\d+) messages waiting\)",
                           self.hub.log_text())
-        self.assertTrue(lost and int(lost[0]) > 0, lost)
+        self.assertTrue(lost, "no 'lost the cloud connection' in the hub's log")
         consumer.wait(lambda ms: len({m[2] for m in ms if m[0] == "site1/test/mid"}) >= 6000,
                       120, "all 6000 messages at the cloud consumer")
         self.check_burst(consumer.snapshot(), "site1/test/mid", range(6000))
