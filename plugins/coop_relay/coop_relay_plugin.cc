@@ -51,6 +51,10 @@ const hearth_config_key kConfigKeys[] = {
     {"max_queued_per_terminal", HEARTH_CFG_INT, "1000", 1, 1000000,
      "Commands (and pending access requests) that may wait for one terminal; more are refused "
      "with LIMIT_REACHED."},
+    {"delivery_window", HEARTH_CFG_INT, "50", 1, 10000,
+     "Commands delivered to one terminal and not yet replied or timed out, at most; the rest of "
+     "a backlog waits queued and goes out as replies and timeouts free room. Keep it below the "
+     "broker's per-client queue (mosquitto max_queued_messages, 1000 by default)."},
 };
 
 const char* accessMessage(AccessResponseCode code) {
@@ -125,7 +129,9 @@ CoopRelayPlugin::CoopRelayPlugin(PluginContext& ctx)
       replyTimeoutMs_(ctx.config().getDuration("reply_timeout").count()),
       accessRequestTtlMs_(ctx.config().getDuration("access_request_ttl").count()),
       maxQueuedPerTerminal_(static_cast<size_t>(
-          std::max<int64_t>(1, ctx.config().getInt("max_queued_per_terminal")))) {}
+          std::max<int64_t>(1, ctx.config().getInt("max_queued_per_terminal")))),
+      deliveryWindow_(
+          static_cast<size_t>(std::max<int64_t>(1, ctx.config().getInt("delivery_window")))) {}
 
 const hearth_config_key* CoopRelayPlugin::configKeys() { return kConfigKeys; }
 size_t CoopRelayPlugin::configKeyCount() { return sizeof(kConfigKeys) / sizeof(kConfigKeys[0]); }
@@ -143,7 +149,8 @@ Status CoopRelayPlugin::start() {
   // Whatever fell due while the hub was down is settled before anything new happens.
   expireDue();
   armTimer();
-  flushAllOnline();
+  flushAllOnline();  // within each target's delivery window, which counts what was delivered
+  deliverFreed();
   Object details;
   details.set("grants", static_cast<uint64_t>(grants_.size()));
   details.set("pendingAccessRequests", static_cast<uint64_t>(requests_.size()));
@@ -197,6 +204,7 @@ Status CoopRelayPlugin::registerMethods() {
             ctx_.logger().error(methodName + " failed: " + e.what());
             res.error(ErrorCode::kInternal, "internal error");
           }
+          deliverFreed();  // a reply (or a removal) may have made room in a delivery window
         });
     if (!s) return s;
   }
@@ -212,6 +220,7 @@ void CoopRelayPlugin::subscribeEvents() {
       } catch (const std::exception& e) {
         ctx_.logger().error("handling " + topic + " failed: " + e.what());
       }
+      deliverFreed();
     };
   };
   ctx_.subscribe(events::kTerminalOnline,
@@ -272,6 +281,7 @@ Status CoopRelayPlugin::load() {
 void CoopRelayPlugin::insertCommand(const Command& c) {
   commands_[c.commandId] = c;
   if (c.state == CommandState::kQueued) queued_[c.to.key()][c.seq] = c.commandId;
+  if (c.state == CommandState::kDelivered) ++inFlight_[c.to.key()];
   addDeadline(c.deadlineMs(), "c:" + c.commandId);
 }
 
@@ -285,6 +295,12 @@ void CoopRelayPlugin::eraseCommand(const std::string& commandId) {
       q->second.erase(c.seq);
       if (q->second.empty()) queued_.erase(q);
     }
+  } else if (c.state == CommandState::kDelivered) {
+    // Replied, timed out or dropped: its slot in the target's delivery window is free for the
+    // next queued command (deliverFreed).
+    auto f = inFlight_.find(c.to.key());
+    if (f != inFlight_.end() && --f->second == 0) inFlight_.erase(f);
+    freed_.insert(c.to.key());
   }
   removeDeadline(c.deadlineMs(), "c:" + commandId);
   commands_.erase(it);
@@ -487,11 +503,22 @@ void CoopRelayPlugin::flush(const TerminalKey& key) {
 
   auto q = queued_.find(key);
   if (q == queued_.end()) return;
+  // A backlog goes out in windows: at most deliveryWindow_ commands to one terminal await
+  // their reply at any time, so that a terminal coming back to thousands of commands neither
+  // drowns in them nor overflows the broker's queue for its session (mosquitto drops beyond
+  // max_queued_messages). The rest stay queued, in order, until replies and timeouts make
+  // room (deliverFreed); the window is shared by all senders, and the head of the queue
+  // always goes first, so send order per (sender, target) holds.
+  size_t busy = inFlight(key);
+  size_t room = busy < deliveryWindow_ ? deliveryWindow_ - busy : 0;
+  if (room == 0) return;
   Batch b;
   int64_t now = nowMs();
   for (const auto& [seq, id] : q->second) {
+    if (room == 0) break;
     Command c = commands_.at(id);
     if (ctx_.sendEvent(key.userId, key.clientId, kEvCommand, commandEventJson(c)) == 0) break;
+    --room;
     c.state = CommandState::kDelivered;
     c.replyDeadlineMs = now + replyTimeoutMs_;
     b.put(kCommands, seqKey(seq), toJson(c));
@@ -513,6 +540,32 @@ void CoopRelayPlugin::flushAllOnline() {
   for (const auto& [k, box] : outbox_) keys.insert(k);
   for (const auto& [id, r] : requests_) keys.insert(r.to.key());
   for (const auto& k : keys) flush(k);
+}
+
+void CoopRelayPlugin::deliverFreed() {
+  if (!running_) {
+    freed_.clear();
+    return;
+  }
+  // flush() changes nothing that adds to freed_ (it only moves queued commands to delivered),
+  // but loop anyway rather than rely on that.
+  while (!freed_.empty()) {
+    std::set<TerminalKey> keys;
+    keys.swap(freed_);
+    for (const auto& k : keys) {
+      if (queued_.count(k) == 0) continue;  // nothing waits: the room is simply free
+      try {
+        flush(k);
+      } catch (const std::exception& e) {
+        ctx_.logger().error("delivering the backlog of " + k.str() + " failed: " + e.what());
+      }
+    }
+  }
+}
+
+size_t CoopRelayPlugin::inFlight(const TerminalKey& target) const {
+  auto it = inFlight_.find(target);
+  return it == inFlight_.end() ? 0 : it->second;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -543,6 +596,7 @@ void CoopRelayPlugin::armTimer() {
     timer_ = 0;
     if (!running_) return;
     expireDue();
+    deliverFreed();  // a reply timeout makes room in its target's delivery window
     armTimer();
   });
 }
@@ -1018,7 +1072,10 @@ void CoopRelayPlugin::sendCommand(const Request& req, const ParamReader& p, cons
   auto q = queued_.find(targetKey);
   size_t waiting = q == queued_.end() ? 0 : q->second.size();
   bool online = isOnline(targetKey);
-  if ((!online || waiting > 0) && waiting >= maxQueuedPerTerminal_) {
+  // Goes out now only if the target is connected, nothing waits ahead of it (send order) and
+  // its delivery window has room; otherwise it joins the queue.
+  bool deliverNow = online && waiting == 0 && inFlight(targetKey) < deliveryWindow_;
+  if (!deliverNow && waiting >= maxQueuedPerTerminal_) {
     return res.error(ErrorCode::kLimitReached,
                      std::to_string(waiting) + " commands already wait for " + targetKey.str());
   }
@@ -1033,14 +1090,16 @@ void CoopRelayPlugin::sendCommand(const Request& req, const ParamReader& p, cons
   c.createdAtMs = nowMs();
   c.expiresAtMs = c.createdAtMs + commandTtlMs_;
 
-  // Fast path: the target is connected and nothing waits ahead of this command, so it goes
-  // out now. What the hub still owes is the reply tracking, and the sender's answer waits
-  // until that is on disk: a group commit within kWriteBehind (commitDelivered), or nothing
-  // at all if the reply comes first, since then the durable state is "no record", which the
-  // disk already says (replyCommand). This keeps fsync off the command round trip. Sending
-  // before recording is deliberate: a crash in between loses nothing acknowledged (the sender
-  // had no answer yet), while the other order could record a never-sent command as delivered.
-  if (online && waiting == 0 &&
+  // Fast path: the target is connected, nothing waits ahead of this command and the target's
+  // delivery window has room (the command takes a slot in it from now on: insertCommand
+  // counts it as delivered), so it goes out now. What the hub still owes is the reply
+  // tracking, and the sender's answer waits until that is on disk: a group commit within
+  // kWriteBehind (commitDelivered), or nothing at all if the reply comes first, since then the
+  // durable state is "no record", which the disk already says (replyCommand). This keeps fsync
+  // off the command round trip. Sending before recording is deliberate: a crash in between
+  // loses nothing acknowledged (the sender had no answer yet), while the other order could
+  // record a never-sent command as delivered.
+  if (deliverNow &&
       ctx_.sendEvent(targetKey.userId, targetKey.clientId, kEvCommand, commandEventJson(c)) > 0) {
     c.state = CommandState::kDelivered;
     c.replyDeadlineMs = c.createdAtMs + replyTimeoutMs_;
@@ -1050,18 +1109,21 @@ void CoopRelayPlugin::sendCommand(const Request& req, const ParamReader& p, cons
       writeBehindTimer_ = ctx_.startTimer(kWriteBehind, [this] {
         writeBehindTimer_ = 0;
         commitDelivered();
+        deliverFreed();  // a failed commit drops its commands, and their window slots
       });
     }
     armTimer();
     return;
   }
-  // The target is offline (or others wait ahead): the hub takes custody, durably, first.
+  // The target is offline (or others wait ahead, or its window is full): the hub takes
+  // custody, durably, first.
   Batch b;
   b.put(kCommands, seqKey(c.seq), toJson(c));
   b.apply([this, c] { insertCommand(c); });
   Status s = commit(b);
   if (!s) return res.status(s);
-  // A command queued behind others while the target is online goes out now, in order.
+  // A command queued behind others while the target is online goes out now, in order, if the
+  // window has room; with the window full it stays queued and the answer says so.
   if (c.state == CommandState::kQueued) flush(targetKey);
   auto current = commands_.find(c.commandId);
   res.ok(sendResultJson(c.commandId, current == commands_.end() ? c.state : current->second.state));

@@ -123,9 +123,16 @@ class CoopRelayPlugin : public Plugin {
   void purgeTerminal(Batch& batch, const TerminalKey& key, bool senderGone);
 
   // Delivers what waits for a terminal that is online now: notices, access requests, then
-  // queued commands in send order.
+  // queued commands in send order, as many as its delivery window has room for.
   void flush(const TerminalKey& key);
   void flushAllOnline();
+  // Flushes every target whose delivery window gained room (a delivered command to it was
+  // replied, timed out or dropped) since the last call. Called once at the end of every entry
+  // into the plugin (request, core event, timer), after the change that freed the room is
+  // committed and its events sent.
+  void deliverFreed();
+  // Commands to `target` in state delivered: they hold its delivery window until they end.
+  size_t inFlight(const TerminalKey& target) const;
 
   // Writes the records of commands delivered at once (sendCommand's fast path) in one
   // transaction and answers their senders.
@@ -166,12 +173,15 @@ class CoopRelayPlugin : public Plugin {
   int64_t replyTimeoutMs_;
   int64_t accessRequestTtlMs_;
   size_t maxQueuedPerTerminal_;
+  size_t deliveryWindow_;  // delivered commands per target awaiting their reply, at most
 
   uint64_t nextSeq_ = 1;
   std::map<std::string, Grant> grants_;                            // by Grant::storeKey()
   std::map<std::string, AccessRequest> requests_;                  // by commandId
   std::map<std::string, Command> commands_;                        // by commandId
   std::map<TerminalKey, std::map<uint64_t, std::string>> queued_;  // target -> seq -> id
+  std::map<TerminalKey, size_t> inFlight_;  // target -> commands delivered (never 0)
+  std::set<TerminalKey> freed_;             // targets whose window gained room (deliverFreed)
   std::map<TerminalKey, std::map<uint64_t, OutboxEntry>> outbox_;  // target -> seq -> entry
   std::map<uint64_t, TerminalKey> outboxOwner_;                    // seq -> target
   std::set<TerminalKey> hidden_;                                   // removeMyDevice

@@ -2,15 +2,18 @@
 
 Covers issue 4's list: the seed's full flow, grants (none / removed / same user), store and
 forward (100 in order, command_ttl expiry, SIGKILL while queued), presence in device lists,
-and malformed or forged requests. Run with /usr/bin/python3 -m unittest test_coop_relay.
+and malformed or forged requests; and the delivery window: a backlog larger than
+`delivery_window` arrives completely and in order while the target replies, with never more
+than the window outstanding. Run with /usr/bin/python3 -m unittest test_coop_relay.
 """
 
 import itertools
 import json
+import subprocess
 import time
 import unittest
 
-from harness import Hub, wait_for
+from harness import HEARTHD, Hub, wait_for
 
 _names = itertools.count(1)
 
@@ -83,6 +86,53 @@ class CoopCase(unittest.TestCase):
 
     def commands_received(self, t):
         return [e["data"] for e in t.all_events if e and e.get("event") == "command"]
+
+    def delivered_states(self, a):
+        return {e["data"]["commandId"] for e in a.all_events
+                if e and e.get("event") == "commandState" and e["data"]["state"] == "delivered"}
+
+    def assert_receives_exactly(self, b, count, what):
+        """b gets `count` commands in all, and no more arrive."""
+        wait_for(lambda: len(self.commands_received(b)) >= count, timeout=10,
+                 what="%d commands (%s)" % (count, what))
+        time.sleep(0.3)  # one too many would arrive now
+        self.assertEqual(len(self.commands_received(b)), count, what)
+
+    def deliver_backlog_while_replying(self, senders, b, ids, window):
+        """b comes back to the queued `ids` (sent by `senders`) and replies to each command, in
+        the order received, once it has it. The hub must hand over exactly `window` at a time:
+        after n replies b has received min(n + window, len(ids)) commands, never more. Returns
+        what b received."""
+        self.come_back(b)
+        self.assert_receives_exactly(b, min(window, len(ids)), "the first window, no reply yet")
+        replied = 0
+        while replied < len(ids):
+            got = self.commands_received(b)
+            self.assertLessEqual(len(got) - replied, window, "more than the window outstanding")
+            cmd = got[replied]
+            b.call("replyCommand", {"commandId": cmd["commandId"],
+                                    "commandParams": {"ack": cmd["commandParams"]},
+                                    "to": cmd["from"]})
+            replied += 1
+            expected = min(replied + window, len(ids))
+            # Each reply lets exactly one more command out (until the backlog is gone).
+            wait_for(lambda: len(self.commands_received(b)) >= expected, timeout=10,
+                     what="command %d after %d replies" % (expected, replied))
+            self.assertLessEqual(len(self.commands_received(b)) - replied, window,
+                                 "more than the window outstanding after %d replies" % replied)
+        time.sleep(0.5)  # anything extra (a duplicate) would arrive now
+        got = self.commands_received(b)
+        self.assertEqual([c["commandId"] for c in got], ids)
+        # Every sender sees each of its commands go from queued to delivered, then its response.
+        for a in senders:
+            mine = {c["commandId"] for c in got if c["from"]["clientIdentify"] == a.client_id}
+            self.assertTrue(mine)
+            wait_for(lambda: self.delivered_states(a) >= mine, timeout=10,
+                     what="%d delivered states at %s" % (len(mine), a.client_id))
+            wait_for(lambda: {e["data"]["commandId"] for e in a.all_events
+                              if e and e.get("event") == "commandResponse"} >= mine,
+                     timeout=10, what="%d commandResponses at %s" % (len(mine), a.client_id))
+        return got
 
 
 class SeedFlowTest(CoopCase):
@@ -310,6 +360,7 @@ class MalformedAndForgedTest(CoopCase):
 
 class StoreAndForwardTest(CoopCase):
     def test_hundred_queued_commands_arrive_in_order(self):
+        """With the default delivery_window (50): two windows, in order, as b replies."""
         a, b = self.pair()
         self.grant(a, b, permissions=["step"])
         self.go_offline(a, b)
@@ -319,18 +370,74 @@ class StoreAndForwardTest(CoopCase):
             self.assertTrue(r["ok"], r)
             self.assertEqual(r["result"]["state"], "queued")
             ids.append(r["result"]["commandId"])
-        self.come_back(b)
-        wait_for(lambda: len(self.commands_received(b)) >= 100, timeout=10,
-                 what="100 queued commands")
-        time.sleep(0.5)  # anything extra (a duplicate) would arrive now
-        got = self.commands_received(b)
-        self.assertEqual([c["commandId"] for c in got], ids)
+        got = self.deliver_backlog_while_replying([a], b, ids, window=50)
         self.assertEqual([c["commandParams"]["i"] for c in got], list(range(100)))
-        # The sender sees each one move from queued to delivered.
-        wanted = set(ids)
-        wait_for(lambda: {e["data"]["commandId"] for e in a.all_events
-                          if e["event"] == "commandState" and e["data"]["state"] == "delivered"}
-                 >= wanted, timeout=5, what="100 delivered states")
+
+
+class DeliveryWindowTest(CoopCase):
+    plugin_config = {"delivery_window": 4}
+
+    def test_backlog_from_two_senders_goes_out_in_windows_in_send_order(self):
+        a, b = self.pair()
+        a2 = self.terminal(a.user, "laptop", "appA")
+        self.grant(a, b, permissions=["step"])
+        self.grant(a2, b, permissions=["step"])
+        self.go_offline(a, b)
+        ids = []
+        for i in range(30):
+            sender = a2 if i % 3 == 2 else a
+            r = self.send(sender, b, "step", {"i": i})
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["result"]["state"], "queued")
+            ids.append(r["result"]["commandId"])
+        got = self.deliver_backlog_while_replying([a, a2], b, ids, window=4)
+        self.assertEqual([c["commandParams"]["i"] for c in got], list(range(30)))
+
+    def test_online_target_with_a_full_window_gets_the_next_command_after_a_reply(self):
+        a, b = self.pair()
+        self.grant(a, b, all_permissions=True)
+        first = []
+        for i in range(4):
+            r = self.send(a, b, "x", {"i": i})
+            self.assertEqual(r["result"]["state"], "delivered", r)
+            first.append(r["result"]["commandId"])
+        extra = [self.send(a, b, "x", {"i": 4 + i}) for i in range(2)]
+        for r in extra:
+            self.assertTrue(r["ok"], r)
+            self.assertEqual((r["result"]["state"], r["result"]["stateCode"]), ("queued", 1))
+        self.assert_receives_exactly(b, 4, "the window")
+        self.assertEqual([c["commandId"] for c in self.commands_received(b)], first)
+        # A reply (to the second, not the oldest) makes room for exactly one more.
+        b.call("replyCommand", {"commandId": first[1], "to": endpoint(a)})
+        self.assert_receives_exactly(b, 5, "one more after a reply")
+        got = [c["commandId"] for c in self.commands_received(b)]
+        self.assertEqual(got, first + [extra[0]["result"]["commandId"]])
+        a.wait_event("commandState", predicate=lambda e: (
+            e["data"]["commandId"] == extra[0]["result"]["commandId"]
+            and e["data"]["state"] == "delivered"))
+        for cid in first[:1] + first[2:] + [extra[0]["result"]["commandId"]]:
+            b.call("replyCommand", {"commandId": cid, "to": endpoint(a)})
+        wait_for(lambda: len(self.commands_received(b)) >= 6, timeout=5, what="the sixth")
+        self.assertEqual(self.commands_received(b)[-1]["commandId"],
+                         extra[1]["result"]["commandId"])
+
+    def test_bad_delivery_window_is_refused_by_name(self):
+        with open(self.hub.config_path) as f:
+            good = f.read()
+        self.assertIn('"delivery_window": 4', good)
+        ok = subprocess.run([HEARTHD, "--check-config", self.hub.config_path],
+                            capture_output=True, text=True, timeout=30)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        for bad, why in (("0", r"must be between 1 and 10000 \(got 0\)"),
+                         ("10001", r"must be between 1 and 10000 \(got 10001\)"),
+                         ('"lots"', "expected an integer")):
+            path = self.hub.config_path + ".bad"
+            with open(path, "w") as f:
+                f.write(good.replace('"delivery_window": 4', '"delivery_window": ' + bad))
+            r = subprocess.run([HEARTHD, "--check-config", path], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 1, (bad, r.stdout, r.stderr))
+            self.assertRegex(r.stderr, r"plugins\.coop_relay\.delivery_window: .*" + why)
 
 
 class ExpiryTest(CoopCase):

@@ -124,7 +124,8 @@ class CrashConsistencyTest(unittest.TestCase):
         rng = random.Random(SEED)
         with_coop = coop_built()
         plugins = ["testtransport_plugin"] + (["coop_relay"] if with_coop else [])
-        plugin_config = {"coop_relay": {"max_queued_per_terminal": 100000}} if with_coop else {}
+        plugin_config = {"coop_relay": {"max_queued_per_terminal": 100000,
+                                         "delivery_window": 1000}} if with_coop else {}
         print("\ncrash consistency: %d rounds, seed %d, coop_relay %s" % (
             ROUNDS, SEED, "on" if with_coop else "not built"))
         with Hub(plugins=plugins, plugin_config=plugin_config) as hub:

@@ -622,6 +622,16 @@ TEST(PluginConfig, UnboundedWhenMinExceedsMax) {
   EXPECT_EQ(r.view->getInt("n"), -123456789);
 }
 
+TEST(PluginConfig, BoundsReadTheWayTheyAreWritten) {
+  const hearth_config_key keys[] = {{"big", HEARTH_CFG_INT, "1", 1, 1000000, "a count"},
+                                    {"frac", HEARTH_CFG_DOUBLE, "1", 0.25, 2.5, "a factor"}};
+  const HubConfig config = loadOk("plugins: {p: {big: 0, frac: 3}}");
+  const PluginConfigResult r = validatePluginConfig(config, "p", keys, 2);
+  ASSERT_THAT(r.errors, SizeIs(2)) << formatErrors(r.errors);
+  EXPECT_THAT(r.errors[0].message, HasSubstr("must be between 1 and 1000000 (got 0)"));
+  EXPECT_THAT(r.errors[1].message, HasSubstr("must be between 0.25 and 2.5 (got 3)"));
+}
+
 TEST(PluginConfig, BrokenDeclarationsAreReported) {
   const hearth_config_key keys[] = {
       {"enabled", HEARTH_CFG_BOOL, "true", 1, 0, "reserved"},

@@ -7,8 +7,10 @@
 #include <Poco/JSON/Parser.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -65,7 +67,8 @@ class FakeConfig : public ConfigView {
   }
   std::string getJson(std::string_view) const override { throw std::out_of_range("json"); }
 
-  std::map<std::string, int64_t> ints{{"max_queued_per_terminal", 1000}};
+  // The shipped defaults.
+  std::map<std::string, int64_t> ints{{"max_queued_per_terminal", 1000}, {"delivery_window", 50}};
   std::map<std::string, std::chrono::milliseconds> durations{
       {"command_ttl", std::chrono::hours(24)},
       {"reply_timeout", std::chrono::seconds(30)},
@@ -383,6 +386,26 @@ class CoopRelayTest : public ::testing::Test {
     EXPECT_TRUE(r.ok) << r.code << " " << r.message;
     return r.ok ? r.result->getValue<std::string>("commandId") : "";
   }
+  // The target (bob/b1 by default) replies to a command from `sender`; asserts it worked.
+  void replyTo(const std::string& commandId, const std::string& sender = aliceA1(),
+               const std::string& user = "bob", const std::string& client = "b1") {
+    Reply r = call(user, client, "replyCommand",
+                   R"({"commandId":")" + commandId + R"(","to":)" + sender + "}");
+    EXPECT_TRUE(r.ok) << commandId << ": " << r.code << " " << r.message;
+  }
+  // Restarts the plugin with another delivery window.
+  void useDeliveryWindow(int64_t window) {
+    ctx_.config_.ints["delivery_window"] = window;
+    restartPlugin();
+  }
+  // commandIds of the `command` events bob/b1 received, in order.
+  std::vector<std::string> deliveredToBob() const {
+    std::vector<std::string> out;
+    for (const auto& e : events("bob", "b1", "command")) {
+      out.push_back(e->getValue<std::string>("commandId"));
+    }
+    return out;
+  }
 
   FakeContext ctx_;
   std::unique_ptr<CoopRelayPlugin> plugin_;
@@ -414,13 +437,21 @@ TEST_F(CoopRelayTest, DescriptorDeclaresTheConfigKeysWithDefaults) {
   EXPECT_EQ(d->abi_version, HEARTH_PLUGIN_ABI_VERSION);
   EXPECT_STREQ(d->name, "coop_relay");
   std::map<std::string, std::string> defaults;
+  std::map<std::string, const hearth_config_key*> keys;
   for (size_t i = 0; i < d->config_key_count; ++i) {
     defaults[d->config_keys[i].name] = d->config_keys[i].default_value;
+    keys[d->config_keys[i].name] = &d->config_keys[i];
   }
   EXPECT_EQ(defaults["command_ttl"], "24h");
   EXPECT_EQ(defaults["reply_timeout"], "30s");
   EXPECT_EQ(defaults["access_request_ttl"], "10m");
   EXPECT_EQ(defaults["max_queued_per_terminal"], "1000");
+  // The core refuses a window outside [1, 10000] with "must be between 1 and 10000".
+  EXPECT_EQ(defaults["delivery_window"], "50");
+  ASSERT_EQ(keys.count("delivery_window"), 1u);
+  EXPECT_EQ(keys["delivery_window"]->type, HEARTH_CFG_INT);
+  EXPECT_EQ(keys["delivery_window"]->min, 1);
+  EXPECT_EQ(keys["delivery_window"]->max, 10000);
 }
 
 TEST_F(CoopRelayTest, GetOpenIdReturnsTheCoreOpenIdAndNeedsHello) {
@@ -743,6 +774,9 @@ TEST_F(CoopRelayTest, OfflineTargetGetsQueuedCommandsInSendOrder) {
   }
   EXPECT_TRUE(events("bob", "b1", "command").empty());
   ctx_.setOnline("bob", "b1", true);
+  // The first window (50 by default) goes out; each reply lets the next one follow.
+  ASSERT_EQ(events("bob", "b1", "command").size(), 50u);
+  for (int i = 0; i < 100; ++i) replyTo(ids[i]);
   auto cmds = events("bob", "b1", "command");
   ASSERT_EQ(cmds.size(), 100u);
   for (int i = 0; i < 100; ++i) {
@@ -750,10 +784,12 @@ TEST_F(CoopRelayTest, OfflineTargetGetsQueuedCommandsInSendOrder) {
     EXPECT_EQ(cmds[i]->getObject("commandParams")->getValue<int>("i"), i);
   }
   auto states = events("alice", "a1", "commandState");
-  ASSERT_EQ(states.size(), 100u);
+  ASSERT_EQ(states.size(), 200u);  // delivered and replied, for each
   EXPECT_EQ(states[0]->getValue<std::string>("state"), "delivered");
   EXPECT_EQ(states[0]->getValue<int>("stateCode"), 2);
-  // A new command after reconnect goes straight out, after the queued ones.
+  EXPECT_EQ(events("alice", "a1", "commandResponse").size(), 100u);
+  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  // With the backlog gone, a new command goes straight out again.
   Reply r = send("light");
   EXPECT_EQ(r.result->getValue<std::string>("state"), "delivered");
   EXPECT_EQ(events("bob", "b1", "command").size(), 101u);
@@ -778,6 +814,290 @@ TEST_F(CoopRelayTest, CommandSentBeforeTheOnlineEventKeepsSendOrder) {
   EXPECT_EQ(third.result->getValue<std::string>("state"), "delivered");
   ctx_.setOnline("bob", "b1", true);  // the late event delivers nothing twice
   EXPECT_EQ(events("bob", "b1", "command").size(), 3u);
+}
+
+// ------------------------------------------------------------------------------------------
+// Delivery window: at most delivery_window commands to one target await their reply.
+
+TEST_F(CoopRelayTest, FullWindowAnswersQueuedAndSendsNothingMore) {
+  useDeliveryWindow(3);
+  grant();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    Reply r = send("light", bobB1(), R"({"i":)" + std::to_string(i) + "}");
+    ASSERT_TRUE(r.ok) << r.code;
+    EXPECT_EQ(r.result->getValue<std::string>("state"), i < 3 ? "delivered" : "queued") << i;
+    EXPECT_EQ(r.result->getValue<int>("stateCode"), i < 3 ? 2 : 1) << i;
+    ids.push_back(r.result->getValue<std::string>("commandId"));
+  }
+  EXPECT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 3));
+  // The queued ones are in custody like any queued command.
+  EXPECT_EQ(ctx_.kv_.size("commands"), 5u);
+  ctx_.advance(std::chrono::seconds(10));
+  EXPECT_EQ(deliveredToBob().size(), 3u);
+}
+
+TEST_F(CoopRelayTest, EachReplyLetsTheNextQueuedCommandOutInSendOrder) {
+  useDeliveryWindow(3);
+  grant();
+  // carol/c1 gets a grant from bob/b1 too: the window is per target, shared by its senders.
+  Reply req =
+      call("carol", "c1", "requestAccessTo", R"({"to":)" + bobB1() + R"(,"allPermissions":true})");
+  ASSERT_TRUE(req.ok);
+  std::string carol = to("carol", "c1", "appC");
+  ASSERT_TRUE(call("bob", "b1", "agreeAccessRequest",
+                   R"({"commandId":")" + req.result->getValue<std::string>("commandId") +
+                       R"(","to":)" + carol + "}")
+                  .ok);
+  ctx_.setOnline("bob", "b1", false);
+  std::vector<std::string> ids;
+  std::map<std::string, std::string> senderOf;
+  for (int i = 0; i < 10; ++i) {
+    bool fromCarol = i % 3 == 1;
+    Reply r = fromCarol
+                  ? send("light", bobB1(), R"({"i":)" + std::to_string(i) + "}", "carol", "c1")
+                  : send("light", bobB1(), R"({"i":)" + std::to_string(i) + "}");
+    ASSERT_TRUE(r.ok) << r.code;
+    ids.push_back(r.result->getValue<std::string>("commandId"));
+    senderOf[ids.back()] = fromCarol ? carol : aliceA1();
+  }
+  ctx_.setOnline("bob", "b1", true);
+  ASSERT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 3));
+
+  // Replies in another order than delivery: each frees one slot, and the oldest queued command
+  // takes it. Never more than 3 outstanding.
+  std::set<std::string> replied;
+  auto outstanding = [&] {
+    size_t n = 0;
+    for (const auto& id : deliveredToBob()) n += replied.count(id) == 0;
+    return n;
+  };
+  std::vector<size_t> replyOrder = {1, 0, 2, 4, 3, 5, 6, 8, 7, 9};
+  for (size_t k = 0; k < replyOrder.size(); ++k) {
+    const std::string& id = ids[replyOrder[k]];
+    auto got = deliveredToBob();
+    ASSERT_NE(std::find(got.begin(), got.end(), id), got.end()) << "not delivered yet: " << k;
+    replyTo(id, senderOf[id]);
+    replied.insert(id);
+    EXPECT_LE(outstanding(), 3u);
+    size_t expected = std::min<size_t>(ids.size(), 3 + replied.size());
+    EXPECT_EQ(deliveredToBob().size(), expected) << "after " << replied.size() << " replies";
+  }
+  EXPECT_EQ(deliveredToBob(), ids);  // every one, once, in send order
+  // Each sender heard "delivered" for each of its queued commands, then got its response.
+  size_t aliceDelivered = 0;
+  for (const auto& st : events("alice", "a1", "commandState")) {
+    aliceDelivered += st->getValue<std::string>("state") == "delivered";
+  }
+  EXPECT_EQ(aliceDelivered, 7u);
+  EXPECT_EQ(events("alice", "a1", "commandResponse").size(), 7u);
+  EXPECT_EQ(events("carol", "c1", "commandResponse").size(), 3u);
+  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+}
+
+TEST_F(CoopRelayTest, ReplyTimeoutFreesTheSlotForTheNextQueuedCommand) {
+  useDeliveryWindow(2);
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(sendOk("light"));
+  ctx_.setOnline("bob", "b1", true);
+  ASSERT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 2));
+  ctx_.advance(std::chrono::seconds(20));
+  replyTo(ids[1]);  // one is answered, the other will time out
+  ASSERT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 3));
+  ctx_.advance(std::chrono::seconds(11));  // ids[0] reaches reply_timeout (30 s)
+  auto states = events("alice", "a1", "commandState");
+  bool timedOut = false;
+  for (const auto& st : states) {
+    timedOut |= st->getValue<std::string>("commandId") == ids[0] &&
+                st->getValue<std::string>("state") == "timeout";
+  }
+  EXPECT_TRUE(timedOut);
+  ASSERT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 4));
+  // A command's reply_timeout runs from its own delivery, not from when it was queued:
+  // ids[2] went out at t=20 s and times out at t=50 s, ids[3] (t=30 s) at t=60 s.
+  ctx_.advance(std::chrono::seconds(18));  // t=49 s
+  EXPECT_EQ(deliveredToBob().size(), 4u);
+  ctx_.advance(std::chrono::seconds(2));  // t=51 s
+  ASSERT_EQ(deliveredToBob(), ids);
+  replyTo(ids[3]);
+  replyTo(ids[4]);
+  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+}
+
+TEST_F(CoopRelayTest, RestartWithAPartlyDeliveredBacklogKeepsTheWindow) {
+  useDeliveryWindow(3);
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 7; ++i) ids.push_back(sendOk("light", R"({"i":)" + std::to_string(i) + "}"));
+  ctx_.setOnline("bob", "b1", true);
+  ASSERT_EQ(deliveredToBob().size(), 3u);
+  // The first three are on disk as delivered, the other four as queued.
+  size_t deliveredOnDisk = 0;
+  for (const auto& [key, json] : ctx_.kv_.data["commands"]) {
+    deliveredOnDisk += commandFromJson(json).state == CommandState::kDelivered;
+  }
+  EXPECT_EQ(deliveredOnDisk, 3u);
+
+  restartPlugin();  // bob stays online throughout
+  // The three delivered commands still hold the window: nothing new goes out, nothing twice.
+  EXPECT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 3));
+  ctx_.setOnline("bob", "b1", true);  // a fresh online event changes nothing either
+  EXPECT_EQ(deliveredToBob().size(), 3u);
+
+  replyTo(ids[0]);  // the reload kept the reply path, and the reply makes room
+  ASSERT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 4));
+  // A smaller window after a restart: no new delivery until the backlog is within it.
+  useDeliveryWindow(1);
+  replyTo(ids[1]);
+  EXPECT_EQ(deliveredToBob().size(), 4u);  // ids[2] and ids[3] still outstanding
+  replyTo(ids[2]);
+  EXPECT_EQ(deliveredToBob().size(), 4u);  // ids[3] still outstanding
+  replyTo(ids[3]);
+  ASSERT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 5));
+  replyTo(ids[4]);
+  replyTo(ids[5]);
+  replyTo(ids[6]);
+  EXPECT_EQ(deliveredToBob(), ids);
+}
+
+TEST_F(CoopRelayTest, RestartWhileOfflineDeliversOnlyAWindowWhenTheTargetReturns) {
+  useDeliveryWindow(4);
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 9; ++i) ids.push_back(sendOk("light"));
+  restartPlugin();
+  ctx_.setOnline("bob", "b1", true);
+  ASSERT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 4));
+  for (const auto& id : ids) replyTo(id);
+  EXPECT_EQ(deliveredToBob(), ids);
+}
+
+TEST_F(CoopRelayTest, CommandsDeliveredAtOnceCountAgainstTheWindow) {
+  useDeliveryWindow(2);
+  grant();
+  // Two go out at once (their answers wait for the write-behind); the third finds the window
+  // full and is answered queued straight away.
+  auto first =
+      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  auto second =
+      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  auto third =
+      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  ASSERT_EQ(third->answers, 1);
+  ASSERT_TRUE(third->ok) << third->code;
+  EXPECT_EQ(third->result->getValue<std::string>("state"), "queued");
+  EXPECT_EQ(first->answers + second->answers, 0);
+  auto got = deliveredToBob();
+  ASSERT_EQ(got.size(), 2u);
+  // bob replies to the first before its record reached the disk: its sender is answered, and
+  // the slot goes to the queued third command.
+  replyTo(got[0]);
+  ASSERT_TRUE(first->ok);
+  EXPECT_EQ(first->result->getValue<std::string>("commandId"), got[0]);
+  std::string thirdId = third->result->getValue<std::string>("commandId");
+  ASSERT_EQ(deliveredToBob().size(), 3u);
+  EXPECT_EQ(deliveredToBob()[2], thirdId);
+  bool thirdDelivered = false;
+  for (const auto& st : events("alice", "a1", "commandState")) {
+    thirdDelivered |= st->getValue<std::string>("commandId") == thirdId &&
+                      st->getValue<std::string>("state") == "delivered";
+  }
+  EXPECT_TRUE(thirdDelivered);
+  ctx_.advance(std::chrono::milliseconds(100));
+  ASSERT_TRUE(second->ok);
+  // Window full again (second, third): the next one waits.
+  EXPECT_EQ(send("light").result->getValue<std::string>("state"), "queued");
+}
+
+TEST_F(CoopRelayTest, FailedWriteBehindFreesTheSlotsOfTheCommandsItDrops) {
+  useDeliveryWindow(1);
+  grant();
+  auto first =
+      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  auto second =
+      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  ASSERT_TRUE(second->ok) << second->code;
+  EXPECT_EQ(second->result->getValue<std::string>("state"), "queued");
+  // The first one's record cannot be written: its sender hears INTERNAL, the hub stops
+  // tracking it, and its slot goes to the second (sent, then recorded when the disk is back:
+  // at least once).
+  ctx_.kv_.failWrites = true;
+  ctx_.advance(std::chrono::milliseconds(60));
+  ctx_.kv_.failWrites = false;
+  EXPECT_EQ(first->code, "INTERNAL");
+  ASSERT_EQ(deliveredToBob().size(), 2u);
+  EXPECT_EQ(deliveredToBob()[1], second->result->getValue<std::string>("commandId"));
+  replyTo(deliveredToBob()[1]);
+  // The dropped command holds no slot either: a new one goes straight out.
+  Reply r = send("light");
+  ASSERT_TRUE(r.ok) << r.code;
+  EXPECT_EQ(r.result->getValue<std::string>("state"), "delivered");
+}
+
+TEST_F(CoopRelayTest, CommandsWaitingBehindAFullWindowStillExpireAndCanBeRevoked) {
+  ctx_.config_.durations["command_ttl"] = std::chrono::seconds(60);
+  ctx_.config_.durations["reply_timeout"] = std::chrono::hours(1);
+  useDeliveryWindow(1);
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(sendOk("light"));
+  ctx_.advance(std::chrono::seconds(30));
+  ctx_.setOnline("bob", "b1", true);
+  ASSERT_EQ(deliveredToBob(), std::vector<std::string>{ids[0]});
+  // ids[1] and ids[2] are still queued at command_ttl: expired, never delivered.
+  ctx_.advance(std::chrono::seconds(31));
+  std::map<std::string, std::string> finalState;
+  for (const auto& st : events("alice", "a1", "commandState")) {
+    finalState[st->getValue<std::string>("commandId")] = st->getValue<std::string>("state");
+  }
+  EXPECT_EQ(finalState[ids[0]], "delivered");  // a delivered command does not expire
+  EXPECT_EQ(finalState[ids[1]], "expired");
+  EXPECT_EQ(finalState[ids[2]], "expired");
+  replyTo(ids[0]);
+  EXPECT_EQ(deliveredToBob(), std::vector<std::string>{ids[0]});
+
+  // Revocation: queued behind the window under a grant that is then removed.
+  std::string held = sendOk("light");  // takes the window
+  std::string waiting = sendOk("light");
+  ASSERT_TRUE(call("bob", "b1", "removeAuthorizedDevice",
+                   R"({"clientIdentify":"a1","appId":"appA","userId":"alice"})")
+                  .ok);
+  auto states = events("alice", "a1", "commandState");
+  ASSERT_FALSE(states.empty());
+  EXPECT_EQ(states.back()->getValue<std::string>("commandId"), waiting);
+  EXPECT_EQ(states.back()->getValue<std::string>("reason"), "revoked");
+  replyTo(held);  // the delivered one can still be answered; nothing follows it
+  EXPECT_EQ(deliveredToBob(), (std::vector<std::string>{ids[0], held}));
+  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+}
+
+TEST_F(CoopRelayTest, RemovingTheSenderFreesItsSlotsForOtherSenders) {
+  useDeliveryWindow(1);
+  // carol/c1 (with a grant from alice/a2) and alice/a1 (same user) both command alice/a2.
+  // carol's command holds the window; when carol's user is removed, her commands go with it
+  // and alice's command queued behind hers goes out.
+  Reply req = call("carol", "c1", "requestAccessTo",
+                   R"({"to":)" + to("alice", "a2", "appA") + R"(,"allPermissions":true})");
+  ASSERT_TRUE(req.ok);
+  ASSERT_TRUE(call("alice", "a2", "agreeAccessRequest",
+                   R"({"commandId":")" + req.result->getValue<std::string>("commandId") +
+                       R"(","to":)" + to("carol", "c1", "appC") + "}")
+                  .ok);
+  std::string a2 = to("alice", "a2", "appA");
+  Reply fromCarol = send("x", a2, "{}", "carol", "c1");
+  ASSERT_EQ(fromCarol.result->getValue<std::string>("state"), "delivered");
+  Reply fromA1 = send("x", a2);
+  ASSERT_EQ(fromA1.result->getValue<std::string>("state"), "queued");
+  ctx_.removeUser("carol");
+  auto cmds = events("alice", "a2", "command");
+  ASSERT_EQ(cmds.size(), 2u);
+  EXPECT_EQ(cmds[1]->getValue<std::string>("commandId"),
+            fromA1.result->getValue<std::string>("commandId"));
 }
 
 TEST_F(CoopRelayTest, QueuedCommandPastTtlIsExpiredAndNeverDelivered) {

@@ -98,9 +98,12 @@ std::string describe(const YAML::Node& node) {
   }
 }
 
+// Whole numbers in plain form ("100000", not the shortest form "1e+05"), others shortest.
 std::string formatNumber(double value) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), value);
+  char buf[400];
+  bool whole = std::abs(value) < 1e15 && value == std::trunc(value);
+  auto [end, ec] = whole ? std::to_chars(buf, buf + sizeof(buf), value, std::chars_format::fixed)
+                         : std::to_chars(buf, buf + sizeof(buf), value);
   return ec == std::errc() ? std::string(buf, end) : std::to_string(value);
 }
 
