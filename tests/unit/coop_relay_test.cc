@@ -1,6 +1,7 @@
-// Unit tests of the coop_relay plugin against a fake PluginContext: an in-memory KvStore with
-// real transaction semantics, a manual clock driving the timers, and terminals whose presence
-// the test flips. The plugin sources are compiled into this test.
+// Unit tests of the coop_relay plugin against a fake PluginContext: the shared fakes of
+// fake_context.h (an in-memory KvStore with real transaction semantics, a manual clock driving
+// the timers) plus the control plane, the event bus and terminals whose presence the test
+// flips. The plugin sources are compiled into this test.
 
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
@@ -8,14 +9,19 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../../plugins/coop_relay/coop_relay_plugin.h"
+#include "fake_context.h"
 
 // The plugin's entry point, defined by HEARTH_PLUGIN in coop_relay_plugin.cc.
 extern "C" const hearth_plugin_descriptor* hearth_plugin_entry(void);
@@ -37,91 +43,7 @@ std::string text(const Object& o) {
 }
 
 // ------------------------------------------------------------------------------------------
-// The fake core
-
-class FakeLogger : public Logger {
- public:
-  void log(LogLevel level, std::string_view message) override {
-    if (level >= LogLevel::kError) errors.emplace_back(message);
-  }
-  std::vector<std::string> errors;
-};
-
-class FakeClock : public Clock {
- public:
-  int64_t nowMs() const override { return nowMs_; }
-  std::chrono::steady_clock::time_point steadyNow() const override {
-    return std::chrono::steady_clock::time_point(std::chrono::milliseconds(nowMs_));
-  }
-  int64_t nowMs_ = 1'700'000'000'000;
-};
-
-class FakeConfig : public ConfigView {
- public:
-  bool getBool(std::string_view) const override { throw std::out_of_range("bool"); }
-  int64_t getInt(std::string_view key) const override { return ints.at(std::string(key)); }
-  double getDouble(std::string_view) const override { throw std::out_of_range("double"); }
-  std::string getString(std::string_view) const override { throw std::out_of_range("string"); }
-  std::chrono::milliseconds getDuration(std::string_view key) const override {
-    return durations.at(std::string(key));
-  }
-  std::string getJson(std::string_view) const override { throw std::out_of_range("json"); }
-
-  // The shipped defaults.
-  std::map<std::string, int64_t> ints{{"max_queued_per_terminal", 1000}, {"delivery_window", 50}};
-  std::map<std::string, std::chrono::milliseconds> durations{
-      {"command_ttl", std::chrono::hours(24)},
-      {"reply_timeout", std::chrono::seconds(30)},
-      {"access_request_ttl", std::chrono::minutes(10)}};
-};
-
-// Same contract as the core's store: ordered keys, atomic transaction().
-class FakeKv : public KvStore {
- public:
-  using Data = std::map<std::string, std::map<std::string, std::string>>;
-
-  Status put(std::string_view c, std::string_view k, std::string_view v) override {
-    if (failWrites) return Status::error(ErrorCode::kInternal, "disk full");
-    ++puts[std::string(c)];
-    data[std::string(c)][std::string(k)] = std::string(v);
-    return Status::ok();
-  }
-  Result<std::optional<std::string>> get(std::string_view c, std::string_view k) override {
-    auto& coll = data[std::string(c)];
-    auto it = coll.find(std::string(k));
-    if (it == coll.end()) return std::optional<std::string>();
-    return std::optional<std::string>(it->second);
-  }
-  Status erase(std::string_view c, std::string_view k) override {
-    if (failWrites) return Status::error(ErrorCode::kInternal, "disk full");
-    data[std::string(c)].erase(std::string(k));
-    return Status::ok();
-  }
-  Status scan(std::string_view c, std::string_view from, size_t limit,
-              const std::function<bool(const std::string&, const std::string&)>& fn) override {
-    auto& coll = data[std::string(c)];
-    size_t n = 0;
-    for (auto it = coll.lower_bound(std::string(from)); it != coll.end(); ++it) {
-      if (limit != 0 && n++ >= limit) break;
-      if (!fn(it->first, it->second)) break;
-    }
-    return Status::ok();
-  }
-  Result<int64_t> count(std::string_view c) override {
-    return static_cast<int64_t>(data[std::string(c)].size());
-  }
-  Status transaction(const std::function<Status()>& body) override {
-    Data snapshot = data;
-    Status s = body();
-    if (!s) data = snapshot;
-    return s;
-  }
-  size_t size(const std::string& c) { return data[c].size(); }
-
-  Data data;
-  bool failWrites = false;
-  std::map<std::string, int> puts;  // by collection, committed or not
-};
+// The fake core: the shared fakes (fake_context.h) with what coop_relay needs beyond them.
 
 struct SentEvent {
   std::string userId;
@@ -130,48 +52,52 @@ struct SentEvent {
   Object::Ptr data;
 };
 
-class FakeContext : public PluginContext {
+// fakes::FakeContext (in-memory store, manual clock and timers, config, logger) plus a method
+// table the test calls into, terminals the test says hello with and flips on and off line, an
+// event bus, and a record of every event sent to a terminal.
+class CoopContext : public fakes::FakeContext {
  public:
-  const std::string& pluginName() const override { return name_; }
-  Logger& logger() override { return logger_; }
-  const Clock& clock() const override { return clock_; }
-  const ConfigView& config() const override { return config_; }
-  KvStore& store() override { return kv_; }
+  CoopContext() : FakeContext("coop_relay") {
+    // The shipped defaults.
+    cfg.ints = {{"max_queued_per_terminal", 1000}, {"delivery_window", 50}};
+    cfg.durations = {{"command_ttl", std::chrono::hours(24)},
+                     {"reply_timeout", std::chrono::seconds(30)},
+                     {"access_request_ttl", std::chrono::minutes(10)}};
+  }
 
-  Status registerMethod(const std::string& method, MethodScope scope,
-                        RequestHandler handler) override {
-    if (methods_.count(method)) return Status::error(ErrorCode::kConflict, method);
-    methods_[method] = std::move(handler);
+  Status registerMethod(const std::string& method, MethodScope, RequestHandler handler) override {
+    if (methods.count(method)) return Status::error(ErrorCode::kConflict, method);
+    methods[method] = std::move(handler);
     return Status::ok();
   }
 
   size_t sendEvent(const std::string& userId, const std::string& clientId, const std::string& event,
                    const std::string& dataJson) override {
-    size_t sent = 0;
-    for (const auto& [key, t] : terminals_) {
+    size_t n = 0;
+    for (const auto& [key, t] : knownTerminals) {
       if (key.first != userId || !t.online) continue;
       if (!clientId.empty() && key.second != clientId) continue;
-      sent_.push_back({userId, key.second, event, parse(dataJson)});
-      ++sent;
+      sent.push_back({userId, key.second, event, parse(dataJson)});
+      ++n;
     }
-    return sent;
+    return n;
   }
 
   std::optional<TerminalInfo> terminal(const std::string& userId,
                                        const std::string& clientId) const override {
-    auto it = terminals_.find({userId, clientId});
-    if (it == terminals_.end()) return std::nullopt;
+    auto it = knownTerminals.find({userId, clientId});
+    if (it == knownTerminals.end()) return std::nullopt;
     return it->second;
   }
   std::optional<TerminalInfo> terminalByOpenId(const std::string& openId) const override {
-    for (const auto& [k, t] : terminals_) {
+    for (const auto& [k, t] : knownTerminals) {
       if (t.openId == openId) return t;
     }
     return std::nullopt;
   }
   std::vector<TerminalInfo> terminals(const std::string& userId) const override {
     std::vector<TerminalInfo> out;
-    for (const auto& [k, t] : terminals_) {
+    for (const auto& [k, t] : knownTerminals) {
       if (k.first == userId) out.push_back(t);
     }
     return out;
@@ -179,28 +105,20 @@ class FakeContext : public PluginContext {
   bool userExists(const std::string& userId) const override { return !terminals(userId).empty(); }
 
   void subscribe(const std::string& topic, EventHandler handler) override {
-    subs_[topic].push_back(std::move(handler));
+    subscribers[topic].push_back(std::move(handler));
   }
   void publish(const std::string& topic, const std::string& dataJson) override {
-    for (auto& h : subs_[topic]) h(topic, dataJson);
+    for (auto& h : subscribers[topic]) h(topic, dataJson);
   }
 
-  TimerId startTimer(std::chrono::milliseconds delay, std::function<void()> fn) override {
-    TimerId id = nextTimer_++;
-    timers_[id] = {clock_.nowMs_ + delay.count(), std::move(fn)};
-    return id;
-  }
-  void cancelTimer(TimerId id) override { timers_.erase(id); }
   // coop_relay has no devices; reaching for them would be a bug.
   Devices& devices() override { throw std::logic_error("coop_relay must not use devices()"); }
-  void post(std::function<void()> fn) override { fn(); }
-  void setState(PluginState state, const std::string&) override { state_ = state; }
 
   // --- test controls ---
   void hello(const std::string& user, const std::string& client, const std::string& app,
              const std::string& model = "Phone", const std::string& name = "My phone") {
     TerminalInfo t{user, client, app, model, name, "open-" + user + "-" + client, true};
-    terminals_[{user, client}] = t;
+    knownTerminals[{user, client}] = t;
     Object o;
     o.set("userId", user);
     o.set("clientId", client);
@@ -208,61 +126,29 @@ class FakeContext : public PluginContext {
     publish(events::kTerminalHello, text(o));
   }
   void setOnline(const std::string& user, const std::string& client, bool online) {
-    terminals_.at({user, client}).online = online;
+    knownTerminals.at({user, client}).online = online;
     Object o;
     o.set("userId", user);
     o.set("clientId", client);
     publish(online ? events::kTerminalOnline : events::kTerminalOffline, text(o));
   }
   void removeUser(const std::string& user) {
-    std::erase_if(terminals_, [&](const auto& kv) { return kv.first.first == user; });
+    std::erase_if(knownTerminals, [&](const auto& kv) { return kv.first.first == user; });
     Object o;
     o.set("userId", user);
     publish(events::kUserRemoved, text(o));
   }
-  // Moves time forward, firing due timers in deadline order at their due time.
-  void advance(std::chrono::milliseconds d) {
-    int64_t target = clock_.nowMs_ + d.count();
-    for (;;) {
-      auto next = timers_.end();
-      for (auto it = timers_.begin(); it != timers_.end(); ++it) {
-        if (it->second.dueMs <= target &&
-            (next == timers_.end() || it->second.dueMs < next->second.dueMs)) {
-          next = it;
-        }
-      }
-      if (next == timers_.end()) break;
-      clock_.nowMs_ = std::max(clock_.nowMs_, next->second.dueMs);
-      auto fn = std::move(next->second.fn);
-      timers_.erase(next);
-      fn();
-    }
-    clock_.nowMs_ = target;
-  }
   // Simulates a restart: the plugin is gone, its handlers and subscriptions with it.
   void dropPlugin() {
-    methods_.clear();
-    subs_.clear();
-    timers_.clear();
+    methods.clear();
+    subscribers.clear();
+    clearTimers();
   }
 
-  struct Timer {
-    int64_t dueMs;
-    std::function<void()> fn;
-  };
-
-  std::string name_ = "coop_relay";
-  FakeLogger logger_;
-  FakeClock clock_;
-  FakeConfig config_;
-  FakeKv kv_;
-  std::map<std::string, RequestHandler> methods_;
-  std::map<std::pair<std::string, std::string>, TerminalInfo> terminals_;
-  std::map<std::string, std::vector<EventHandler>> subs_;
-  std::map<TimerId, Timer> timers_;
-  TimerId nextTimer_ = 1;
-  std::vector<SentEvent> sent_;
-  PluginState state_ = PluginState::kStarting;
+  std::map<std::string, RequestHandler> methods;
+  std::map<std::pair<std::string, std::string>, TerminalInfo> knownTerminals;  // by (user, client)
+  std::map<std::string, std::vector<EventHandler>> subscribers;
+  std::vector<SentEvent> sent;
 };
 
 struct Reply {
@@ -277,23 +163,23 @@ struct Reply {
 // Records the answer; the Reply is shared because an answer may come after the call returned.
 class RecordingSink : public ResponseSink {
  public:
-  RecordingSink(std::shared_ptr<Reply> r, const FakeContext& ctx) : r_(std::move(r)), ctx_(ctx) {}
+  RecordingSink(std::shared_ptr<Reply> r, const CoopContext& ctx) : r_(std::move(r)), ctx_(ctx) {}
   void sendOk(std::string resultJson) override {
     ++r_->answers;
-    r_->eventsBefore = ctx_.sent_.size();
+    r_->eventsBefore = ctx_.sent.size();
     r_->ok = true;
     r_->result = parse(resultJson);
   }
   void sendError(ErrorCode code, std::string message) override {
     ++r_->answers;
-    r_->eventsBefore = ctx_.sent_.size();
+    r_->eventsBefore = ctx_.sent.size();
     r_->code = errorCodeName(code);
     r_->message = std::move(message);
   }
 
  private:
   std::shared_ptr<Reply> r_;
-  const FakeContext& ctx_;
+  const CoopContext& ctx_;
 };
 
 // ------------------------------------------------------------------------------------------
@@ -324,9 +210,9 @@ class CoopRelayTest : public ::testing::Test {
   std::shared_ptr<Reply> callAsync(const std::string& user, const std::string& client,
                                    const std::string& method, const std::string& params = "{}") {
     auto r = std::make_shared<Reply>();
-    auto it = ctx_.methods_.find(method);
-    EXPECT_NE(it, ctx_.methods_.end()) << method;
-    if (it == ctx_.methods_.end()) return r;
+    auto it = ctx_.methods.find(method);
+    EXPECT_NE(it, ctx_.methods.end()) << method;
+    if (it == ctx_.methods.end()) return r;
     Request req{method, "req-1", user, client, params, false};
     it->second(req, Responder(std::make_shared<RecordingSink>(r, ctx_)));
     return r;
@@ -353,7 +239,7 @@ class CoopRelayTest : public ::testing::Test {
   std::vector<Object::Ptr> events(const std::string& user, const std::string& client,
                                   const std::string& name) const {
     std::vector<Object::Ptr> out;
-    for (const auto& e : ctx_.sent_) {
+    for (const auto& e : ctx_.sent) {
       if (e.userId == user && e.clientId == client && e.event == name) out.push_back(e.data);
     }
     return out;
@@ -386,6 +272,11 @@ class CoopRelayTest : public ::testing::Test {
     EXPECT_TRUE(r.ok) << r.code << " " << r.message;
     return r.ok ? r.result->getValue<std::string>("commandId") : "";
   }
+  // alice/a1 sends bob/b1 a command and returns at once; the answer may come later.
+  std::shared_ptr<Reply> sendAsync(const std::string& type) {
+    return callAsync("alice", "a1", "sendCommand",
+                     R"({"commandType":")" + type + R"(","to":)" + bobB1() + "}");
+  }
   // The target (bob/b1 by default) replies to a command from `sender`; asserts it worked.
   void replyTo(const std::string& commandId, const std::string& sender = aliceA1(),
                const std::string& user = "bob", const std::string& client = "b1") {
@@ -395,7 +286,7 @@ class CoopRelayTest : public ::testing::Test {
   }
   // Restarts the plugin with another delivery window.
   void useDeliveryWindow(int64_t window) {
-    ctx_.config_.ints["delivery_window"] = window;
+    ctx_.cfg.ints["delivery_window"] = window;
     restartPlugin();
   }
   // commandIds of the `command` events bob/b1 received, in order.
@@ -407,7 +298,7 @@ class CoopRelayTest : public ::testing::Test {
     return out;
   }
 
-  FakeContext ctx_;
+  CoopContext ctx_;
   std::unique_ptr<CoopRelayPlugin> plugin_;
 };
 
@@ -427,9 +318,9 @@ TEST_F(CoopRelayTest, StartRegistersEveryCoopMethodAndRuns) {
         "rejectAccessRequest", "getMyDevices", "getAuthorizedDevices", "getAccessibleDevices",
         "getAllDevices", "removeAuthorizedDevice", "removeAccessibleDevice", "removeMyDevice",
         "sendCommand", "replyCommand"}) {
-    EXPECT_EQ(ctx_.methods_.count(m), 1u) << m;
+    EXPECT_EQ(ctx_.methods.count(m), 1u) << m;
   }
-  EXPECT_EQ(ctx_.state_, PluginState::kRunning);
+  EXPECT_EQ(ctx_.state, PluginState::kRunning);
 }
 
 TEST_F(CoopRelayTest, DescriptorDeclaresTheConfigKeysWithDefaults) {
@@ -536,7 +427,7 @@ TEST_F(CoopRelayTest, SeedFlowRequestAgreeCommandReply) {
   EXPECT_EQ(back[0]->getObject("commandParams")->getValue<int>("ok"), 1);
   EXPECT_EQ(back[0]->getObject("from")->getValue<std::string>("clientIdentify"), "b1");
   // Nothing of the command remains to be tracked.
-  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
 }
 
 TEST_F(CoopRelayTest, RejectionReachesTheRequesterAndGrantsNothing) {
@@ -571,7 +462,7 @@ TEST_F(CoopRelayTest, OnlyTheAddressedTerminalMayAnswerARequest) {
       call("bob", "b1", "agreeAccessRequest", R"({"commandId":"forged-id","to":)" + aliceA1() + "}")
           .code,
       "NOT_FOUND");
-  EXPECT_EQ(ctx_.kv_.size("grants"), 0u);
+  EXPECT_EQ(ctx_.kv.size("grants"), 0u);
   EXPECT_TRUE(events("alice", "a1", "accessResponse").empty());
   // Replay after the real answer.
   ASSERT_TRUE(call("bob", "b1", "agreeAccessRequest", body).ok);
@@ -593,7 +484,7 @@ TEST_F(CoopRelayTest, AccessRequestExpiresAndTellsTheRequester) {
                  R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
                 .code,
             "NOT_FOUND");
-  EXPECT_EQ(ctx_.kv_.size("requests"), 0u);
+  EXPECT_EQ(ctx_.kv.size("requests"), 0u);
 }
 
 TEST_F(CoopRelayTest, AccessRequestToAnOfflineTerminalArrivesWhenItComesOnline) {
@@ -629,7 +520,7 @@ TEST_F(CoopRelayTest, RequestAccessRefusesDuplicatesSelfAndSameUser) {
                  R"({"to":)" + to("bob", "b1", "appX") + R"(,"allPermissions":true})")
                 .code,
             "NOT_FOUND");
-  EXPECT_EQ(ctx_.kv_.size("requests"), 1u);
+  EXPECT_EQ(ctx_.kv.size("requests"), 1u);
 }
 
 TEST_F(CoopRelayTest, CommandsNeedAGrantCoveringTheirType) {
@@ -758,7 +649,7 @@ TEST_F(CoopRelayTest, RemoveMyDeviceExpiresCommandsWaitingForIt) {
   ASSERT_EQ(states.size(), 1u);
   EXPECT_EQ(states[0]->getValue<std::string>("state"), "expired");
   EXPECT_EQ(states[0]->getValue<std::string>("reason"), "removed");
-  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
 }
 
 TEST_F(CoopRelayTest, OfflineTargetGetsQueuedCommandsInSendOrder) {
@@ -788,7 +679,7 @@ TEST_F(CoopRelayTest, OfflineTargetGetsQueuedCommandsInSendOrder) {
   EXPECT_EQ(states[0]->getValue<std::string>("state"), "delivered");
   EXPECT_EQ(states[0]->getValue<int>("stateCode"), 2);
   EXPECT_EQ(events("alice", "a1", "commandResponse").size(), 100u);
-  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
   // With the backlog gone, a new command goes straight out again.
   Reply r = send("light");
   EXPECT_EQ(r.result->getValue<std::string>("state"), "delivered");
@@ -802,7 +693,7 @@ TEST_F(CoopRelayTest, CommandSentBeforeTheOnlineEventKeepsSendOrder) {
   ctx_.setOnline("bob", "b1", false);
   std::string first = sendOk("light");
   std::string second = sendOk("light");
-  ctx_.terminals_.at({"bob", "b1"}).online = true;  // no event yet
+  ctx_.knownTerminals.at({"bob", "b1"}).online = true;  // no event yet
   Reply third = send("light");
   ASSERT_TRUE(third.ok);
   auto cmds = events("bob", "b1", "command");
@@ -832,7 +723,7 @@ TEST_F(CoopRelayTest, FullWindowAnswersQueuedAndSendsNothingMore) {
   }
   EXPECT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 3));
   // The queued ones are in custody like any queued command.
-  EXPECT_EQ(ctx_.kv_.size("commands"), 5u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 5u);
   ctx_.advance(std::chrono::seconds(10));
   EXPECT_EQ(deliveredToBob().size(), 3u);
 }
@@ -892,7 +783,7 @@ TEST_F(CoopRelayTest, EachReplyLetsTheNextQueuedCommandOutInSendOrder) {
   EXPECT_EQ(aliceDelivered, 7u);
   EXPECT_EQ(events("alice", "a1", "commandResponse").size(), 7u);
   EXPECT_EQ(events("carol", "c1", "commandResponse").size(), 3u);
-  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
 }
 
 TEST_F(CoopRelayTest, ReplyTimeoutFreesTheSlotForTheNextQueuedCommand) {
@@ -923,7 +814,7 @@ TEST_F(CoopRelayTest, ReplyTimeoutFreesTheSlotForTheNextQueuedCommand) {
   ASSERT_EQ(deliveredToBob(), ids);
   replyTo(ids[3]);
   replyTo(ids[4]);
-  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
 }
 
 TEST_F(CoopRelayTest, RestartWithAPartlyDeliveredBacklogKeepsTheWindow) {
@@ -936,7 +827,7 @@ TEST_F(CoopRelayTest, RestartWithAPartlyDeliveredBacklogKeepsTheWindow) {
   ASSERT_EQ(deliveredToBob().size(), 3u);
   // The first three are on disk as delivered, the other four as queued.
   size_t deliveredOnDisk = 0;
-  for (const auto& [key, json] : ctx_.kv_.data["commands"]) {
+  for (const auto& [key, json] : ctx_.kv.data["commands"]) {
     deliveredOnDisk += commandFromJson(json).state == CommandState::kDelivered;
   }
   EXPECT_EQ(deliveredOnDisk, 3u);
@@ -981,12 +872,9 @@ TEST_F(CoopRelayTest, CommandsDeliveredAtOnceCountAgainstTheWindow) {
   grant();
   // Two go out at once (their answers wait for the write-behind); the third finds the window
   // full and is answered queued straight away.
-  auto first =
-      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
-  auto second =
-      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
-  auto third =
-      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  auto first = sendAsync("light");
+  auto second = sendAsync("light");
+  auto third = sendAsync("light");
   ASSERT_EQ(third->answers, 1);
   ASSERT_TRUE(third->ok) << third->code;
   EXPECT_EQ(third->result->getValue<std::string>("state"), "queued");
@@ -1016,18 +904,16 @@ TEST_F(CoopRelayTest, CommandsDeliveredAtOnceCountAgainstTheWindow) {
 TEST_F(CoopRelayTest, FailedWriteBehindFreesTheSlotsOfTheCommandsItDrops) {
   useDeliveryWindow(1);
   grant();
-  auto first =
-      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
-  auto second =
-      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  auto first = sendAsync("light");
+  auto second = sendAsync("light");
   ASSERT_TRUE(second->ok) << second->code;
   EXPECT_EQ(second->result->getValue<std::string>("state"), "queued");
   // The first one's record cannot be written: its sender hears INTERNAL, the hub stops
   // tracking it, and its slot goes to the second (sent, then recorded when the disk is back:
   // at least once).
-  ctx_.kv_.failWrites = true;
+  ctx_.kv.failWritesAfter = 0;
   ctx_.advance(std::chrono::milliseconds(60));
-  ctx_.kv_.failWrites = false;
+  ctx_.kv.failWritesAfter = -1;
   EXPECT_EQ(first->code, "INTERNAL");
   ASSERT_EQ(deliveredToBob().size(), 2u);
   EXPECT_EQ(deliveredToBob()[1], second->result->getValue<std::string>("commandId"));
@@ -1039,8 +925,8 @@ TEST_F(CoopRelayTest, FailedWriteBehindFreesTheSlotsOfTheCommandsItDrops) {
 }
 
 TEST_F(CoopRelayTest, CommandsWaitingBehindAFullWindowStillExpireAndCanBeRevoked) {
-  ctx_.config_.durations["command_ttl"] = std::chrono::seconds(60);
-  ctx_.config_.durations["reply_timeout"] = std::chrono::hours(1);
+  ctx_.cfg.durations["command_ttl"] = std::chrono::seconds(60);
+  ctx_.cfg.durations["reply_timeout"] = std::chrono::hours(1);
   useDeliveryWindow(1);
   grant();
   ctx_.setOnline("bob", "b1", false);
@@ -1073,7 +959,7 @@ TEST_F(CoopRelayTest, CommandsWaitingBehindAFullWindowStillExpireAndCanBeRevoked
   EXPECT_EQ(states.back()->getValue<std::string>("reason"), "revoked");
   replyTo(held);  // the delivered one can still be answered; nothing follows it
   EXPECT_EQ(deliveredToBob(), (std::vector<std::string>{ids[0], held}));
-  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
 }
 
 TEST_F(CoopRelayTest, RemovingTheSenderFreesItsSlotsForOtherSenders) {
@@ -1167,14 +1053,13 @@ TEST_F(CoopRelayTest, ReplyToAnOfflineSenderWaitsForIt) {
   auto back = events("alice", "a1", "commandResponse");
   ASSERT_EQ(back.size(), 1u);
   EXPECT_EQ(back[0]->getValue<std::string>("commandId"), id);
-  EXPECT_EQ(ctx_.kv_.size("outbox"), 0u);
+  EXPECT_EQ(ctx_.kv.size("outbox"), 0u);
 }
 
 TEST_F(CoopRelayTest, FastReplyNeverTouchesTheDiskAndAnswersTheSenderFirst) {
   grant();
-  int putsBefore = ctx_.kv_.puts["commands"];
-  auto sent =
-      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  int writesBefore = ctx_.kv.writesTo["commands"];
+  auto sent = sendAsync("light");
   EXPECT_EQ(sent->answers, 0);  // waits for the record or the reply, whichever comes first
   auto cmds = events("bob", "b1", "command");
   ASSERT_EQ(cmds.size(), 1u);
@@ -1190,26 +1075,24 @@ TEST_F(CoopRelayTest, FastReplyNeverTouchesTheDiskAndAnswersTheSenderFirst) {
   // The sender learns the commandId before the commandResponse that carries it arrives.
   ASSERT_EQ(events("alice", "a1", "commandResponse").size(), 1u);
   for (size_t i = 0; i < sent->eventsBefore; ++i) {
-    EXPECT_NE(ctx_.sent_[i].event, "commandResponse");
+    EXPECT_NE(ctx_.sent[i].event, "commandResponse");
   }
-  EXPECT_EQ(ctx_.kv_.puts["commands"], putsBefore);
+  EXPECT_EQ(ctx_.kv.writesTo["commands"], writesBefore);
   ctx_.advance(std::chrono::seconds(1));
-  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
   EXPECT_TRUE(events("alice", "a1", "commandState").size() == 1u);  // replied, nothing after
 }
 
 TEST_F(CoopRelayTest, UnrepliedDeliveredCommandIsOnDiskWithinTheWriteBehindWindow) {
   grant();
-  auto first =
-      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
-  auto second =
-      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  auto first = sendAsync("light");
+  auto second = sendAsync("light");
   ctx_.advance(std::chrono::milliseconds(40));
   EXPECT_EQ(first->answers + second->answers, 0);
-  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
   ctx_.advance(std::chrono::milliseconds(20));
   ASSERT_TRUE(first->ok && second->ok);
-  EXPECT_EQ(ctx_.kv_.size("commands"), 2u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 2u);
   // Acknowledged, so it survives a restart: the reply still reaches the sender.
   restartPlugin();
   std::string id = first->result->getValue<std::string>("commandId");
@@ -1221,12 +1104,11 @@ TEST_F(CoopRelayTest, UnrepliedDeliveredCommandIsOnDiskWithinTheWriteBehindWindo
 
 TEST_F(CoopRelayTest, WriteBehindFailureIsInternalAndTheCommandIsNotTracked) {
   grant();
-  ctx_.kv_.failWrites = true;
-  auto sent =
-      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  ctx_.kv.failWritesAfter = 0;
+  auto sent = sendAsync("light");
   std::string id = events("bob", "b1", "command").at(0)->getValue<std::string>("commandId");
   ctx_.advance(std::chrono::milliseconds(60));
-  ctx_.kv_.failWrites = false;
+  ctx_.kv.failWritesAfter = -1;
   EXPECT_EQ(sent->code, "INTERNAL");
   EXPECT_EQ(
       call("bob", "b1", "replyCommand", R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
@@ -1236,22 +1118,21 @@ TEST_F(CoopRelayTest, WriteBehindFailureIsInternalAndTheCommandIsNotTracked) {
 
 TEST_F(CoopRelayTest, StopAnswersSendersWaitingForTheWriteBehind) {
   grant();
-  auto sent =
-      callAsync("alice", "a1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}");
+  auto sent = sendAsync("light");
   plugin_->stop();
   EXPECT_TRUE(sent->ok);
-  EXPECT_EQ(ctx_.kv_.size("commands"), 1u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 1u);
 }
 
 TEST_F(CoopRelayTest, QueueLimitIsLimitReachedAndNothingIsDropped) {
-  ctx_.config_.ints["max_queued_per_terminal"] = 3;
+  ctx_.cfg.ints["max_queued_per_terminal"] = 3;
   restartPlugin();
   grant();
   ctx_.setOnline("bob", "b1", false);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(send("light").ok);
   Reply r = send("light");
   EXPECT_EQ(r.code, "LIMIT_REACHED");
-  EXPECT_EQ(ctx_.kv_.size("commands"), 3u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 3u);
   ctx_.setOnline("bob", "b1", true);
   EXPECT_EQ(events("bob", "b1", "command").size(), 3u);
   // Once delivered, the queue has room again.
@@ -1317,13 +1198,13 @@ TEST_F(CoopRelayTest, DeadlinesAreReArmedAfterRestart) {
 
 TEST_F(CoopRelayTest, StoreFailureIsInternalAndChangesNothing) {
   std::string id = requestAccess();
-  ctx_.kv_.failWrites = true;
+  ctx_.kv.failWritesAfter = 0;
   Reply r = call("bob", "b1", "agreeAccessRequest",
                  R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}");
   EXPECT_EQ(r.code, "INTERNAL");
   EXPECT_TRUE(events("alice", "a1", "accessResponse").empty());
   EXPECT_EQ(send("light").code, "FORBIDDEN");
-  ctx_.kv_.failWrites = false;
+  ctx_.kv.failWritesAfter = -1;
   // The request is still pending and can be agreed now.
   EXPECT_TRUE(call("bob", "b1", "agreeAccessRequest",
                    R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
@@ -1335,13 +1216,13 @@ TEST_F(CoopRelayTest, StoreFailureDuringExpiryRetriesLater) {
   grant();
   ctx_.setOnline("bob", "b1", false);
   sendOk("light");
-  ctx_.kv_.failWrites = true;
+  ctx_.kv.failWritesAfter = 0;
   ctx_.advance(std::chrono::hours(25));
   EXPECT_TRUE(events("alice", "a1", "commandState").empty());
-  ctx_.kv_.failWrites = false;
+  ctx_.kv.failWritesAfter = -1;
   ctx_.advance(std::chrono::seconds(2));
   ASSERT_EQ(events("alice", "a1", "commandState").size(), 1u);
-  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
 }
 
 struct BadCase {
@@ -1382,15 +1263,15 @@ TEST_F(CoopRelayTest, MalformedParamsAreInvalidRequestAndChangeNothing) {
       {"removeMyDevice", R"({"clientIdentify":"a/1"})"},
       {"getDeviceInfo", R"({})"},
   };
-  FakeKv::Data before = ctx_.kv_.data;
-  size_t eventsBefore = ctx_.sent_.size();
+  fakes::MemoryKvStore::Data before = ctx_.kv.data;
+  size_t eventsBefore = ctx_.sent.size();
   for (const auto& [method, params] : cases) {
     Reply r = call("alice", "a1", method, params);
     EXPECT_EQ(r.code, "INVALID_REQUEST") << method << " " << params;
     EXPECT_FALSE(r.message.empty());
   }
-  EXPECT_EQ(ctx_.kv_.data, before);
-  EXPECT_EQ(ctx_.sent_.size(), eventsBefore);
+  EXPECT_EQ(ctx_.kv.data, before);
+  EXPECT_EQ(ctx_.sent.size(), eventsBefore);
   // The grant still works: nothing above touched it.
   EXPECT_TRUE(send("light").ok);
 }
@@ -1408,8 +1289,8 @@ TEST_F(CoopRelayTest, RemovedUserLeavesNoGrantsOrQueues) {
   ctx_.setOnline("bob", "b1", false);
   sendOk("light");
   ctx_.removeUser("alice");
-  EXPECT_EQ(ctx_.kv_.size("grants"), 0u);
-  EXPECT_EQ(ctx_.kv_.size("commands"), 0u);
+  EXPECT_EQ(ctx_.kv.size("grants"), 0u);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
   ctx_.setOnline("bob", "b1", true);
   EXPECT_TRUE(events("bob", "b1", "command").empty());
   EXPECT_EQ(call("bob", "b1", "getAuthorizedDevices").result->getArray("devices")->size(), 0u);

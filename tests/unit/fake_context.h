@@ -83,7 +83,7 @@ class MemoryKvStore : public KvStore {
   using Data = std::map<std::string, std::map<std::string, std::string>>;
 
   Status put(std::string_view c, std::string_view k, std::string_view v) override {
-    if (Status s = write(); !s) return s;
+    if (Status s = write(c); !s) return s;
     data[std::string(c)][std::string(k)] = std::string(v);
     return Status::ok();
   }
@@ -94,7 +94,7 @@ class MemoryKvStore : public KvStore {
     return std::optional<std::string>(it->second);
   }
   Status erase(std::string_view c, std::string_view k) override {
-    if (Status s = write(); !s) return s;
+    if (Status s = write(c); !s) return s;
     data[std::string(c)].erase(std::string(k));
     return Status::ok();
   }
@@ -120,17 +120,25 @@ class MemoryKvStore : public KvStore {
     return s;
   }
 
+  // How many keys collection c holds (0 for one never written).
+  size_t size(const std::string& c) const {
+    auto it = data.find(c);
+    return it == data.end() ? 0 : it->second.size();
+  }
+
   Data data;
   int failWritesAfter = -1;  // -1 = never; n = the n+1-th write fails
   int writes = 0;
+  std::map<std::string, int, std::less<>> writesTo;  // `writes` by collection
   int transactions = 0;
   int scans = 0;
 
  private:
-  Status write() {
+  Status write(std::string_view c) {
     if (failWritesAfter == 0) return Status::error(ErrorCode::kInternal, "disk full");
     if (failWritesAfter > 0) --failWritesAfter;
     ++writes;
+    ++writesTo[std::string(c)];
     return Status::ok();
   }
 };
