@@ -3,6 +3,8 @@
 
 #include "store/database.h"
 
+#include "binding/binding_store.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -137,6 +139,47 @@ TEST_F(DatabaseTest, FailedTransactionRollsBack) {
   });
   EXPECT_EQ(s.code(), ErrorCode::kConflict);
   EXPECT_FALSE(a.get("q", "1").value().has_value());
+}
+
+TEST_F(DatabaseTest, SaveDeviceWithBeforeWritesOnlyWhatChanged) {
+  auto db = Database::open(path_);
+  ASSERT_TRUE(db) << db.status().toString();
+  SQLite::Database& sql = db.value()->sql();
+  sql.exec("INSERT INTO users(user_id, created_at) VALUES('alice', 1)");
+  binding::BindingStore store(*db.value());
+  binding::Device d;
+  d.deviceId = "lamp";
+  d.transport = "wifi";
+  d.name = "Lamp";
+  ASSERT_TRUE(store.saveDevice(d, {}, {}));
+  // Mark the stored row, so that a rewrite of it shows.
+  sql.exec("UPDATE devices SET name='marked' WHERE device_id='lamp'");
+
+  binding::Device bound = d;
+  bound.bindings.push_back({"alice", binding::Role::kOwner, 5});
+  binding::AuditEntry a;
+  a.atMs = 5;
+  a.actor = "alice";
+  a.deviceId = "lamp";
+  a.action = "bind";
+  ASSERT_TRUE(store.saveDevice(bound, {}, {a}, nullptr, &d));
+  EXPECT_EQ(sql.execAndGet("SELECT name FROM devices WHERE device_id='lamp'").getString(),
+            "marked");  // the row was equal: left alone
+  EXPECT_EQ(sql.execAndGet("SELECT count(*) FROM bindings WHERE device_id='lamp'").getInt(), 1);
+  EXPECT_EQ(sql.execAndGet("SELECT count(*) FROM audit_log").getInt(), 1);
+
+  binding::Device renamed = bound;
+  renamed.name = "Desk lamp";
+  ASSERT_TRUE(store.saveDevice(renamed, {}, {}, nullptr, &bound));
+  EXPECT_EQ(sql.execAndGet("SELECT name FROM devices WHERE device_id='lamp'").getString(),
+            "Desk lamp");
+  EXPECT_EQ(sql.execAndGet("SELECT count(*) FROM bindings WHERE device_id='lamp'").getInt(), 1);
+
+  // Without `before` everything is written.
+  sql.exec("UPDATE devices SET name='marked' WHERE device_id='lamp'");
+  ASSERT_TRUE(store.saveDevice(renamed, {}, {}));
+  EXPECT_EQ(sql.execAndGet("SELECT name FROM devices WHERE device_id='lamp'").getString(),
+            "Desk lamp");
 }
 
 }  // namespace

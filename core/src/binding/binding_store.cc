@@ -98,83 +98,107 @@ void BindingStore::writeToken(const ProvisionToken& token) {
   st.exec();
 }
 
+namespace {
+
+// The columns of the devices table that Device holds (the rest are DeviceMeta's).
+bool sameRow(const Device& a, const Device& b) {
+  return a.transport == b.transport && a.model == b.model && a.name == b.name && a.mode == b.mode &&
+         a.bindWindowMs == b.bindWindowMs && a.bindWindowReportedAtMs == b.bindWindowReportedAtMs;
+}
+
+}  // namespace
+
 Status BindingStore::saveDevice(const Device& device, const DeviceMeta& meta,
-                                const std::vector<AuditEntry>& audit, const ProvisionToken* token) {
+                                const std::vector<AuditEntry>& audit, const ProvisionToken* token,
+                                const Device* before) {
   return db_.transaction([&] {
-    SQLite::Statement d(db_.sql(),
-                        "INSERT OR REPLACE INTO devices(device_id, transport, model, name, "
-                        "firmware, mode, bind_window_ms, bind_window_reported_at, inventory_only, "
-                        "first_seen, last_seen) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
-    d.bind(1, device.deviceId);
-    d.bind(2, device.transport);
-    d.bind(3, device.model);
-    d.bind(4, device.name);
-    d.bind(5, meta.firmware);
-    d.bind(6, modeName(device.mode));
-    d.bind(7, device.bindWindowMs);
-    d.bind(8, device.bindWindowReportedAtMs);
-    d.bind(9, meta.inventoryOnly ? 1 : 0);
-    d.bind(10, meta.firstSeenMs);
-    d.bind(11, meta.lastSeenMs);
-    d.exec();
-
-    SQLite::Statement delB(db_.sql(), "DELETE FROM bindings WHERE device_id=?");
-    delB.bind(1, device.deviceId);
-    delB.exec();
-    SQLite::Statement insB(db_.sql(),
-                           "INSERT INTO bindings(device_id, user_id, role, bound_at, seq) "
-                           "VALUES(?,?,?,?,?)");
-    int seq = 0;
-    for (const auto& b : device.bindings) {
-      insB.reset();
-      insB.bind(1, device.deviceId);
-      insB.bind(2, b.userId);
-      insB.bind(3, roleName(b.role));
-      insB.bind(4, b.boundAtMs);
-      insB.bind(5, seq++);
-      insB.exec();
-    }
-
-    SQLite::Statement delS(db_.sql(), "DELETE FROM shares WHERE device_id=?");
-    delS.bind(1, device.deviceId);
-    delS.exec();
-    SQLite::Statement insS(db_.sql(),
-                           "INSERT INTO shares(sharing_id, device_id, from_user, way, guest, "
-                           "key_hash, created_at, expires_at, state, closed_at, seq) "
-                           "VALUES(?,?,?,?,?,?,?,?,?,?,?)");
-    seq = 0;
-    for (const auto& s : device.shares) {
-      insS.reset();
-      insS.bind(1, s.sharingId);
-      insS.bind(2, device.deviceId);
-      insS.bind(3, s.fromUser);
-      insS.bind(4, shareWayName(s.way));
-      insS.bind(5, s.guest);
-      insS.bind(6, s.keyHash);
-      insS.bind(7, s.createdAtMs);
-      insS.bind(8, s.expiresAtMs);
-      insS.bind(9, shareStateName(s.state));
-      insS.bind(10, s.closedAtMs);
-      insS.bind(11, seq++);
-      insS.exec();
-    }
-
-    SQLite::Statement insA(db_.sql(),
-                           "INSERT INTO audit_log(at, actor, device_id, action, subject, reason) "
-                           "VALUES(?,?,?,?,?,?)");
-    for (const auto& a : audit) {
-      insA.reset();
-      insA.bind(1, a.atMs);
-      insA.bind(2, a.actor);
-      insA.bind(3, a.deviceId);
-      insA.bind(4, a.action);
-      insA.bind(5, a.subject);
-      insA.bind(6, a.reason);
-      insA.exec();
-    }
+    if (before == nullptr || !sameRow(*before, device)) writeDeviceRow(device, meta);
+    if (before == nullptr || before->bindings != device.bindings) writeBindings(device);
+    if (before == nullptr || before->shares != device.shares) writeShares(device);
+    writeAudit(audit);
     if (token != nullptr) writeToken(*token);
     return Status::ok();
   });
+}
+
+void BindingStore::writeDeviceRow(const Device& device, const DeviceMeta& meta) {
+  SQLite::Statement d(db_.sql(),
+                      "INSERT OR REPLACE INTO devices(device_id, transport, model, name, "
+                      "firmware, mode, bind_window_ms, bind_window_reported_at, inventory_only, "
+                      "first_seen, last_seen) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+  d.bind(1, device.deviceId);
+  d.bind(2, device.transport);
+  d.bind(3, device.model);
+  d.bind(4, device.name);
+  d.bind(5, meta.firmware);
+  d.bind(6, modeName(device.mode));
+  d.bind(7, device.bindWindowMs);
+  d.bind(8, device.bindWindowReportedAtMs);
+  d.bind(9, meta.inventoryOnly ? 1 : 0);
+  d.bind(10, meta.firstSeenMs);
+  d.bind(11, meta.lastSeenMs);
+  d.exec();
+}
+
+void BindingStore::writeBindings(const Device& device) {
+  SQLite::Statement delB(db_.sql(), "DELETE FROM bindings WHERE device_id=?");
+  delB.bind(1, device.deviceId);
+  delB.exec();
+  SQLite::Statement insB(db_.sql(),
+                         "INSERT INTO bindings(device_id, user_id, role, bound_at, seq) "
+                         "VALUES(?,?,?,?,?)");
+  int seq = 0;
+  for (const auto& b : device.bindings) {
+    insB.reset();
+    insB.bind(1, device.deviceId);
+    insB.bind(2, b.userId);
+    insB.bind(3, roleName(b.role));
+    insB.bind(4, b.boundAtMs);
+    insB.bind(5, seq++);
+    insB.exec();
+  }
+}
+
+void BindingStore::writeShares(const Device& device) {
+  SQLite::Statement delS(db_.sql(), "DELETE FROM shares WHERE device_id=?");
+  delS.bind(1, device.deviceId);
+  delS.exec();
+  SQLite::Statement insS(db_.sql(),
+                         "INSERT INTO shares(sharing_id, device_id, from_user, way, guest, "
+                         "key_hash, created_at, expires_at, state, closed_at, seq) "
+                         "VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+  int seq = 0;
+  for (const auto& s : device.shares) {
+    insS.reset();
+    insS.bind(1, s.sharingId);
+    insS.bind(2, device.deviceId);
+    insS.bind(3, s.fromUser);
+    insS.bind(4, shareWayName(s.way));
+    insS.bind(5, s.guest);
+    insS.bind(6, s.keyHash);
+    insS.bind(7, s.createdAtMs);
+    insS.bind(8, s.expiresAtMs);
+    insS.bind(9, shareStateName(s.state));
+    insS.bind(10, s.closedAtMs);
+    insS.bind(11, seq++);
+    insS.exec();
+  }
+}
+
+void BindingStore::writeAudit(const std::vector<AuditEntry>& audit) {
+  SQLite::Statement insA(db_.sql(),
+                         "INSERT INTO audit_log(at, actor, device_id, action, subject, reason) "
+                         "VALUES(?,?,?,?,?,?)");
+  for (const auto& a : audit) {
+    insA.reset();
+    insA.bind(1, a.atMs);
+    insA.bind(2, a.actor);
+    insA.bind(3, a.deviceId);
+    insA.bind(4, a.action);
+    insA.bind(5, a.subject);
+    insA.bind(6, a.reason);
+    insA.exec();
+  }
 }
 
 Status BindingStore::saveToken(const ProvisionToken& token) {

@@ -27,10 +27,13 @@ class BindingStore {
   Status loadAll(std::map<std::string, Device>* devices, std::map<std::string, DeviceMeta>* meta,
                  std::map<std::string, ProvisionToken>* tokens);
 
-  // Replaces the device's row, bindings and shares, and appends the audit entries; with a token
-  // when a provision spent it. One transaction.
+  // Writes the device's row, bindings and shares, and appends the audit entries; with a token
+  // when a provision spent it. One transaction. With `before` (the device as it was before the
+  // change being saved), the parts equal in both are left alone: a bind or share then writes
+  // its own rows and the audit entry, not the device row too (fewer pages per commit).
   Status saveDevice(const Device& device, const DeviceMeta& meta,
-                    const std::vector<AuditEntry>& audit, const ProvisionToken* token = nullptr);
+                    const std::vector<AuditEntry>& audit, const ProvisionToken* token = nullptr,
+                    const Device* before = nullptr);
   Status saveToken(const ProvisionToken& token);
   Status deleteToken(const std::string& tokenHash);
 
@@ -42,6 +45,10 @@ class BindingStore {
   Result<std::vector<AuditEntry>> audit(const AuditQuery& q);
 
  private:
+  void writeDeviceRow(const Device& device, const DeviceMeta& meta);
+  void writeBindings(const Device& device);
+  void writeShares(const Device& device);
+  void writeAudit(const std::vector<AuditEntry>& audit);
   void writeToken(const ProvisionToken& token);
   Database& db_;
 };

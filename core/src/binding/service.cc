@@ -125,7 +125,11 @@ Outcome BindingService::mutate(const std::string& deviceId,
   Device copy = it->second;
   Outcome out = op(copy);
   if (!out.isOk() || !out.changed) return out;
-  Status saved = store_.saveDevice(copy, meta_[deviceId], out.audit, token);
+  // A device whose discovery record is still waiting for its batch (flushDiscovered) is not on
+  // disk as it is in memory: write all of it, which also settles that batch for it.
+  bool pending = discoveredDirty_.count(deviceId) != 0;
+  Status saved = store_.saveDevice(copy, meta_[deviceId], out.audit, token,
+                                   pending ? nullptr : &it->second);
   if (!saved) {
     deps_.logger.error("could not persist device " + deviceId + ": " + saved.message());
     out.status = Status::error(ErrorCode::kInternal, "could not store the change");
@@ -133,6 +137,7 @@ Outcome BindingService::mutate(const std::string& deviceId,
     out.notifications.clear();
     return out;
   }
+  if (pending) discoveredDirty_.erase(deviceId);
   unindex(it->second);
   it->second = std::move(copy);
   index(it->second);
