@@ -94,7 +94,7 @@ def percentile(values, p):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ops", type=int, default=2000)
-    ap.add_argument("--devices", type=int, default=500)
+    ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--json")
     args = ap.parse_args()
 

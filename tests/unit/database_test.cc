@@ -182,5 +182,39 @@ TEST_F(DatabaseTest, SaveDeviceWithBeforeWritesOnlyWhatChanged) {
             "Desk lamp");
 }
 
+TEST_F(DatabaseTest, UnsyncedTransactionCommitsAndSyncWalMakesItDurable) {
+  auto db = Database::open(path_);
+  ASSERT_TRUE(db) << db.status().toString();
+  Database& d = *db.value();
+  EXPECT_TRUE(d.syncWal());  // nothing written yet: nothing to do
+  ASSERT_TRUE(d.transactionUnsynced([&] {
+    d.sql().exec("INSERT INTO users(user_id, created_at) VALUES('alice', 1)");
+    return Status::ok();
+  }));
+  // Committed (another connection sees it), and the connection is back to FULL for others.
+  SQLite::Database other(path_, SQLite::OPEN_READONLY);
+  EXPECT_EQ(other.execAndGet("SELECT count(*) FROM users").getInt(), 1);
+  EXPECT_EQ(d.sql().execAndGet("PRAGMA synchronous").getInt(), 2);
+  EXPECT_TRUE(d.syncWal());
+
+  // A failed body rolls back as in transaction(), and the mode is restored too.
+  Status s = d.transactionUnsynced([&] {
+    d.sql().exec("INSERT INTO users(user_id, created_at) VALUES('bob', 1)");
+    return Status::error(ErrorCode::kConflict, "no");
+  });
+  EXPECT_EQ(s.code(), ErrorCode::kConflict);
+  EXPECT_EQ(other.execAndGet("SELECT count(*) FROM users").getInt(), 1);
+  EXPECT_EQ(d.sql().execAndGet("PRAGMA synchronous").getInt(), 2);
+
+  // Inside a durable transaction it simply joins it.
+  ASSERT_TRUE(d.transaction([&] {
+    return d.transactionUnsynced([&] {
+      d.sql().exec("INSERT INTO users(user_id, created_at) VALUES('carol', 1)");
+      return Status::ok();
+    });
+  }));
+  EXPECT_EQ(other.execAndGet("SELECT count(*) FROM users").getInt(), 2);
+}
+
 }  // namespace
 }  // namespace hearth

@@ -111,7 +111,7 @@ bool sameRow(const Device& a, const Device& b) {
 Status BindingStore::saveDevice(const Device& device, const DeviceMeta& meta,
                                 const std::vector<AuditEntry>& audit, const ProvisionToken* token,
                                 const Device* before) {
-  return db_.transaction([&] {
+  return db_.transactionUnsynced([&] {
     if (before == nullptr || !sameRow(*before, device)) writeDeviceRow(device, meta);
     if (before == nullptr || before->bindings != device.bindings) writeBindings(device);
     if (before == nullptr || before->shares != device.shares) writeShares(device);

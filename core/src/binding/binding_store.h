@@ -28,7 +28,8 @@ class BindingStore {
                  std::map<std::string, ProvisionToken>* tokens);
 
   // Writes the device's row, bindings and shares, and appends the audit entries; with a token
-  // when a provision spent it. One transaction. With `before` (the device as it was before the
+  // when a provision spent it. One transaction, written to the WAL but not yet synced
+  // (Database::transactionUnsynced): the caller syncs before it acknowledges. With `before` (the device as it was before the
   // change being saved), the parts equal in both are left alone: a bind or share then writes
   // its own rows and the audit entry, not the device row too (fewer pages per commit).
   Status saveDevice(const Device& device, const DeviceMeta& meta,

@@ -6,7 +6,6 @@
 #include <Poco/SHA2Engine.h>
 #include <Poco/UTF8Encoding.h>
 
-
 #include "control/params.h"
 #include "identity/random.h"
 
@@ -128,8 +127,8 @@ Outcome BindingService::mutate(const std::string& deviceId,
   // A device whose discovery record is still waiting for its batch (flushDiscovered) is not on
   // disk as it is in memory: write all of it, which also settles that batch for it.
   bool pending = discoveredDirty_.count(deviceId) != 0;
-  Status saved = store_.saveDevice(copy, meta_[deviceId], out.audit, token,
-                                   pending ? nullptr : &it->second);
+  Status saved =
+      store_.saveDevice(copy, meta_[deviceId], out.audit, token, pending ? nullptr : &it->second);
   if (!saved) {
     deps_.logger.error("could not persist device " + deviceId + ": " + saved.message());
     out.status = Status::error(ErrorCode::kInternal, "could not store the change");
@@ -138,13 +137,86 @@ Outcome BindingService::mutate(const std::string& deviceId,
     return out;
   }
   if (pending) discoveredDirty_.erase(deviceId);
+  markUnsynced();
   unindex(it->second);
   it->second = std::move(copy);
   index(it->second);
   scheduleExpiry(it->second);
   armExpiryTimer();
-  commitNotifications(out.notifications);
+  afterDurable([this, notes = out.notifications] { commitNotifications(notes); });
   return out;
+}
+
+void BindingService::markUnsynced() {
+  unsynced_ = true;
+  if (settlePosted_) return;
+  settlePosted_ = true;
+  // Runs once the loop has handled what it read in this turn (every request already in the
+  // socket), so one fsync serves all of them.
+  deps_.loop.post([this] {
+    settlePosted_ = false;
+    settle();
+  });
+}
+
+void BindingService::afterDurable(std::function<void()> run, std::function<void()> failed) {
+  if (!unsynced_ && waiting_.empty()) return run();
+  waiting_.push_back({std::move(run), std::move(failed)});
+}
+
+bool BindingService::settle() {
+  bool ok = true;
+  if (unsynced_) {
+    Status s = deps_.db.syncWal();
+    unsynced_ = false;
+    if (!s) {
+      ok = false;
+      deps_.logger.error("binding changes may not be on disk: " + s.message());
+    }
+  }
+  std::vector<Waiting> due;
+  due.swap(waiting_);
+  for (auto& w : due) {
+    if (ok) {
+      w.run();
+    } else if (w.failed) {
+      w.failed();
+    }
+  }
+  return ok;
+}
+
+namespace {
+
+// Hands a binding request's answer to the service's group commit (afterDurable).
+class DurableSink : public ResponseSink {
+ public:
+  DurableSink(std::function<void(std::function<void()>, std::function<void()>)> defer,
+              Responder res)
+      : defer_(std::move(defer)), res_(std::move(res)) {}
+  void sendOk(std::string resultJson) override {
+    defer_([res = res_, json = std::move(resultJson)] { res.ok(json); }, failed());
+  }
+  void sendError(ErrorCode code, std::string message) override {
+    defer_([res = res_, code, msg = std::move(message)] { res.error(code, msg); }, failed());
+  }
+
+ private:
+  std::function<void()> failed() const {
+    return [res = res_] { res.error(ErrorCode::kInternal, "could not store the change"); };
+  }
+  std::function<void(std::function<void()>, std::function<void()>)> defer_;
+  Responder res_;
+};
+
+}  // namespace
+
+Responder BindingService::durableResponder(Responder res) {
+  return Responder(std::make_shared<DurableSink>(
+      [this](std::function<void()> run, std::function<void()> failed) {
+        afterDurable(std::move(run), std::move(failed));
+      },
+      std::move(res)));
 }
 
 void BindingService::commitNotifications(const std::vector<Notification>& notes) {
@@ -382,6 +454,10 @@ Result<std::string> BindingService::presentProvisionToken(const std::string& dev
     deps_.notifyUser(tok->second.userId, "provisionFailed", toJson(data));
     return out.status;
   }
+  // The device acts on this answer at once: the change must be on disk first.
+  if (out.changed && !settle()) {
+    return Status::error(ErrorCode::kInternal, "could not store the change");
+  }
   if (!out.changed && spent != tok->second) {
     // The token was spent without a device change (re-provisioning by the bound user).
     if (Status s = store_.saveToken(spent); !s) return s;
@@ -393,6 +469,9 @@ Result<std::string> BindingService::presentProvisionToken(const std::string& dev
 Status BindingService::reportReset(const std::string& deviceId) {
   Outcome out =
       mutate(deviceId, [&](Device& d) { return policy_.deviceReset(d, deps_.clock.nowMs()); });
+  if (out.changed && !settle()) {
+    return Status::error(ErrorCode::kInternal, "could not store the change");
+  }
   return out.status;
 }
 
@@ -442,7 +521,10 @@ Status BindingService::registerMethods(RequestRouter& router) {
   for (const auto& m : methods) {
     auto fn = m.fn;
     Status s = router.registerMethod(
-        m.name, m.scope, [this, fn](const Request& req, Responder res) { (this->*fn)(req, res); },
+        m.name, m.scope,
+        [this, fn](const Request& req, Responder res) {
+          (this->*fn)(req, durableResponder(std::move(res)));
+        },
         "core");
     if (!s) return s;
   }
@@ -450,7 +532,10 @@ Status BindingService::registerMethods(RequestRouter& router) {
     std::string h = how;
     Status s = router.registerMethod(
         how, MethodScope::kUser,
-        [this, h](const Request& req, Responder res) { answerShare(req, res, h); }, "core");
+        [this, h](const Request& req, Responder res) {
+          answerShare(req, durableResponder(std::move(res)), h);
+        },
+        "core");
     if (!s) return s;
   }
   return Status::ok();

@@ -81,6 +81,21 @@ class BindingService {
   Outcome mutate(const std::string& deviceId, const std::function<Outcome(Device&)>& op,
                  ProvisionToken* token = nullptr);
   void commitNotifications(const std::vector<Notification>& notes);
+
+  // Group commit. mutate() commits each change without waiting for the disk and schedules one
+  // sync of the WAL for everything the hub loop handles before it next waits (settle()).
+  // Answers to binding requests and the notifications of changes wait in `waiting_` until that
+  // sync, in the order they were produced, so nothing is acknowledged before it is on disk and
+  // an answer never overtakes an earlier one. Entry points that hand a result to a plugin
+  // (presentProvisionToken, reportReset) settle at once.
+  struct Waiting {
+    std::function<void()> run;     // after a good sync
+    std::function<void()> failed;  // after a failed one (may be empty)
+  };
+  void afterDurable(std::function<void()> run, std::function<void()> failed = {});
+  void markUnsynced();
+  bool settle();  // false if the sync failed
+  Responder durableResponder(Responder res);
   void index(const Device& d);
   void unindex(const Device& d);
   void scheduleExpiry(const Device& d);
@@ -124,6 +139,9 @@ class BindingService {
   std::multimap<int64_t, std::string> expiries_;  // next expiry → device
   std::map<std::string, int64_t> expiryOf_;
   std::set<std::string> discoveredDirty_;
+  bool unsynced_ = false;       // changes committed since the last sync of the WAL
+  bool settlePosted_ = false;   // settle() is posted to the hub loop
+  std::vector<Waiting> waiting_;
   TimerId discoveredTimer_ = 0;
   TimerId expiryTimer_ = 0;
   int64_t expiryTimerAt_ = 0;

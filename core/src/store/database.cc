@@ -160,6 +160,40 @@ Status Database::migrate() {
   return Status::ok();
 }
 
+Status Database::transactionUnsynced(const std::function<Status()>& body) {
+  if (txDepth_ > 0) return transaction(body);  // the outer transaction decides
+  try {
+    db_->exec("PRAGMA synchronous=NORMAL");
+  } catch (const std::exception& e) {
+    return Status::error(ErrorCode::kInternal, std::string("database error: ") + e.what());
+  }
+  Status s = transaction(body);
+  try {
+    db_->exec("PRAGMA synchronous=FULL");
+  } catch (const std::exception& e) {
+    return Status::error(ErrorCode::kInternal, std::string("database error: ") + e.what());
+  }
+  return s;
+}
+
+Status Database::syncWal() {
+  // The WAL file's handle, through SQLite's own file-control interface; its xSync is the call
+  // a synchronous=FULL commit ends with.
+  sqlite3_file* wal = nullptr;
+  int rc = sqlite3_file_control(db_->getHandle(), "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+  if (rc != SQLITE_OK) {
+    return Status::error(ErrorCode::kInternal,
+                         "database: no WAL handle (" + std::to_string(rc) + ")");
+  }
+  if (wal == nullptr || wal->pMethods == nullptr) return Status::ok();  // nothing written yet
+  rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+  if (rc != SQLITE_OK) {
+    return Status::error(ErrorCode::kInternal, "database: syncing the WAL failed (" +
+                                                   std::string(sqlite3_errstr(rc)) + ")");
+  }
+  return Status::ok();
+}
+
 Status Database::transaction(const std::function<Status()>& body) {
   if (txDepth_ > 0) {
     ++txDepth_;

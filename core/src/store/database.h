@@ -29,6 +29,16 @@ class Database {
   Status transaction(const std::function<Status()>& body);
   bool inTransaction() const { return txDepth_ > 0; }
 
+  // Group commit, for a caller that answers many changes at once: like transaction(), but the
+  // commit is written to the WAL without waiting for the disk (synchronous=NORMAL for this one
+  // commit; atomic, and it survives the process being killed, not a power cut). The caller
+  // must not acknowledge the change before a later syncWal() (or any durable transaction,
+  // whose fsync of the WAL covers every earlier commit) has returned ok.
+  Status transactionUnsynced(const std::function<Status()>& body);
+  // Makes every commit so far durable: one fsync of the WAL file, as a synchronous=FULL
+  // commit does. INTERNAL if the disk refused it.
+  Status syncWal();
+
  private:
   Database(std::string path, std::unique_ptr<SQLite::Database> db)
       : path_(std::move(path)), db_(std::move(db)) {}
