@@ -321,6 +321,8 @@ void BindingService::removeUser(const std::string& userId) {
       return out;
     });
   }
+  // Called while the account removal is being answered: its consequences are durable first.
+  if (!ids.empty()) settle();
 }
 
 // ---- Devices (transport plugins) --------------------------------------------------------------
