@@ -1,0 +1,133 @@
+// BindingService's group commit: binding changes are committed to the WAL unsynced, and their
+// answers and notifications go out only after the hub loop's turn ends with one sync
+// (Database::syncWal), in the order they were produced.
+
+#include "binding/service.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "control/router.h"
+#include "hub/clock.h"
+#include "hub/hub_loop.h"
+#include "hub/logger.h"
+#include "identity/identity.h"
+#include "store/database.h"
+
+namespace hearth {
+namespace {
+
+class RecordingPublisher : public Publisher {
+ public:
+  void publish(const std::string& topic, const std::string& payload,
+               const std::string*) override {
+    published.push_back(topic + " " + payload);
+  }
+  std::vector<std::string> published;
+};
+
+class NullTransport : public DeviceTransport {
+ public:
+  bool present(const std::string&) const override { return true; }
+  void control(const std::string&, const std::string&, const std::string&, const std::string&,
+               std::function<void(Result<std::string>)> done) override {
+    done(std::string("{}"));
+  }
+};
+
+class GroupCommitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/hearth-bs-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    auto db = Database::open(dir_ + "/hearth.db");
+    ASSERT_TRUE(db) << db.status().toString();
+    db_ = std::move(db).value();
+    identity_ = std::make_unique<IdentityService>(*db_, clock_);
+    ASSERT_TRUE(identity_->addUser("alice"));
+    bindings_ = std::make_unique<binding::BindingService>(binding::ServiceDeps{
+        *db_, loop_, clock_, logger_, *identity_,
+        [this](const std::string& user, const std::string& event, const std::string&) {
+          events_.push_back(user + " " + event);
+        }});
+    auto cfg = config::loadString("hub: {}\n", "test.yaml");
+    ASSERT_TRUE(cfg.config) << config::formatErrors(cfg.errors);
+    ASSERT_TRUE(bindings_->load(*cfg.config));
+    ASSERT_TRUE(bindings_->registerMethods(router_));
+    ASSERT_TRUE(bindings_->registerTransport("ble", &transport_, "test"));
+    for (const char* id : {"lock-1", "lock-2"}) {
+      DeviceReport r;
+      r.deviceId = id;
+      r.transport = "ble";
+      r.model = "lock";
+      r.name = id;
+      ASSERT_TRUE(bindings_->report(r));
+    }
+    loop_.runOnce();
+  }
+  void TearDown() override {
+    bindings_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void request(const std::string& method, const std::string& id, const std::string& params) {
+    MqttMessage m;
+    m.topic = "hearth/v1/u/alice/phone/req/" + method;
+    m.payload = "{\"id\":\"" + id + "\",\"params\":" + params + "}";
+    router_.handle(m);
+  }
+
+  std::string dir_;
+  ManualClock clock_;
+  LogSink sink_;
+  TaggedLogger logger_{sink_, "test"};
+  HubLoop loop_{clock_};
+  RecordingPublisher pub_;
+  RequestRouter router_{pub_, logger_};
+  NullTransport transport_;
+  std::unique_ptr<Database> db_;
+  std::unique_ptr<IdentityService> identity_;
+  std::unique_ptr<binding::BindingService> bindings_;
+  std::vector<std::string> events_;
+};
+
+TEST_F(GroupCommitTest, AnswersWaitForTheTurnsSyncAndKeepTheirOrder) {
+  // Three requests read in one turn: two changes and a read between them.
+  request("bindDevice", "1", R"({"deviceId":"lock-1"})");
+  request("getBoundDevices", "2", "{}");
+  request("bindDevice", "3", R"({"deviceId":"lock-2"})");
+  // Committed already (another connection sees both bindings) ...
+  {
+    SQLite::Database other(dir_ + "/hearth.db", SQLite::OPEN_READONLY);
+    EXPECT_EQ(other.execAndGet("SELECT count(*) FROM bindings").getInt(), 2);
+  }
+  // ... but nothing is answered or notified before the sync at the end of the turn.
+  EXPECT_TRUE(pub_.published.empty());
+  EXPECT_TRUE(events_.empty());
+
+  loop_.runOnce();
+  ASSERT_EQ(pub_.published.size(), 3u);
+  EXPECT_NE(pub_.published[0].find("\"id\":\"1\",\"ok\":true"), std::string::npos)
+      << pub_.published[0];
+  // The read waited behind the first change and shows it.
+  EXPECT_NE(pub_.published[1].find("\"id\":\"2\""), std::string::npos) << pub_.published[1];
+  EXPECT_NE(pub_.published[1].find("lock-1"), std::string::npos) << pub_.published[1];
+  EXPECT_NE(pub_.published[2].find("\"id\":\"3\",\"ok\":true"), std::string::npos)
+      << pub_.published[2];
+  EXPECT_FALSE(events_.empty());
+}
+
+TEST_F(GroupCommitTest, WithNothingPendingAReadIsAnsweredAtOnce) {
+  request("getBoundDevices", "1", "{}");
+  ASSERT_EQ(pub_.published.size(), 1u);
+  EXPECT_NE(pub_.published[0].find("\"ok\":true"), std::string::npos) << pub_.published[0];
+}
+
+}  // namespace
+}  // namespace hearth
