@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # build
-  cmake make g++ pkg-config
+  cmake make g++ pkg-config ccache
   libpoco-dev libmosquitto-dev libsqlitecpp-dev libsqlite3-dev libyaml-cpp-dev
   libsdbus-c++-dev libsystemd-dev libgtest-dev libgmock-dev googletest
   # run
