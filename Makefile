@@ -56,8 +56,11 @@ test-fuzz: deps
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target hearth_fuzzers
 	@cd $(FUZZ_BUILD) && ctest --output-on-failure -j 2 -L fuzz
 
+# make bench SDCARD=5ms: every benchmark with hearthd's fsync/fdatasync slowed by that much (the
+# SD-card model, bench/sdcard_shim.cc).
+SDCARD ?=
 bench: build
-	@bench/run_all.sh $(BUILD)
+	@SDCARD=$(SDCARD) bench/run_all.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(RUN_DIR)

@@ -38,7 +38,8 @@ def time_to_ready(hub, timeout=60):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.settimeout(timeout)
-    env = dict(os.environ, NOTIFY_SOCKET=path)
+    env = harness.hearthd_env()
+    env["NOTIFY_SOCKET"] = path
     try:
         with open(hub.log_path, "ab") as log:
             t0 = time.perf_counter()

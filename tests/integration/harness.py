@@ -29,6 +29,17 @@ from paho.mqtt.properties import Properties
 SOURCE_DIR = os.environ.get(
     "HEARTH_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 BUILD_DIR = os.environ.get("HEARTH_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
+
+
+def hearthd_env(base=None):
+    """The environment for a hearthd: os.environ, plus the benchmarks' SD-card model
+    (bench/sdcard_shim.cc) when HEARTH_SDCARD_SHIM names it. The shim goes into hearthd alone,
+    never into the broker or the clients."""
+    env = dict(os.environ if base is None else base)
+    shim = env.pop("HEARTH_SDCARD_SHIM", None)
+    if shim:
+        env["LD_PRELOAD"] = shim
+    return env
 HEARTHD = os.path.join(BUILD_DIR, "core", "hearthd")
 HEARTHCTL = os.path.join(BUILD_DIR, "tools", "hearthctl")
 PLUGIN_BUILD_DIRS = [os.path.join(BUILD_DIR, "plugins"), os.path.join(BUILD_DIR, "tests", "plugins")]
@@ -306,7 +317,7 @@ class Hub:
             f.write(text)
 
     def start(self, wait=True):
-        env = dict(os.environ)
+        env = hearthd_env()
         env.update(self.env)
         if self.notify:
             env["NOTIFY_SOCKET"] = self.notify.path
