@@ -45,6 +45,7 @@ Hub::Hub(config::HubConfig cfg, HubOptions options, LogSink& sink, const Clock& 
 
 Hub::~Hub() {
   plugins_.reset();
+  storage_.reset();
   mqtt_.reset();
 }
 
@@ -60,6 +61,8 @@ Status Hub::open() {
   auto db = Database::open(Poco::Path(cfg_.stateDir).append("hearth.db").toString());
   if (!db) return db.status();
   db_ = std::move(db).value();
+  storage_ = std::make_unique<StorageMonitor>(*db_, loop_, clock_, logger_,
+                                              [this] { statusChanged(); });
   identity_ = std::make_unique<IdentityService>(*db_, clock_);
   if (Status s = identity_->load(); !s) return s;
   bindings_ = std::make_unique<binding::BindingService>(binding::ServiceDeps{
@@ -334,6 +337,7 @@ std::string Hub::statusJson(bool online) const {
     s.set("startedAt", startedAtMs_);
     s.set("userManagement", cfg_.userManagement);
     if (plugins_) plugins_->fillStatus(s);
+    if (storage_) storage_->fillStatus(s);
   }
   return toJson(s);
 }

@@ -18,6 +18,7 @@
 #include "identity/identity.h"
 #include "plugin_host/plugin_host.h"
 #include "store/database.h"
+#include "store/storage_monitor.h"
 
 namespace hearth {
 
@@ -95,6 +96,7 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   std::unique_ptr<DynsecAdmin> dynsec_;
   RequestRouter router_;
   std::unique_ptr<PluginHost> plugins_;
+  std::unique_ptr<StorageMonitor> storage_;
   bool ready_ = false;
   bool brokerUp_ = false;
   bool statusPending_ = false;
