@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "backup/backup.h"
+#include "backup/scheduler.h"
 #include "control/mqtt_client.h"
 #include "control/router.h"
 #include "daemon/core_methods.h"
@@ -81,6 +83,9 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   void armWatchdog();
   void watchdogTick(std::chrono::milliseconds period);
   void notify(const std::string& state);
+  // A database that cannot be opened: names the newest good backup and the command that
+  // restores it, in the log and in a retained hub/status {"state":"failed"}.
+  void reportUnopenable(const Status& error);
 
   config::HubConfig cfg_;
   HubOptions options_;
@@ -97,6 +102,8 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   RequestRouter router_;
   std::unique_ptr<PluginHost> plugins_;
   std::unique_ptr<StorageMonitor> storage_;
+  std::unique_ptr<backup::BackupScheduler> backups_;
+  backup::StateLock stateLock_;
   bool ready_ = false;
   bool brokerUp_ = false;
   bool statusPending_ = false;
