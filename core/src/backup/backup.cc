@@ -29,6 +29,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -121,11 +122,39 @@ Result<std::vector<std::string>> stateFiles(const Sources& src) {
 }
 
 // A consistent copy of the live database, through SQLite's online backup API.
-// hubRunning: hearthd holds the database open, so its -shm/-wal exist and a read-only
-// connection shares them. Otherwise the file is opened immutable: a reader (root, running
-// hearthctl) must not create a -shm that the hub's own user could not open later.
+// Runs as the database file's owner while alive (when root and the owner is another user):
+// a read-only connection may have to create the -shm (and leaves a -wal after a crash in place),
+// and a root-owned -shm is one the hub's own user could not open later.
+class AsFileOwner {
+ public:
+  explicit AsFileOwner(const fs::path& file) {
+    struct stat st {};
+    if (::geteuid() != 0 || ::stat(file.c_str(), &st) != 0 || st.st_uid == 0) return;
+    if (::setegid(st.st_gid) != 0) return;
+    if (::seteuid(st.st_uid) != 0) {
+      (void)::setegid(0);
+      return;
+    }
+    switched_ = true;
+  }
+  ~AsFileOwner() {
+    if (!switched_) return;
+    (void)::seteuid(0);
+    (void)::setegid(0);
+  }
+  AsFileOwner(const AsFileOwner&) = delete;
+  AsFileOwner& operator=(const AsFileOwner&) = delete;
+
+ private:
+  bool switched_ = false;
+};
+
+// A consistent copy of the live database, through SQLite's online backup API, from a read-only
+// connection. Not `immutable`: after a crash the WAL holds committed changes the copy needs.
 Result<std::string> snapshotDatabase(const fs::path& db, const fs::path& copy, bool hubRunning) {
   try {
+    std::optional<AsFileOwner> owner;
+    if (!hubRunning) owner.emplace(db);
     std::string uri = "file:";
     for (char c : db.string()) {
       if (c == '%' || c == '?' || c == '#') {
@@ -136,8 +165,9 @@ Result<std::string> snapshotDatabase(const fs::path& db, const fs::path& copy, b
         uri += c;
       }
     }
-    uri += hubRunning ? "?mode=ro" : "?mode=ro&immutable=1";
+    uri += "?mode=ro";
     SQLite::Database src(uri, SQLite::OPEN_READONLY | SQLite::OPEN_URI);
+    owner.reset();  // the copy is written as the caller
     src.exec("PRAGMA busy_timeout=5000");
     SQLite::Database dst(copy.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
     SQLite::Backup b(dst, src);
