@@ -30,6 +30,11 @@ void BackupScheduler::start() {
     loop_.cancelTimer(timer_);
     timer_ = 0;
   }
+  // A backup interrupted by a crash leaves its temporary files: never a backup, delete them.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(backupDir(cfg_), ec)) {
+    if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove(e.path(), ec);
+  }
   if (cfg_.backupEvery.count() == 0) return;
   // Due `every` after the newest backup already there (by its file time), at once if none.
   // A minute after start at the earliest, so that a hub restarting in a loop does not write
@@ -37,7 +42,6 @@ void BackupScheduler::start() {
   milliseconds delay = std::min(cfg_.backupEvery, milliseconds(60000));
   auto existing = list(backupDir(cfg_));
   if (!existing.empty()) {
-    std::error_code ec;
     auto written = fs::last_write_time(existing.front(), ec);
     if (!ec) {
       auto age = std::chrono::duration_cast<milliseconds>(fs::file_time_type::clock::now() - written);
