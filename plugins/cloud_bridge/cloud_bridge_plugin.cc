@@ -514,8 +514,8 @@ void CloudBridgePlugin::commit(std::deque<LinkMessage> locals, const std::vector
   }
   auto r = outbox_->commit(std::move(append), acked, lostBeforeOutbox);
   if (!r && r.status().code() == ErrorCode::kStorageFull) {
-    holdWhileFull(std::move(retainedCopies), count - retainedCopies.size(), acked,
-                  lostBeforeOutbox, r.status());
+    holdWhileFull(std::move(retainedCopies), count - retainedCopies.size(), acked, lostBeforeOutbox,
+                  r.status());
     return;
   }
   if (r && storageFull_) {

@@ -239,7 +239,8 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
   size_t freshEvicted = 0;
   auto oldest = index_.begin();
   while (count > limits_.maxMessages || bytes > limits_.maxBytes) {
-    while (oldest != index_.end() && (removed.count(oldest->first) || replaced.count(oldest->first)))
+    while (oldest != index_.end() &&
+           (removed.count(oldest->first) || replaced.count(oldest->first)))
       ++oldest;
     if (oldest != index_.end()) {
       evicted.push_back(oldest->first);

@@ -3,6 +3,8 @@
 // STORAGE_FULL, reported once, and cleared by the next write that succeeds. The full disk is
 // SQLite's own: PRAGMA max_page_count makes the next page allocation fail with SQLITE_FULL.
 
+#include "backup/backup.h"
+
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/StreamCopier.h>
@@ -17,7 +19,6 @@
 #include <map>
 #include <sstream>
 
-#include "backup/backup.h"
 #include "hub/clock.h"
 #include "hub/hub_loop.h"
 #include "store/database.h"
@@ -42,9 +43,9 @@ void writeFile(const fs::path& p, const std::string& content) {
 }
 
 // Rewrites a zip, letting `edit` change (or drop, by returning nullopt) each entry.
-void rewriteZip(const fs::path& from, const fs::path& to,
-                const std::function<std::optional<std::string>(const std::string&,
-                                                               std::string)>& edit) {
+void rewriteZip(
+    const fs::path& from, const fs::path& to,
+    const std::function<std::optional<std::string>(const std::string&, std::string)>& edit) {
   std::map<std::string, std::string> entries;
   {
     std::ifstream in(from, std::ios::binary);
@@ -114,8 +115,7 @@ TEST_F(BackupTest, HoldsTheDatabaseTheStateFilesAndTheBrokerAccountsWithChecksum
     EXPECT_EQ(f.sha256.size(), 64u) << f.name;
   }
   EXPECT_EQ(names, (std::vector<std::string>{"db/hearth.db", "state/plugin.state",
-                                             "state/web/ca.pem",
-                                             "broker/dynamic-security.json"}));
+                                             "state/web/ca.pem", "broker/dynamic-security.json"}));
   // Nothing temporary is left beside it.
   size_t files = 0;
   for (const auto& e : fs::directory_iterator(out.parent_path())) files += e.is_regular_file();

@@ -17,10 +17,10 @@
 // Exit codes: 0 ok, 1 the hub answered with an error (its code is printed), 2 usage or
 // configuration error, 3 no answer (hub or broker not reachable).
 
+#include <Poco/DateTimeFormatter.h>
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
-#include <Poco/DateTimeFormatter.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
 #include <Poco/Timestamp.h>
@@ -28,9 +28,9 @@
 
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -216,10 +216,11 @@ int runBackup(const hearth::config::HubConfig& cfg, const std::string& file, boo
   }
   uint64_t bytes = 0;
   for (const auto& f : r.value().files) bytes += f.size;
-  std::printf("backup written to %s: hearthd %s, schema %d, %zu entries (%llu bytes)%s\n",
-              file.c_str(), r.value().hearthVersion.c_str(), r.value().schemaVersion,
-              r.value().files.size(), static_cast<unsigned long long>(bytes),
-              src.dynsecFile.empty() ? ", without the broker accounts" : ", broker accounts included");
+  std::printf(
+      "backup written to %s: hearthd %s, schema %d, %zu entries (%llu bytes)%s\n", file.c_str(),
+      r.value().hearthVersion.c_str(), r.value().schemaVersion, r.value().files.size(),
+      static_cast<unsigned long long>(bytes),
+      src.dynsecFile.empty() ? ", without the broker accounts" : ", broker accounts included");
   return 0;
 }
 
@@ -280,9 +281,10 @@ int runRestore(const hearth::config::HubConfig& cfg, const std::string& file, in
   bool accounts = !m.value().dynsecFile.empty() && !cfg.brokerDynsecFile.empty();
   std::printf("next:\n");
   if (accounts) {
-    std::printf("  1. restart the broker (systemctl restart mosquitto) so that it loads the "
-                "restored accounts%s,\n",
-                brokerAnswers(cfg) ? " — it is running now, with the old ones" : "");
+    std::printf(
+        "  1. restart the broker (systemctl restart mosquitto) so that it loads the "
+        "restored accounts%s,\n",
+        brokerAnswers(cfg) ? " — it is running now, with the old ones" : "");
     std::printf("  2. then start the hub: systemctl start hearth\n");
   } else {
     std::printf("  start the hub: systemctl start hearth\n");

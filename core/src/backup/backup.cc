@@ -183,7 +183,8 @@ Result<std::string> snapshotDatabase(const fs::path& db, const fs::path& copy, b
     return dst.execAndGet("PRAGMA quick_check").getString();
   } catch (const SQLite::Exception& e) {
     if (e.getErrorCode() == SQLITE_FULL) {
-      return Status::error(ErrorCode::kStorageFull, std::string("copying the database: ") + e.what());
+      return Status::error(ErrorCode::kStorageFull,
+                           std::string("copying the database: ") + e.what());
     }
     return internal("copying the database " + db.string() + ": " + e.what());
   }
@@ -333,12 +334,11 @@ Status checkArchive(const std::string& path, const Archive& a) {
   }
   if (versionParts(m.hearthVersion) > versionParts(ours) ||
       m.schemaVersion > Database::latestVersion()) {
-    return Status::error(
-        ErrorCode::kConflict,
-        path + " was made by hearthd " + m.hearthVersion + " (database schema " +
-            std::to_string(m.schemaVersion) + "), newer than this hearthd " + ours + " (schema " +
-            std::to_string(Database::latestVersion()) + "): restore it with hearthd " +
-            m.hearthVersion + " or newer");
+    return Status::error(ErrorCode::kConflict,
+                         path + " was made by hearthd " + m.hearthVersion + " (database schema " +
+                             std::to_string(m.schemaVersion) + "), newer than this hearthd " +
+                             ours + " (schema " + std::to_string(Database::latestVersion()) +
+                             "): restore it with hearthd " + m.hearthVersion + " or newer");
   }
   std::map<std::string, const FileEntry*> listed;
   for (const auto& f : m.files) {
@@ -348,10 +348,10 @@ Status checkArchive(const std::string& path, const Archive& a) {
     if (e == a.entries.end()) return internal(path + ": entry " + f.name + " is missing");
     std::string actual = hashString(e->second);
     if (e->second.size() != f.size || actual != f.sha256) {
-      return internal(path + ": entry " + f.name + " does not match its checksum (manifest sha256 " +
-                      f.sha256 + ", " + std::to_string(f.size) + " bytes; archive sha256 " +
-                      actual + ", " + std::to_string(e->second.size()) +
-                      " bytes): the backup is damaged, use another one");
+      return internal(
+          path + ": entry " + f.name + " does not match its checksum (manifest sha256 " + f.sha256 +
+          ", " + std::to_string(f.size) + " bytes; archive sha256 " + actual + ", " +
+          std::to_string(e->second.size()) + " bytes): the backup is damaged, use another one");
     }
   }
   for (const auto& [name, content] : a.entries) {
@@ -410,7 +410,8 @@ Result<Manifest> create(const Sources& src, const std::string& outPath, int64_t 
 
   std::vector<std::pair<fs::path, std::string>> add;  // file, entry name
   add.emplace_back(dbCopy, kDbEntry);
-  for (const auto& rel : files.value()) add.emplace_back(fs::path(src.stateDir) / rel, kStatePrefix + rel);
+  for (const auto& rel : files.value())
+    add.emplace_back(fs::path(src.stateDir) / rel, kStatePrefix + rel);
   if (!src.dynsecFile.empty()) add.emplace_back(src.dynsecFile, kBrokerEntry);
   for (const auto& [file, name] : add) {
     auto h = hashFile(file, name);
@@ -497,7 +498,9 @@ Result<std::string> restore(const std::string& path, const RestoreTargets& t, in
     if (ec) return ioError("cannot move " + e.path().string() + " aside", ec.value());
     ++moved;
   }
-  if (moved > 0) report << "moved the previous contents of " << root.string() << " to " << aside.string() << "\n";
+  if (moved > 0)
+    report << "moved the previous contents of " << root.string() << " to " << aside.string()
+           << "\n";
 
   size_t restored = 0;
   for (const auto& f : a.manifest.files) {
@@ -557,8 +560,7 @@ std::vector<std::string> list(const std::string& dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     std::string name = e.path().filename().string();
-    if (name.rfind("hearth-", 0) == 0 && e.path().extension() == ".zip" &&
-        e.is_regular_file(ec)) {
+    if (name.rfind("hearth-", 0) == 0 && e.path().extension() == ".zip" && e.is_regular_file(ec)) {
       out.push_back(e.path().string());
     }
   }

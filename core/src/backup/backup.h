@@ -73,16 +73,15 @@ Result<Manifest> verify(const std::string& path);
 
 struct RestoreTargets {
   std::string stateDir;
-  std::string dynsecFile;          // empty = the archive's broker entry is not restored
-  std::vector<std::string> keep;   // absolute paths inside stateDir left in place (backup dir)
+  std::string dynsecFile;         // empty = the archive's broker entry is not restored
+  std::vector<std::string> keep;  // absolute paths inside stateDir left in place (backup dir)
 };
 
 // Verifies, then replaces the state directory's contents and the broker file with the
 // archive's. What was there is moved to <stateDir>/pre-restore-<time>/ (and <dynsecFile>.
 // pre-restore-<time>), never deleted. The caller holds the state lock (hearthd is stopped).
 // Returns a human summary of what was done.
-Result<std::string> restore(const std::string& path, const RestoreTargets& targets,
-                            int64_t nowMs);
+Result<std::string> restore(const std::string& path, const RestoreTargets& targets, int64_t nowMs);
 
 // The scheduled backups of a directory (hearth-<UTC time>.zip), newest first.
 std::vector<std::string> list(const std::string& dir);

@@ -1,7 +1,6 @@
 #include "backup/scheduler.h"
 
 #include <Poco/Path.h>
-
 #include <unistd.h>
 
 #include <filesystem>
@@ -44,7 +43,8 @@ void BackupScheduler::start() {
   if (!existing.empty()) {
     auto written = fs::last_write_time(existing.front(), ec);
     if (!ec) {
-      auto age = std::chrono::duration_cast<milliseconds>(fs::file_time_type::clock::now() - written);
+      auto age =
+          std::chrono::duration_cast<milliseconds>(fs::file_time_type::clock::now() - written);
       if (age < cfg_.backupEvery) delay = std::max(delay, cfg_.backupEvery - age);
     }
   }

@@ -25,8 +25,7 @@ std::string backupDir(const config::HubConfig& cfg);
 
 class BackupScheduler {
  public:
-  BackupScheduler(const config::HubConfig& cfg, HubLoop& loop, const Clock& clock,
-                  Logger& logger);
+  BackupScheduler(const config::HubConfig& cfg, HubLoop& loop, const Clock& clock, Logger& logger);
   ~BackupScheduler();  // waits for a backup in progress
 
   void start();

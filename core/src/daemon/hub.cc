@@ -63,8 +63,8 @@ Status Hub::open() {
   }
   auto lock = backup::StateLock::acquire(cfg_.stateDir);
   if (!lock) {
-    return Status::error(ErrorCode::kInternal, "another " + lock.status().message() +
-                                                   "; one hub per state directory");
+    return Status::error(ErrorCode::kInternal,
+                         "another " + lock.status().message() + "; one hub per state directory");
   }
   stateLock_ = std::move(lock).value();
   auto db = Database::open(Poco::Path(cfg_.stateDir).append("hearth.db").toString());
@@ -73,8 +73,8 @@ Status Hub::open() {
     return db.status();
   }
   db_ = std::move(db).value();
-  storage_ = std::make_unique<StorageMonitor>(*db_, loop_, clock_, logger_,
-                                              [this] { statusChanged(); });
+  storage_ =
+      std::make_unique<StorageMonitor>(*db_, loop_, clock_, logger_, [this] { statusChanged(); });
   identity_ = std::make_unique<IdentityService>(*db_, clock_);
   if (Status s = identity_->load(); !s) return s;
   bindings_ = std::make_unique<binding::BindingService>(binding::ServiceDeps{

@@ -1,13 +1,12 @@
 #include "store/database.h"
 
+#include <Poco/Path.h>
 #include <sqlite3.h>
 #include <sys/statvfs.h>
 
 #include <cerrno>
 #include <cstring>
 #include <vector>
-
-#include <Poco/Path.h>
 
 namespace hearth {
 namespace {
@@ -235,18 +234,17 @@ Status Database::writeError(const std::exception& e, const std::string& what) {
   int code = -1;
   if (const auto* se = dynamic_cast<const SQLite::Exception*>(&e)) code = se->getErrorCode();
   int err = db_ ? sqlite3_system_errno(db_->getHandle()) : 0;
-  bool full = code == SQLITE_FULL ||
-              ((code == SQLITE_IOERR || code == SQLITE_CANTOPEN) && (err == ENOSPC || err == EDQUOT));
+  bool full = code == SQLITE_FULL || ((code == SQLITE_IOERR || code == SQLITE_CANTOPEN) &&
+                                      (err == ENOSPC || err == EDQUOT));
   if (!full) return Status::error(ErrorCode::kInternal, what + e.what());
-  std::string detail = "the filesystem of " + Poco::Path(path_).parent().toString() +
-                       " is full (" + e.what() + ")";
+  std::string detail =
+      "the filesystem of " + Poco::Path(path_).parent().toString() + " is full (" + e.what() + ")";
   if (!storageFull_) {
     storageFull_ = true;
     if (storageListener_) storageListener_(true, detail);
   }
-  return Status::error(ErrorCode::kStorageFull,
-                       "the hub's storage is full; nothing was changed (" + std::string(e.what()) +
-                           ")");
+  return Status::error(ErrorCode::kStorageFull, "the hub's storage is full; nothing was changed (" +
+                                                    std::string(e.what()) + ")");
 }
 
 void Database::noteWritable() {

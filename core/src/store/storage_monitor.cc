@@ -5,8 +5,7 @@ namespace hearth {
 StorageMonitor::StorageMonitor(Database& db, HubLoop& loop, const Clock& clock, Logger& logger,
                                std::function<void()> changed)
     : db_(db), loop_(loop), clock_(clock), logger_(logger), changed_(std::move(changed)) {
-  db_.setStorageListener(
-      [this](bool full, const std::string& detail) { onChange(full, detail); });
+  db_.setStorageListener([this](bool full, const std::string& detail) { onChange(full, detail); });
 }
 
 StorageMonitor::~StorageMonitor() {
