@@ -425,7 +425,11 @@ void BindingService::flushDiscovered() {
     }
     return Status::ok();
   });
-  if (!s) deps_.logger.error("could not store discovered devices: " + s.message());
+  // A full disk was said once by the database's monitor; the records come again with the
+  // devices' next announcements.
+  if (!s && s.code() != ErrorCode::kStorageFull) {
+    deps_.logger.error("could not store discovered devices: " + s.message());
+  }
 }
 
 std::string BindingService::deviceEventData(const std::string& deviceId) const {
