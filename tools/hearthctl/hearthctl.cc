@@ -17,20 +17,13 @@
 // Exit codes: 0 ok, 1 the hub answered with an error (its code is printed), 2 usage or
 // configuration error, 3 no answer (hub or broker not reachable).
 
-#include <Poco/DateTimeFormatter.h>
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
-#include <Poco/Net/SocketAddress.h>
-#include <Poco/Net/StreamSocket.h>
-#include <Poco/Timestamp.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -39,10 +32,9 @@
 #include <string>
 #include <vector>
 
-#include "backup/backup.h"
-#include "backup/scheduler.h"
 #include "config/config.h"
 #include "control/mqtt_client.h"
+#include "hearthctl/backup_commands.h"
 #include "identity/random.h"
 
 namespace {
@@ -50,10 +42,10 @@ namespace {
 int usage() {
   std::fprintf(stderr,
                "usage: hearthctl [--config FILE] [--set key=value]... [--json] [--timeout S] CMD\n"
-               "  status | plugins | devices | user add NAME [--password P] |\n"
+               "  status | plugins | devices | backup FILE [--no-broker] | restore FILE |\n"
+               "  verify FILE | user add NAME [--password P] |\n"
                "  user remove NAME |"
-               "  user list | call METHOD [JSON-PARAMS] |\n"
-               "  backup FILE [--no-broker] | restore FILE | verify FILE\n");
+               "  user list | call METHOD [JSON-PARAMS]\n");
   return 2;
 }
 
@@ -181,117 +173,6 @@ void printHuman(const std::string& method, const Poco::JSON::Object::Ptr& r) {
   std::printf("%s\n", toJson(r).c_str());
 }
 
-std::string isoTime(int64_t ms) {
-  return Poco::DateTimeFormatter::format(Poco::Timestamp(ms * 1000), "%Y-%m-%d %H:%M:%S UTC");
-}
-
-// hearthctl backup: read straight from the state directory and the broker's file, not through
-// hearthd (which may be down, runs unprivileged, and may not read the broker's file). The
-// database copy is SQLite's online backup, consistent while hearthd writes.
-int runBackup(const hearth::config::HubConfig& cfg, const std::string& file, bool noBroker) {
-  hearth::backup::Sources src;
-  src.stateDir = cfg.stateDir;
-  src.exclude.push_back(hearth::backup::backupDir(cfg));
-  if (!noBroker) {
-    if (cfg.brokerDynsecFile.empty()) {
-      if (cfg.userManagement == "dynsec") {
-        std::fprintf(stderr,
-                     "hearthctl: broker.dynsec_file is not set, so the backup would not hold the "
-                     "users' broker accounts (their passwords). Set it to the broker's Dynamic "
-                     "Security file (mosquitto's plugin_opt_config_file), or pass --no-broker.\n");
-        return 2;
-      }
-    } else if (::access(cfg.brokerDynsecFile.c_str(), R_OK) != 0) {
-      std::fprintf(stderr, "hearthctl: cannot read broker.dynsec_file %s: %s (run as root?)\n",
-                   cfg.brokerDynsecFile.c_str(), std::strerror(errno));
-      return 2;
-    } else {
-      src.dynsecFile = cfg.brokerDynsecFile;
-    }
-  }
-  auto r = hearth::backup::create(src, file, Poco::Timestamp().epochMicroseconds() / 1000);
-  if (!r) {
-    std::fprintf(stderr, "hearthctl: backup failed: %s\n", r.status().toString().c_str());
-    return 1;
-  }
-  uint64_t bytes = 0;
-  for (const auto& f : r.value().files) bytes += f.size;
-  std::printf(
-      "backup written to %s: hearthd %s, schema %d, %zu entries (%llu bytes)%s\n", file.c_str(),
-      r.value().hearthVersion.c_str(), r.value().schemaVersion, r.value().files.size(),
-      static_cast<unsigned long long>(bytes),
-      src.dynsecFile.empty() ? ", without the broker accounts" : ", broker accounts included");
-  return 0;
-}
-
-int runVerify(const std::string& file) {
-  auto m = hearth::backup::verify(file);
-  if (!m) {
-    std::fprintf(stderr, "hearthctl: %s\n", m.status().message().c_str());
-    return 1;
-  }
-  std::printf("%s: ok — hearthd %s, schema %d, taken %s from %s, %zu entries%s\n", file.c_str(),
-              m.value().hearthVersion.c_str(), m.value().schemaVersion,
-              isoTime(m.value().createdAtMs).c_str(), m.value().stateDir.c_str(),
-              m.value().files.size(),
-              m.value().dynsecFile.empty() ? ", no broker accounts" : ", with broker accounts");
-  return 0;
-}
-
-bool brokerAnswers(const hearth::config::HubConfig& cfg) {
-  try {
-    Poco::Net::StreamSocket s;
-    s.connect(Poco::Net::SocketAddress(cfg.brokerHost, static_cast<uint16_t>(cfg.brokerPort)),
-              Poco::Timespan(1, 0));
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
-}
-
-int runRestore(const hearth::config::HubConfig& cfg, const std::string& file, int timeoutSec) {
-  // Checked before anything is touched, so a bad archive never costs a running hub.
-  auto m = hearth::backup::verify(file);
-  if (!m) {
-    std::fprintf(stderr, "hearthctl: not restoring: %s\n", m.status().message().c_str());
-    return 1;
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(cfg.stateDir, ec);
-  auto lock = hearth::backup::StateLock::acquire(cfg.stateDir, timeoutSec * 1000);
-  if (!lock) {
-    std::fprintf(stderr,
-                 "hearthctl: not restoring: %s. Stop it first (systemctl stop hearth), then run "
-                 "this again.\n",
-                 lock.status().message().c_str());
-    return 1;
-  }
-  hearth::backup::RestoreTargets t;
-  t.stateDir = cfg.stateDir;
-  t.dynsecFile = cfg.brokerDynsecFile;
-  t.keep.push_back(hearth::backup::backupDir(cfg));
-  auto r = hearth::backup::restore(file, t, Poco::Timestamp().epochMicroseconds() / 1000);
-  if (!r) {
-    std::fprintf(stderr, "hearthctl: restore failed: %s\n", r.status().toString().c_str());
-    return 1;
-  }
-  std::printf("restored %s (hearthd %s, taken %s)\n%s", file.c_str(),
-              m.value().hearthVersion.c_str(), isoTime(m.value().createdAtMs).c_str(),
-              r.value().c_str());
-  bool accounts = !m.value().dynsecFile.empty() && !cfg.brokerDynsecFile.empty();
-  std::printf("next:\n");
-  if (accounts) {
-    std::printf(
-        "  1. restart the broker (systemctl restart mosquitto) so that it loads the "
-        "restored accounts%s,\n",
-        brokerAnswers(cfg) ? " — it is running now, with the old ones" : "");
-    std::printf("  2. then start the hub: systemctl start hearth\n");
-  } else {
-    std::printf("  start the hub: systemctl start hearth\n");
-  }
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -326,6 +207,17 @@ int main(int argc, char** argv) {
       args.push_back(a);
   }
   if (args.empty()) return usage();
+  // Backups work on the files, not through hearthd.
+  if ((args[0] == "backup" || args[0] == "restore" || args[0] == "verify") && args.size() == 2) {
+    if (args[0] == "verify") return hearthctl::runVerify(args[1]);
+    auto loaded = hearth::config::loadFile(configPath, overrides);
+    if (!loaded.config) {
+      std::fprintf(stderr, "%s\n", hearth::config::formatErrors(loaded.errors).c_str());
+      return 2;
+    }
+    if (args[0] == "backup") return hearthctl::runBackup(*loaded.config, args[1], noBroker);
+    return hearthctl::runRestore(*loaded.config, args[1], timeoutSec);
+  }
 
   std::string method;
   Poco::JSON::Object params;
@@ -349,16 +241,6 @@ int main(int argc, char** argv) {
     params.set("userId", args[2]);
   } else if (args[0] == "user" && args.size() == 2 && args[1] == "list") {
     method = "userList";
-  } else if ((args[0] == "backup" || args[0] == "restore" || args[0] == "verify") &&
-             args.size() == 2) {
-    if (args[0] == "verify") return runVerify(args[1]);
-    auto loaded = hearth::config::loadFile(configPath, overrides);
-    if (!loaded.config) {
-      std::fprintf(stderr, "%s\n", hearth::config::formatErrors(loaded.errors).c_str());
-      return 2;
-    }
-    if (args[0] == "backup") return runBackup(*loaded.config, args[1], noBroker);
-    return runRestore(*loaded.config, args[1], timeoutSec);
   } else if (args[0] == "call" && (args.size() == 2 || args.size() == 3)) {
     method = args[1];
     if (args.size() == 3) {
