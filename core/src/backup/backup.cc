@@ -3,7 +3,6 @@
 #include <Poco/DateTime.h>
 #include <Poco/DateTimeFormat.h>
 #include <Poco/DateTimeFormatter.h>
-#include <Poco/DigestStream.h>
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
@@ -55,17 +54,6 @@ std::string hexDigest(Poco::DigestEngine& engine) {
   return Poco::DigestEngine::digestToHex(engine.digest());
 }
 
-Result<FileEntry> hashFile(const fs::path& file, const std::string& name) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return ioError("cannot read " + file.string(), errno);
-  Poco::SHA2Engine sha;
-  Poco::DigestOutputStream out(sha);
-  uint64_t size = Poco::StreamCopier::copyStream64(in, out);
-  out.close();
-  if (in.bad()) return ioError("cannot read " + file.string(), errno);
-  return FileEntry{name, size, hexDigest(sha)};
-}
-
 std::string hashString(const std::string& s) {
   Poco::SHA2Engine sha;
   sha.update(s);
@@ -107,7 +95,7 @@ Result<std::vector<std::string>> stateFiles(const Sources& src) {
     fs::path rel = p.lexically_relative(root);
     std::string top = rel.begin()->string();
     bool skip = top.rfind(kPreRestorePrefix, 0) == 0 || top.rfind(".tmp-", 0) == 0 ||
-                (it.depth() == 0 && (top == kLockName || top.rfind(kDbName, 0) == 0));
+                (it.depth() == 0 && top.rfind(kDbName, 0) == 0);
     fs::path canon = fs::weakly_canonical(p, ec);
     for (const auto& x : excluded) skip = skip || canon == x;
     if (skip) {
@@ -413,29 +401,21 @@ Result<Manifest> create(const Sources& src, const std::string& outPath, int64_t 
   for (const auto& rel : files.value())
     add.emplace_back(fs::path(src.stateDir) / rel, kStatePrefix + rel);
   if (!src.dynsecFile.empty()) add.emplace_back(src.dynsecFile, kBrokerEntry);
-  for (const auto& [file, name] : add) {
-    auto h = hashFile(file, name);
-    if (!h) return h.status();
-    m.files.push_back(h.value());
-  }
-
   try {
     std::ofstream zipOut(zipTmp, std::ios::binary | std::ios::trunc);
     if (!zipOut) return ioError("cannot create " + zipTmp.string(), errno);
     Poco::Zip::Compress zip(zipOut, true);
     for (const auto& [file, name] : add) {
-      // Read into memory first: the hash above and the bytes archived are then the same even
-      // if a plugin rewrote its file in between.
+      // Each file is read once into memory, hashed and archived from there: the checksum is of
+      // the bytes archived, even if a plugin rewrites its file meanwhile. (State files are
+      // small; the database copy is ours and is hashed the same way.)
       std::ifstream in(file, std::ios::binary);
+      if (!in) return ioError("cannot read " + file.string(), errno);
       std::ostringstream content;
       Poco::StreamCopier::copyStream(in, content);
+      if (in.bad()) return ioError("cannot read " + file.string(), errno);
       std::string bytes = content.str();
-      auto entry = std::find_if(m.files.begin(), m.files.end(),
-                                [&](const FileEntry& f) { return f.name == name; });
-      if (hashString(bytes) != entry->sha256) {
-        entry->sha256 = hashString(bytes);
-        entry->size = bytes.size();
-      }
+      m.files.push_back({name, bytes.size(), hashString(bytes)});
       std::istringstream data(bytes);
       zip.addFile(data, Poco::DateTime(), Poco::Path(name, Poco::Path::PATH_UNIX));
     }
@@ -488,7 +468,7 @@ Result<std::string> restore(const std::string& path, const RestoreTargets& t, in
   size_t moved = 0;
   for (const auto& e : fs::directory_iterator(root, ec)) {
     std::string name = e.path().filename().string();
-    if (name == kLockName || name.rfind(kPreRestorePrefix, 0) == 0) continue;
+    if (name.rfind(kPreRestorePrefix, 0) == 0) continue;
     fs::path canon = fs::weakly_canonical(e.path(), ec);
     if (std::find(keep.begin(), keep.end(), canon) != keep.end()) continue;
     // The archive being restored may live in the state directory (a scheduled backup).

@@ -32,10 +32,9 @@ constexpr const char* kManifestName = "manifest.json";
 constexpr const char* kDbEntry = "db/hearth.db";
 constexpr const char* kBrokerEntry = "broker/dynamic-security.json";
 constexpr const char* kStatePrefix = "state/";
-// Names in the state directory that are never backed up, and never moved away by a restore:
-// the database (copied apart), its journals, hearthd's lock, earlier restores' leftovers.
+// The database (backed up as kDbEntry, its journals not at all), and the prefix of what a
+// restore moved aside: neither backed up nor moved again by the next restore.
 constexpr const char* kDbName = "hearth.db";
-constexpr const char* kLockName = "hearthd.lock";
 constexpr const char* kPreRestorePrefix = "pre-restore-";
 
 struct FileEntry {
