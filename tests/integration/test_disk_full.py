@@ -91,6 +91,8 @@ class DiskFullTest(unittest.TestCase):
             codes.append("OK" if r["ok"] else r["error"]["code"])
             if codes[-1] != "OK":
                 break
+        if os.environ.get("HEARTH_TEST_VERBOSE"):
+            print("changes accepted after the fill, before STORAGE_FULL: %d" % (len(codes) - 1))
         self.assertEqual(codes[-1], "STORAGE_FULL", codes)
         self.assertTrue(set(codes) <= {"OK", "STORAGE_FULL"}, codes)
 
@@ -122,6 +124,9 @@ class DiskFullTest(unittest.TestCase):
         self.publish("hearth/v1/test/x", 10)
         d = wait_for(lambda: (lambda b: b if b.get("dropped", 0) >= before["dropped"] + 10
                               else None)(self.bridge()), timeout=20, what="10 drops counted")
+        if os.environ.get("HEARTH_TEST_VERBOSE"):
+            print("outbox before/after 10 messages on a full disk: %d/%d, dropped %d -> %d"
+                  % (before["outbox"], d["outbox"], before["dropped"], d["dropped"]))
         self.assertLessEqual(d["outbox"], before["outbox"], d)
         self.assertTrue(d.get("storageFull"), d)
 
