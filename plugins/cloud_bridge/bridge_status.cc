@@ -35,6 +35,7 @@ std::string BridgeStatus::toJson() const {
   if (state == CloudState::kBackingOff) o.set("retryDelayMs", retryDelayMs);
   o.set("lastError", lastError);
   if (!localConnected && !localError.empty()) o.set("localError", localError);
+  if (storageFull) o.set("storageFull", true);
   std::ostringstream out;
   o.stringify(out);
   return out.str();

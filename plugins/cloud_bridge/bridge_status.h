@@ -28,9 +28,11 @@ struct BridgeStatus {
   int64_t retryDelayMs = 0;  // the current backoff delay while backing off
   std::string lastError;     // the last cloud connection error; cleared on connect
   std::string localError;    // the last local broker connection error; cleared on connect
+  bool storageFull = false;  // the outbox cannot grow: the state disk is full
 
   // {"connected","state","local","endpoint","outbox","outboxBytes","dropped","rejected",
-  //  "forwarded","deliveredIn","inDropped","attempts","retryDelayMs"?,"lastError","localError"?}
+  //  "forwarded","deliveredIn","inDropped","attempts","retryDelayMs"?,"lastError","localError"?,
+//  "storageFull"? (only while true)}
   std::string toJson() const;
   // running when both connections are up; degraded with an error; waiting otherwise.
   PluginState pluginState() const;

@@ -15,6 +15,10 @@ using std::chrono::milliseconds;
 constexpr milliseconds kStatusInterval{250};
 // Drops are logged at once, then at most this often with the count in between.
 constexpr milliseconds kDropLogInterval{5000};
+// Retained topics whose latest message is held in memory while the disk is full.
+constexpr size_t kMaxHeldRetained = 1024;
+// How often an outbox on a full disk tries again to store the retained state it holds.
+constexpr milliseconds kFullRetry{5000};
 // How long stop() waits for an I/O thread blocked in name resolution or a TCP connect.
 constexpr milliseconds kShutdownGrace{3000};
 // Receive Maximum we announce to the local broker: it may send this many QoS 1 messages ahead of
@@ -229,6 +233,7 @@ void CloudBridgePlugin::stop() {
   cancelTimer(statusTimer_);
   cancelTimer(dropLogTimer_);
   cancelTimer(ackTimer_);
+  cancelTimer(fullRetryTimer_);
   // Local first: after it is joined no more local messages arrive.
   if (!local_->shutdown(kShutdownGrace)) {
     ctx_.logger().warn("local connection thread did not stop in time; detached");
@@ -492,9 +497,36 @@ void CloudBridgePlugin::commit(std::deque<LinkMessage> locals, const std::vector
     if (!route || !isRoutingDelivery(route->rule, m.subscriptionIds)) continue;
     append.push_back({std::move(route->topic), std::move(m.payload), route->qos, m.retain, now});
   }
-  if (append.empty() && acked.empty() && lostBeforeOutbox == 0) return;
+  if (append.empty() && acked.empty() && lostBeforeOutbox == 0 && heldRetained_.empty()) return;
+  // Retained state held back while the disk was full goes first: it is older than this batch.
+  if (!heldRetained_.empty()) {
+    std::vector<OutboxMessage> held;
+    held.reserve(heldRetained_.size() + append.size());
+    for (auto& [topic, m] : heldRetained_) held.push_back(m);
+    for (auto& m : append) held.push_back(std::move(m));
+    append = std::move(held);
+  }
   size_t count = append.size();
+  // Copies of the retained messages (few: state topics), kept should the disk be full.
+  std::vector<OutboxMessage> retainedCopies;
+  for (const OutboxMessage& m : append) {
+    if (m.retain) retainedCopies.push_back(m);
+  }
   auto r = outbox_->commit(std::move(append), acked, lostBeforeOutbox);
+  if (!r && r.status().code() == ErrorCode::kStorageFull) {
+    holdWhileFull(std::move(retainedCopies), count - retainedCopies.size(), acked, lostBeforeOutbox,
+                  r.status());
+    return;
+  }
+  if (r && storageFull_) {
+    storageFull_ = false;
+    status_.storageFull = false;
+    ctx_.logger().info("outbox writable again: " + std::to_string(heldRetained_.size()) +
+                       " retained messages kept while the disk was full are queued, " +
+                       std::to_string(droppedWhileFull_) + " other messages were dropped");
+    droppedWhileFull_ = 0;
+  }
+  if (r) heldRetained_.clear();
   if (!r) {
     // The local broker already has our PUBACK for these: they are lost, and we say so.
     unstored_ += count + lostBeforeOutbox;
@@ -505,6 +537,46 @@ void CloudBridgePlugin::commit(std::deque<LinkMessage> locals, const std::vector
   }
   if (r.value().dropped > 0) {
     noteDropped(r.value().dropped, r.value().firstDroppedSeq, r.value().lastDroppedSeq);
+  }
+}
+
+// The disk under the outbox is full: the outbox cannot grow, so new messages are dropped and
+// counted, except retained ones, which are state: the latest per topic is held in memory (up to
+// kMaxHeldRetained topics) and queued once the disk has room. Said once per episode.
+void CloudBridgePlugin::holdWhileFull(std::vector<OutboxMessage> retained, size_t others,
+                                      const std::vector<uint64_t>& acked, uint64_t lost,
+                                      const Status& error) {
+  uint64_t dropped = lost + others;
+  for (OutboxMessage& m : retained) {
+    if (m.retain && (heldRetained_.count(m.topic) || heldRetained_.size() < kMaxHeldRetained)) {
+      heldRetained_[m.topic] = std::move(m);
+    } else {
+      ++dropped;
+    }
+  }
+  unstored_ += dropped;
+  droppedWhileFull_ += dropped;
+  // Still in the outbox: removed by the first commit that succeeds (resent meanwhile if the
+  // connection drops, as any unremoved record is).
+  pendingAcks_.insert(pendingAcks_.end(), acked.begin(), acked.end());
+  // Held state must not wait for the next message: look again in a while.
+  if (!heldRetained_.empty() && fullRetryTimer_ == 0) {
+    fullRetryTimer_ = ctx_.startTimer(kFullRetry, [this, alive = alive_] {
+      if (!*alive) return;
+      fullRetryTimer_ = 0;
+      std::vector<uint64_t> acks;
+      acks.swap(pendingAcks_);
+      commit({}, acks, 0);
+      pump();
+      updateStatus();
+    });
+  }
+  if (!storageFull_) {
+    storageFull_ = true;
+    status_.storageFull = true;
+    ctx_.logger().error("the outbox cannot grow: " + error.message() +
+                        ". New messages are dropped and counted (retained ones: the latest per "
+                        "topic is kept in memory) until there is space; this is logged once.");
   }
 }
 

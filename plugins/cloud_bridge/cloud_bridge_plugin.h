@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -80,6 +81,8 @@ class CloudBridgePlugin : public Plugin, private LinkListener {
   void handle(Event& e, std::vector<uint64_t>& acked);
   void commit(std::deque<LinkMessage> locals, const std::vector<uint64_t>& acked,
               uint64_t lostBeforeOutbox);
+  void holdWhileFull(std::vector<OutboxMessage> retained, size_t others,
+                     const std::vector<uint64_t>& acked, uint64_t lost, const Status& error);
   void deliverIn(LinkMessage& m);
   void connectCloud();
   void connectLocal();
@@ -131,6 +134,11 @@ class CloudBridgePlugin : public Plugin, private LinkListener {
   uint64_t dropsLastSeq_ = 0;
   std::chrono::steady_clock::time_point lastDropLog_{};
   uint64_t inDropLogged_ = 0;
+  // While the state disk is full (an outbox commit answered STORAGE_FULL).
+  bool storageFull_ = false;
+  std::map<std::string, OutboxMessage> heldRetained_;  // cloud topic -> latest retained message
+  uint64_t droppedWhileFull_ = 0;
+  TimerId fullRetryTimer_ = 0;
 };
 
 }  // namespace hearth::cloud_bridge

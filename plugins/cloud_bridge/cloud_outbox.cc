@@ -80,6 +80,9 @@ std::optional<OutboxMessage> CloudOutbox::decode(std::string_view value) {
 Status CloudOutbox::load(const std::function<std::string()>& newInstanceId) {
   index_.clear();
   bytes_ = 0;
+  retainedByTopic_.clear();
+  retainedTopicOf_.clear();
+  coalescedTotal_ = 0;
   cache_.clear();
   cacheBytes_ = 0;
   auto instance = store_.get(kMetaCollection, kMetaInstance);
@@ -98,7 +101,10 @@ Status CloudOutbox::load(const std::function<std::string()>& newInstanceId) {
   if (!dropped) return dropped.status();
   droppedTotal_ = dropped.value().value_or(0);
 
-  // In chunks, so a large outbox is never copied out of the store at once.
+  // In chunks, so a large outbox is never copied out of the store at once. Retained records
+  // of a topic seen again are superseded (an outbox written before coalescing existed): they
+  // are removed by the commit below.
+  std::vector<uint64_t> superseded;
   std::string from = key(0);
   for (;;) {
     size_t rows = 0;
@@ -111,6 +117,15 @@ Status CloudOutbox::load(const std::function<std::string()>& newInstanceId) {
           index_[*seq] = v.size();
           bytes_ += v.size();
           last = seq;
+          if (auto m = decode(v); m && m->retain) {
+            auto [it, fresh] = retainedByTopic_.emplace(m->topic, *seq);
+            if (!fresh) {
+              superseded.push_back(it->second);
+              retainedTopicOf_.erase(it->second);
+              it->second = *seq;
+            }
+            retainedTopicOf_[*seq] = m->topic;
+          }
           return true;
         });
     if (!s) return s;
@@ -120,7 +135,8 @@ Status CloudOutbox::load(const std::function<std::string()>& newInstanceId) {
   if (!index_.empty() && index_.rbegin()->first >= nextSeq_) nextSeq_ = index_.rbegin()->first + 1;
   cacheFloor_ = nextSeq_;
   // The bounds may have been lowered since the records were written.
-  auto r = commit({}, {});
+  for (uint64_t old : superseded) retainedTopicOf_.erase(old);
+  auto r = commit({}, {}, 0, superseded);
   return r ? Status::ok() : r.status();
 }
 
@@ -129,12 +145,34 @@ std::optional<uint64_t> CloudOutbox::oldestSeq() const {
   return index_.begin()->first;
 }
 
+std::optional<uint64_t> CloudOutbox::retainedSeq(const std::string& topic) const {
+  auto it = retainedByTopic_.find(topic);
+  if (it == retainedByTopic_.end()) return std::nullopt;
+  return it->second;
+}
+
+void CloudOutbox::forgetRetained(uint64_t seq) {
+  auto it = retainedTopicOf_.find(seq);
+  if (it == retainedTopicOf_.end()) return;
+  auto t = retainedByTopic_.find(it->second);
+  if (t != retainedByTopic_.end() && t->second == seq) retainedByTopic_.erase(t);
+  retainedTopicOf_.erase(it);
+}
+
 Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage> append,
                                                       const std::vector<uint64_t>& acked,
                                                       uint64_t extraDropped) {
+  return commit(std::move(append), acked, extraDropped, {});
+}
+
+Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage> append,
+                                                      const std::vector<uint64_t>& acked,
+                                                      uint64_t extraDropped,
+                                                      const std::vector<uint64_t>& superseded) {
   CommitResult res;
   // Plan first, against the in-memory index, so that a failed transaction changes nothing.
   std::set<uint64_t> removed;
+  std::set<uint64_t> replaced;  // retained records superseded by a newer one (coalesced)
   uint64_t count = index_.size();
   uint64_t bytes = bytes_;
   for (uint64_t seq : acked) {
@@ -142,6 +180,39 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
     if (it == index_.end() || !removed.insert(seq).second) continue;
     --count;
     bytes -= it->second;
+  }
+  auto replace = [&](uint64_t seq) {
+    auto it = index_.find(seq);
+    if (it == index_.end() || removed.count(seq) || !replaced.insert(seq).second) return;
+    --count;
+    bytes -= it->second;
+  };
+  for (uint64_t seq : superseded) {
+    size_t before = replaced.size();
+    replace(seq);
+    res.coalesced += replaced.size() - before;
+  }
+  // Only the last retained message of a topic in this batch is kept; it replaces the waiting
+  // one of that topic.
+  std::vector<bool> skip(append.size(), false);
+  {
+    std::map<std::string_view, size_t> lastOfTopic;
+    for (size_t i = 0; i < append.size(); ++i) {
+      if (!append[i].retain) continue;
+      auto [it, fresh] = lastOfTopic.emplace(append[i].topic, i);
+      if (!fresh) {
+        skip[it->second] = true;
+        it->second = i;
+        ++res.coalesced;
+      }
+    }
+    for (const auto& [topic, i] : lastOfTopic) {
+      auto waiting = retainedByTopic_.find(std::string(topic));
+      if (waiting == retainedByTopic_.end()) continue;
+      size_t before = replaced.size();
+      replace(waiting->second);
+      res.coalesced += replaced.size() - before;
+    }
   }
   struct Fresh {
     uint64_t seq;
@@ -153,6 +224,7 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
   uint64_t seq = nextSeq_;
   uint64_t dropped = 0;
   for (size_t i = 0; i < append.size(); ++i) {
+    if (skip[i]) continue;
     std::string v = encode(append[i]);
     uint64_t s = seq++;
     if (v.size() > limits_.maxBytes) {  // could never fit, even alone
@@ -167,7 +239,9 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
   size_t freshEvicted = 0;
   auto oldest = index_.begin();
   while (count > limits_.maxMessages || bytes > limits_.maxBytes) {
-    while (oldest != index_.end() && removed.count(oldest->first)) ++oldest;
+    while (oldest != index_.end() &&
+           (removed.count(oldest->first) || replaced.count(oldest->first)))
+      ++oldest;
     if (oldest != index_.end()) {
       evicted.push_back(oldest->first);
       bytes -= oldest->second;
@@ -189,7 +263,8 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
     res.lastDroppedSeq = fresh[freshEvicted - 1].seq;
   }
   dropped += extraDropped;
-  if (removed.empty() && evicted.empty() && fresh.empty() && append.empty() && dropped == 0) {
+  if (removed.empty() && replaced.empty() && evicted.empty() && fresh.empty() && append.empty() &&
+      dropped == 0) {
     return res;
   }
 
@@ -199,6 +274,10 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
       if (!e) return e;
     }
     for (uint64_t r : evicted) {
+      Status e = store_.erase(kCollection, key(r));
+      if (!e) return e;
+    }
+    for (uint64_t r : replaced) {
       Status e = store_.erase(kCollection, key(r));
       if (!e) return e;
     }
@@ -228,6 +307,21 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
     index_.erase(r);
     uncache(r);
   }
+  for (uint64_t r : replaced) {
+    bytes_ -= index_[r];
+    index_.erase(r);
+    uncache(r);
+  }
+  for (uint64_t r : removed) forgetRetained(r);
+  for (uint64_t r : evicted) forgetRetained(r);
+  for (uint64_t r : replaced) forgetRetained(r);
+  for (size_t i = freshEvicted; i < fresh.size(); ++i) {
+    const OutboxMessage& m = append[fresh[i].message];
+    if (m.retain) {
+      retainedByTopic_[m.topic] = fresh[i].seq;
+      retainedTopicOf_[fresh[i].seq] = m.topic;
+    }
+  }
   for (size_t i = freshEvicted; i < fresh.size(); ++i) {
     index_[fresh[i].seq] = fresh[i].value.size();
     bytes_ += fresh[i].value.size();
@@ -241,6 +335,7 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
     cacheFloor_ = cache_.empty() ? nextSeq_ : cache_.begin()->first;
   }
   droppedTotal_ += dropped;
+  coalescedTotal_ += res.coalesced;
   res.appended = fresh.size() - freshEvicted;
   res.removed = removed.size();
   res.dropped = dropped;
@@ -295,6 +390,7 @@ Result<std::vector<OutboxRecord>> CloudOutbox::read(uint64_t fromSeq, size_t lim
         index_.erase(it);
       }
       uncache(b);
+      forgetRetained(b);
     }
     droppedTotal_ += bad.size();
     if (corrupt) *corrupt = bad;

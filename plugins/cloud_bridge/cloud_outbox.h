@@ -13,6 +13,15 @@
 // is too big) and counted; the running total is stored with the outbox. A single message larger
 // than maxBytes is dropped on arrival.
 //
+// Retained messages are coalesced: a retained message is state ("the latest value of this
+// topic"), so only the latest retained message per cloud topic needs to wait. Appending a
+// retained message removes the retained record of the same topic still waiting (in the same
+// transaction; also one earlier in the same batch), which is counted apart from the drops
+// (coalescedTotal) and is not a loss: the cloud gets the newest state. Non-retained messages are
+// never coalesced, and a retained record that was sent and awaits its PUBACK may be removed too
+// (its acknowledgement is then ignored). Without this a status topic that describes the outbox
+// (hub/status carries its depth) would feed the outbox itself while the cloud is down.
+//
 // Reads are served from memory for records this process appended (see OutboxLimits::cacheBytes)
 // and from the store otherwise, with the same result.
 //
@@ -74,6 +83,7 @@ class CloudOutbox {
     uint64_t dropped = 0;          // records dropped by this commit (bounds or extraDropped)
     uint64_t firstDroppedSeq = 0;  // range of sequence numbers dropped for the bounds, when
     uint64_t lastDroppedSeq = 0;   // dropped > extraDropped
+    uint64_t coalesced = 0;        // waiting retained records replaced by newer ones
   };
 
   // In one store transaction: removes the acknowledged records (unknown seqs are ignored),
@@ -91,6 +101,10 @@ class CloudOutbox {
   uint64_t depth() const { return index_.size(); }
   uint64_t bytes() const { return bytes_; }
   uint64_t droppedTotal() const { return droppedTotal_; }
+  // Retained records replaced by a newer retained message of the same topic, since load().
+  uint64_t coalescedTotal() const { return coalescedTotal_; }
+  // The waiting retained record of a cloud topic, if any.
+  std::optional<uint64_t> retainedSeq(const std::string& topic) const;
   uint64_t nextSeq() const { return nextSeq_; }
   std::optional<uint64_t> oldestSeq() const;
   bool contains(uint64_t seq) const { return index_.count(seq) != 0; }
@@ -109,7 +123,12 @@ class CloudOutbox {
   uint64_t bytes_ = 0;
   uint64_t nextSeq_ = 0;
   uint64_t droppedTotal_ = 0;
+  uint64_t coalescedTotal_ = 0;
   std::string instanceId_;
+  // The waiting retained records, both ways (few: one per retained topic).
+  std::map<std::string, uint64_t> retainedByTopic_;
+  std::map<uint64_t, std::string> retainedTopicOf_;
+  void forgetRetained(uint64_t seq);
   // Every indexed record with seq >= cacheFloor_ is in cache_.
   struct Cached {
     uint64_t size;  // encoded, as in index_
@@ -120,6 +139,9 @@ class CloudOutbox {
   uint64_t cacheBytes_ = 0;
 
   void uncache(uint64_t seq);
+  // commit() that also removes `superseded` (retained records found replaced at load).
+  Result<CommitResult> commit(std::vector<OutboxMessage> append, const std::vector<uint64_t>& acked,
+                              uint64_t extraDropped, const std::vector<uint64_t>& superseded);
 };
 
 }  // namespace hearth::cloud_bridge

@@ -384,6 +384,40 @@ class CloudBridgeTest(unittest.TestCase):
         self.assertEqual(d["dropped"], 0)
         self.assertEqual(d["lastError"], "")
 
+    def test_hub_status_rule_does_not_feed_the_outbox_while_the_cloud_is_down(self):
+        # The documented example rule. hub/status carries the outbox's own depth, so before
+        # retained messages were coalesced every queued status changed the status again: 32
+        # messages in 8 s with no traffic at all.
+        rules = [{"direction": "out", "local": "hearth/v1/hub/#", "remote": "site1/hub/#",
+                  "qos": 1}] + OUT_RULES
+        self.make_hub(rules=rules)
+        consumer = self.consumer()
+        self.wait_connected()
+        consumer.disconnect()
+        self.cloud.stop()
+        self.wait_details(lambda st, d: not d.get("connected"), 30, "bridge notices the outage")
+        pub = self.local("pub-coalesce")
+        pub.publish_burst("hearth/v1/test/real", 0, 5)
+        first = self.wait_details(lambda st, d: d.get("outbox", 0) >= 5, 30,
+                                  "the five real messages queued")
+        # Eight seconds of status changes (reconnect attempts, outbox depth) later: at most
+        # the five real messages and the newest status are waiting.
+        time.sleep(8)
+        _, later = self.details()
+        self.assertLessEqual(later["outbox"], 6, later)
+        self.assertEqual(later["dropped"], 0, later)
+        self.assertIn("attempts", later)
+        self.assertGreater(later["attempts"], first["attempts"], "status kept changing")
+        # When the cloud is back it gets the real messages and the current status, once.
+        self.cloud.start()
+        consumer.connect()
+        consumer.wait(lambda ms: len({m[2] for m in ms if m[0] == "site1/test/real"}) >= 5, 60,
+                      "the five real messages at the cloud")
+        consumer.wait(lambda ms: any(m[0] == "site1/hub/status" for m in ms), 30,
+                      "the hub status at the cloud")
+        statuses = [m for m in consumer.snapshot() if m[0] == "site1/hub/status"]
+        self.assertLessEqual(len(statuses), 4, "only the latest status waited, not the history")
+
     def test_cloud_killed_mid_burst_nothing_missing(self):
         self.make_hub(inflight=200)
         consumer = self.consumer()

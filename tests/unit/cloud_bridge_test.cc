@@ -533,6 +533,121 @@ TEST(Outbox, SendsFreshRecordsFromMemoryAndOlderOnesFromTheStore) {
 
 // --- backoff ---------------------------------------------------------------------------------
 
+OutboxMessage retained(const std::string& topic, const std::string& payload) {
+  return OutboxMessage{topic, payload, 1, true, 1700000000000};
+}
+
+std::vector<std::string> topicsAndPayloads(CloudOutbox& box) {
+  std::vector<std::string> out;
+  auto r = box.read(0, 0);
+  EXPECT_TRUE(r.isOk());
+  for (const auto& rec : r.value()) out.push_back(rec.message.topic + "=" + rec.message.payload);
+  return out;
+}
+
+// The case: `hearth/v1/hub/# -> site1/hub/#` with the cloud down. Every queued message
+// changes hub/status (it carries the outbox depth), which is queued too. Only the newest status
+// may wait, so the outbox stops growing.
+TEST(Outbox, OnlyTheLatestRetainedMessagePerTopicWaits) {
+  MemoryKvStore store;
+  CloudOutbox box(store, {1000, 1 << 20});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  ASSERT_TRUE(box.commit({retained("site1/hub/status", "s0")}, {}).isOk());
+  ASSERT_TRUE(box.commit({msg("site1/hub/event", "e1")}, {}).isOk());
+  auto r = box.commit({retained("site1/hub/status", "s1")}, {});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.value().coalesced, 1u);
+  EXPECT_EQ(r.value().dropped, 0u);
+  EXPECT_EQ(topicsAndPayloads(box),
+            (std::vector<std::string>{"site1/hub/event=e1", "site1/hub/status=s1"}));
+  EXPECT_EQ(box.retainedSeq("site1/hub/status"), 2u);
+  // The old record is gone from the store too, in the same transaction.
+  EXPECT_EQ(store.data["outbox"].count(CloudOutbox::key(0)), 0u);
+
+  // A thousand status changes later the outbox holds the same two records.
+  for (int i = 2; i < 1002; ++i) {
+    ASSERT_TRUE(box.commit({retained("site1/hub/status", "s" + std::to_string(i))}, {}).isOk());
+  }
+  EXPECT_EQ(box.depth(), 2u);
+  EXPECT_EQ(store.data["outbox"].size(), 2u);
+  EXPECT_EQ(box.coalescedTotal(), 1001u);
+  EXPECT_EQ(box.droppedTotal(), 0u);  // replaced by newer state is not a loss
+  EXPECT_EQ(topicsAndPayloads(box).back(), "site1/hub/status=s1001");
+  EXPECT_EQ(box.bytes(), [&] {
+    uint64_t b = 0;
+    for (const auto& [k, v] : store.data["outbox"]) b += v.size();
+    return b;
+  }());
+}
+
+TEST(Outbox, NonRetainedMessagesAndOtherTopicsAreNeverCoalesced) {
+  MemoryKvStore store;
+  CloudOutbox box(store, {1000, 1 << 20});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  // In one batch: the last retained message of a topic wins, everything else stays in order.
+  auto r = box.commit({retained("a", "1"), msg("a", "x"), retained("b", "1"), retained("a", "2"),
+                       msg("a", "y"), retained("a", "3")},
+                      {});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.value().coalesced, 2u);
+  EXPECT_EQ(topicsAndPayloads(box), (std::vector<std::string>{"a=x", "b=1", "a=y", "a=3"}));
+  // An empty retained payload (clearing the topic) is state as well.
+  ASSERT_TRUE(box.commit({retained("b", "")}, {}).isOk());
+  EXPECT_EQ(topicsAndPayloads(box), (std::vector<std::string>{"a=x", "a=y", "a=3", "b="}));
+}
+
+TEST(Outbox, AnAcknowledgedRetainedRecordIsNotReplacedAgain) {
+  MemoryKvStore store;
+  CloudOutbox box(store, {1000, 1 << 20});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  ASSERT_TRUE(box.commit({retained("s", "1")}, {}).isOk());
+  // Acknowledged in the same commit that brings the next state: removed once, not coalesced.
+  auto r = box.commit({retained("s", "2")}, {0});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.value().removed, 1u);
+  EXPECT_EQ(r.value().coalesced, 0u);
+  EXPECT_EQ(box.retainedSeq("s"), 1u);
+  ASSERT_TRUE(box.commit({}, {1}).isOk());
+  EXPECT_EQ(box.retainedSeq("s"), std::nullopt);
+  ASSERT_TRUE(box.commit({retained("s", "3")}, {}).isOk());
+  EXPECT_EQ(topicsAndPayloads(box), (std::vector<std::string>{"s=3"}));
+}
+
+TEST(Outbox, AFailedCommitKeepsTheWaitingRetainedRecord) {
+  MemoryKvStore store;
+  CloudOutbox box(store, {1000, 1 << 20});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  ASSERT_TRUE(box.commit({retained("s", "1")}, {}).isOk());
+  store.failWritesAfter = 0;
+  EXPECT_FALSE(box.commit({retained("s", "2")}, {}).isOk());
+  store.failWritesAfter = -1;
+  EXPECT_EQ(topicsAndPayloads(box), (std::vector<std::string>{"s=1"}));
+  EXPECT_EQ(box.coalescedTotal(), 0u);
+  ASSERT_TRUE(box.commit({retained("s", "3")}, {}).isOk());
+  EXPECT_EQ(topicsAndPayloads(box), (std::vector<std::string>{"s=3"}));
+}
+
+TEST(Outbox, AnOutboxWrittenBeforeCoalescingIsCoalescedAtLoad) {
+  MemoryKvStore store;
+  {
+    CloudOutbox box(store, {1000, 1 << 20});
+    ASSERT_TRUE(box.load(fixedId).isOk());
+  }
+  // What an older hearthd left: the same retained status queued many times.
+  for (uint64_t seq = 0; seq < 50; ++seq) {
+    OutboxMessage m = seq % 10 == 5 ? msg("site1/hub/event", "e" + std::to_string(seq))
+                                    : retained("site1/hub/status", "s" + std::to_string(seq));
+    ASSERT_TRUE(store.put("outbox", CloudOutbox::key(seq), CloudOutbox::encode(m)).isOk());
+  }
+  CloudOutbox box(store, {1000, 1 << 20});
+  ASSERT_TRUE(box.load(fixedId).isOk());
+  EXPECT_EQ(box.depth(), 6u);  // five events and the newest status
+  EXPECT_EQ(box.coalescedTotal(), 44u);
+  EXPECT_EQ(store.data["outbox"].size(), 6u);
+  EXPECT_EQ(topicsAndPayloads(box).back(), "site1/hub/status=s49");
+  EXPECT_EQ(box.nextSeq(), 50u);
+}
+
 TEST(Backoff, DoublesUpToTheCapWithJitterInTheUpperHalf) {
   using std::chrono::milliseconds;
   Backoff b(milliseconds(1000), milliseconds(30000), 42);

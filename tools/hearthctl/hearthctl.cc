@@ -9,6 +9,10 @@
 //     user remove NAME
 //     user list
 //     call METHOD [JSON]         any admin method with raw JSON params
+//     backup FILE [--no-broker]  write a backup of the whole hub state to FILE, while it runs
+//     restore FILE               replace the hub state with FILE's (hearthd must be stopped;
+//                                waits --timeout seconds for one that is stopping)
+//     verify FILE                check a backup's checksums and versions
 //
 // Exit codes: 0 ok, 1 the hub answered with an error (its code is printed), 2 usage or
 // configuration error, 3 no answer (hub or broker not reachable).
@@ -30,6 +34,7 @@
 
 #include "config/config.h"
 #include "control/mqtt_client.h"
+#include "hearthctl/backup_commands.h"
 #include "identity/random.h"
 
 namespace {
@@ -37,7 +42,8 @@ namespace {
 int usage() {
   std::fprintf(stderr,
                "usage: hearthctl [--config FILE] [--set key=value]... [--json] [--timeout S] CMD\n"
-               "  status | plugins | devices | user add NAME [--password P] |\n"
+               "  status | plugins | devices | backup FILE [--no-broker] | restore FILE |\n"
+               "  verify FILE | user add NAME [--password P] |\n"
                "  user remove NAME |"
                "  user list | call METHOD [JSON-PARAMS]\n");
   return 2;
@@ -176,6 +182,7 @@ int main(int argc, char** argv) {
   bool json = false;
   int timeoutSec = 10;
   std::string password;
+  bool noBroker = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -192,12 +199,25 @@ int main(int argc, char** argv) {
       timeoutSec = std::atoi(next().c_str());
     else if (a == "--password")
       password = next();
+    else if (a == "--no-broker")
+      noBroker = true;
     else if (a == "--help" || a == "-h")
       return usage();
     else
       args.push_back(a);
   }
   if (args.empty()) return usage();
+  // Backups work on the files, not through hearthd.
+  if ((args[0] == "backup" || args[0] == "restore" || args[0] == "verify") && args.size() == 2) {
+    if (args[0] == "verify") return hearthctl::runVerify(args[1]);
+    auto loaded = hearth::config::loadFile(configPath, overrides);
+    if (!loaded.config) {
+      std::fprintf(stderr, "%s\n", hearth::config::formatErrors(loaded.errors).c_str());
+      return 2;
+    }
+    if (args[0] == "backup") return hearthctl::runBackup(*loaded.config, args[1], noBroker);
+    return hearthctl::runRestore(*loaded.config, args[1], timeoutSec);
+  }
 
   std::string method;
   Poco::JSON::Object params;

@@ -30,6 +30,9 @@ enum class ErrorCode {
   kTimeout,
   kUnavailable,
   kInternal,
+  // The state directory's filesystem is full (or over its quota): the change was not made.
+  // Reads keep working; changes are accepted again as soon as there is space.
+  kStorageFull,
 };
 
 // The wire name of a code ("OK" for kOk).
@@ -73,6 +76,8 @@ inline const char* errorCodeName(ErrorCode code) {
       return "UNAVAILABLE";
     case ErrorCode::kInternal:
       return "INTERNAL";
+    case ErrorCode::kStorageFull:
+      return "STORAGE_FULL";
   }
   return "INTERNAL";
 }

@@ -130,8 +130,14 @@ Outcome BindingService::mutate(const std::string& deviceId,
   Status saved =
       store_.saveDevice(copy, meta_[deviceId], out.audit, token, pending ? nullptr : &it->second);
   if (!saved) {
-    deps_.logger.error("could not persist device " + deviceId + ": " + saved.message());
-    out.status = Status::error(ErrorCode::kInternal, "could not store the change");
+    // A full disk is the household's to fix and answers so (STORAGE_FULL); the database
+    // reports it once, not on every refused change.
+    if (saved.code() != ErrorCode::kStorageFull) {
+      deps_.logger.error("could not persist device " + deviceId + ": " + saved.message());
+    }
+    out.status = saved.code() == ErrorCode::kStorageFull
+                     ? saved
+                     : Status::error(ErrorCode::kInternal, "could not store the change");
     out.changed = false;
     out.notifications.clear();
     return out;
@@ -419,7 +425,11 @@ void BindingService::flushDiscovered() {
     }
     return Status::ok();
   });
-  if (!s) deps_.logger.error("could not store discovered devices: " + s.message());
+  // A full disk was said once by the database's monitor; the records come again with the
+  // devices' next announcements.
+  if (!s && s.code() != ErrorCode::kStorageFull) {
+    deps_.logger.error("could not store discovered devices: " + s.message());
+  }
 }
 
 std::string BindingService::deviceEventData(const std::string& deviceId) const {

@@ -71,6 +71,13 @@ struct HubConfig {
   // descriptor is known (validatePluginConfig).
   std::map<std::string, YAML::Node> pluginNodes;
   std::map<std::string, int> pluginNodeLines;
+
+  // hub.backup: scheduled backups (docs/operations.md, "Back up and restore").
+  std::chrono::milliseconds backupEvery{24 * 3600 * 1000};  // 0 = no scheduled backups
+  int backupKeep = 7;
+  std::string backupDir;  // empty = <state_dir>/backups
+  // broker.dynsec_file: the broker's Dynamic Security file, which a backup includes.
+  std::string brokerDynsecFile;
 };
 
 // Loads and validates a file. `overrides` are "dotted.key=yaml-value" pairs (hearthd --set)

@@ -32,6 +32,14 @@ const std::vector<CoreKey>& coreSchema() {
        "Directory searched for plugin modules (*.so).", &H::pluginDir},
       {"hub.log_level", T::kEnum, "info", 0, 0, {"debug", "info", "warn", "error"},
        "Least severe log level written.", &H::logLevel},
+      {"hub.backup.every", T::kDuration, "1d", 0, 365 * kDay, {},
+       "How often hearthd writes a backup of its state into hub.backup.dir; 0 = never.",
+       &H::backupEvery},
+      {"hub.backup.keep", T::kInt, "7", 1, 1000, {},
+       "Scheduled backups kept; the oldest beyond this are deleted.", &H::backupKeep},
+      {"hub.backup.dir", T::kPath, "\"\"", 0, kMaxPathLength, {},
+       "Directory of the scheduled backups; empty = <state_dir>/backups. Another disk (a USB "
+       "stick) survives a dead SD card.", &H::backupDir},
 
       {"broker.host", T::kString, "127.0.0.1", 1, 253, {},
        "Host name or address of the local MQTT broker.", &H::brokerHost},
@@ -59,6 +67,10 @@ const std::vector<CoreKey>& coreSchema() {
        "dynsec: hearthd manages user accounts through mosquitto's Dynamic Security plugin; "
        "external: the operator manages accounts and the ACL hearth/v1/u/%u/#.",
        &H::userManagement},
+      {"broker.dynsec_file", T::kPath, "\"\"", 0, kMaxPathLength, {},
+       "The broker's Dynamic Security file (plugin_opt_config_file), included in backups so "
+       "that restored users keep their passwords; empty = not backed up.",
+       &H::brokerDynsecFile},
 
       {"admin.users", T::kIdentifierList, "[]", 0, 0, {},
        "Broker accounts allowed to use hearth/v1/admin/; empty = broker.username only.",

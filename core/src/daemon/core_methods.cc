@@ -64,7 +64,12 @@ void userAdd(const Deps& d, const Request& req, const Responder& res) {
   if (!requireDynsec(d, res)) return;
   d->accounts.addUser(userId, password, [d, userId, res](Status s) {
     if (!s) return res.error(s.code(), s.message());
-    if (Status i = d->identity.addUser(userId); !i) return res.error(i.code(), i.message());
+    if (Status i = d->identity.addUser(userId); !i) {
+      // Not recorded by the hub (a full disk, say): take the broker account back, so that the
+      // request changed nothing and can simply be repeated.
+      d->accounts.removeUser(userId, [res, i](Status) { res.error(i.code(), i.message()); });
+      return;
+    }
     d->logger.info("user " + userId + " added");
     Poco::JSON::Object r;
     r.set("userId", userId);

@@ -7,7 +7,9 @@
 #include <Poco/StringTokenizer.h>
 #include <systemd/sd-daemon.h>
 
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <tuple>
 
@@ -44,7 +46,9 @@ Hub::Hub(config::HubConfig cfg, HubOptions options, LogSink& sink, const Clock& 
       router_(*this, logger_) {}
 
 Hub::~Hub() {
+  backups_.reset();
   plugins_.reset();
+  storage_.reset();
   mqtt_.reset();
 }
 
@@ -57,9 +61,20 @@ Status Hub::open() {
     return Status::error(ErrorCode::kInternal,
                          "cannot create state directory " + cfg_.stateDir + ": " + e.displayText());
   }
+  auto lock = backup::StateLock::acquire(cfg_.stateDir);
+  if (!lock) {
+    return Status::error(ErrorCode::kInternal,
+                         "another " + lock.status().message() + "; one hub per state directory");
+  }
+  stateLock_ = std::move(lock).value();
   auto db = Database::open(Poco::Path(cfg_.stateDir).append("hearth.db").toString());
-  if (!db) return db.status();
+  if (!db) {
+    reportUnopenable(db.status());
+    return db.status();
+  }
   db_ = std::move(db).value();
+  storage_ =
+      std::make_unique<StorageMonitor>(*db_, loop_, clock_, logger_, [this] { statusChanged(); });
   identity_ = std::make_unique<IdentityService>(*db_, clock_);
   if (Status s = identity_->load(); !s) return s;
   bindings_ = std::make_unique<binding::BindingService>(binding::ServiceDeps{
@@ -69,6 +84,58 @@ Status Hub::open() {
       }});
   if (Status s = bindings_->load(cfg_); !s) return s;
   return Status::ok();
+}
+
+void Hub::reportUnopenable(const Status& error) {
+  std::string dir = backup::backupDir(cfg_);
+  auto good = backup::newestGood(dir);
+  std::string command;
+  Poco::JSON::Object s;
+  s.set("state", "failed");
+  s.set("version", HEARTH_VERSION);
+  s.set("error", error.message());
+  if (good) {
+    command = "hearthctl --config " + options_.configPath + " restore " + *good;
+    logger_.error("the newest good backup is " + *good + "; restore it with: " + command +
+                  " (then start hearthd again)");
+    Poco::JSON::Object::Ptr r = new Poco::JSON::Object;
+    r->set("backup", *good);
+    r->set("command", command);
+    s.set("restore", r);
+  } else {
+    logger_.error("no good backup in " + dir + " to restore from");
+  }
+  // Said on the broker too, retained, for whoever looks at hub/status.
+  MqttOptions mo;
+  mo.host = cfg_.brokerHost;
+  mo.port = cfg_.brokerPort;
+  mo.clientId = cfg_.brokerClientId;
+  mo.username = cfg_.brokerUsername;
+  mo.password = readPassword(cfg_);
+  mo.reconnectMaxSec = 1;
+  MqttClient client(mo);
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  std::string payload = toJson(s);
+  client.onConnect([&](int rc, const std::string&) {
+    int mid = 0;
+    if (rc != 0 || !client.publish(kStatusTopic, payload, 1, true, nullptr, &mid)) {
+      std::lock_guard<std::mutex> l(m);
+      done = true;
+      cv.notify_all();
+    }
+  });
+  client.onPublished([&](int, int) {
+    std::lock_guard<std::mutex> l(m);
+    done = true;
+    cv.notify_all();
+  });
+  if (client.start()) {
+    std::unique_lock<std::mutex> l(m);
+    cv.wait_for(l, std::chrono::seconds(5), [&] { return done; });
+  }
+  client.stop();
 }
 
 int Hub::run() {
@@ -101,6 +168,8 @@ int Hub::run() {
     return 1;
   }
   plugins_->startAll(std::move(pluginConfigs));
+  backups_ = std::make_unique<backup::BackupScheduler>(cfg_, loop_, clock_, logger_);
+  backups_->start();
 
   MqttOptions mo;
   mo.host = cfg_.brokerHost;
@@ -222,6 +291,7 @@ void Hub::reload() {
   LogLevel level;
   if (LogSink::parseLevel(cfg_.logLevel, &level)) sink_.setLevel(level);
   bindings_->configure(cfg_);
+  if (backups_) backups_->reconfigure(cfg_);
   plugins_->reconfigure(old, cfg_, std::move(pluginConfigs));
   logger_.info("configuration reloaded");
   notify("READY=1");
@@ -334,6 +404,8 @@ std::string Hub::statusJson(bool online) const {
     s.set("startedAt", startedAtMs_);
     s.set("userManagement", cfg_.userManagement);
     if (plugins_) plugins_->fillStatus(s);
+    if (storage_) storage_->fillStatus(s);
+    if (backups_) backups_->fillStatus(s);
   }
   return toJson(s);
 }

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "backup/backup.h"
+#include "backup/scheduler.h"
 #include "control/mqtt_client.h"
 #include "control/router.h"
 #include "daemon/core_methods.h"
@@ -18,6 +20,7 @@
 #include "identity/identity.h"
 #include "plugin_host/plugin_host.h"
 #include "store/database.h"
+#include "store/storage_monitor.h"
 
 namespace hearth {
 
@@ -80,6 +83,9 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   void armWatchdog();
   void watchdogTick(std::chrono::milliseconds period);
   void notify(const std::string& state);
+  // A database that cannot be opened: names the newest good backup and the command that
+  // restores it, in the log and in a retained hub/status {"state":"failed"}.
+  void reportUnopenable(const Status& error);
 
   config::HubConfig cfg_;
   HubOptions options_;
@@ -95,6 +101,9 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   std::unique_ptr<DynsecAdmin> dynsec_;
   RequestRouter router_;
   std::unique_ptr<PluginHost> plugins_;
+  std::unique_ptr<StorageMonitor> storage_;
+  std::unique_ptr<backup::BackupScheduler> backups_;
+  backup::StateLock stateLock_;
   bool ready_ = false;
   bool brokerUp_ = false;
   bool statusPending_ = false;

@@ -1,7 +1,11 @@
 #include "store/database.h"
 
+#include <Poco/Path.h>
 #include <sqlite3.h>
+#include <sys/statvfs.h>
 
+#include <cerrno>
+#include <cstring>
 #include <vector>
 
 namespace hearth {
@@ -165,13 +169,13 @@ Status Database::transactionUnsynced(const std::function<Status()>& body) {
   try {
     db_->exec("PRAGMA synchronous=NORMAL");
   } catch (const std::exception& e) {
-    return Status::error(ErrorCode::kInternal, std::string("database error: ") + e.what());
+    return writeError(e, "database error: ");
   }
   Status s = transaction(body);
   try {
     db_->exec("PRAGMA synchronous=FULL");
   } catch (const std::exception& e) {
-    return Status::error(ErrorCode::kInternal, std::string("database error: ") + e.what());
+    return writeError(e, "database error: ");
   }
   return s;
 }
@@ -188,6 +192,10 @@ Status Database::syncWal() {
   if (wal == nullptr || wal->pMethods == nullptr) return Status::ok();  // nothing written yet
   rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
   if (rc != SQLITE_OK) {
+    int err = sqlite3_system_errno(db_->getHandle());
+    if (err == ENOSPC || err == EDQUOT) {
+      return writeError(SQLite::Exception("syncing the WAL failed", SQLITE_FULL), "database: ");
+    }
     return Status::error(ErrorCode::kInternal, "database: syncing the WAL failed (" +
                                                    std::string(sqlite3_errstr(rc)) + ")");
   }
@@ -212,11 +220,52 @@ Status Database::transaction(const std::function<Status()>& body) {
       throw;
     }
     --txDepth_;
-    if (s.isOk()) tx.commit();  // rollback happens in ~Transaction otherwise
+    if (s.isOk()) {
+      tx.commit();  // rollback happens in ~Transaction otherwise
+      noteWritable();
+    }
     return s;
   } catch (const std::exception& e) {
-    return Status::error(ErrorCode::kInternal, std::string("database error: ") + e.what());
+    return writeError(e, "database error: ");
   }
+}
+
+Status Database::writeError(const std::exception& e, const std::string& what) {
+  int code = -1;
+  if (const auto* se = dynamic_cast<const SQLite::Exception*>(&e)) code = se->getErrorCode();
+  int err = db_ ? sqlite3_system_errno(db_->getHandle()) : 0;
+  bool full = code == SQLITE_FULL || ((code == SQLITE_IOERR || code == SQLITE_CANTOPEN) &&
+                                      (err == ENOSPC || err == EDQUOT));
+  if (!full) return Status::error(ErrorCode::kInternal, what + e.what());
+  std::string detail =
+      "the filesystem of " + Poco::Path(path_).parent().toString() + " is full (" + e.what() + ")";
+  if (!storageFull_) {
+    storageFull_ = true;
+    if (storageListener_) storageListener_(true, detail);
+  }
+  return Status::error(ErrorCode::kStorageFull, "the hub's storage is full; nothing was changed (" +
+                                                    std::string(e.what()) + ")");
+}
+
+void Database::noteWritable() {
+  if (!storageFull_) return;
+  storageFull_ = false;
+  if (storageListener_) storageListener_(false, "a change was written again");
+}
+
+bool Database::checkSpace() {
+  if (!storageFull_) return false;
+  struct statvfs fs {};
+  std::string dir = Poco::Path(path_).parent().toString();
+  if (statvfs(dir.empty() ? "." : dir.c_str(), &fs) != 0) return storageFull_;
+  uint64_t avail = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (avail >= kSpaceToResume) {
+    storageFull_ = false;
+    if (storageListener_) {
+      storageListener_(false, std::to_string(avail / 1024) + " KiB free in " + dir);
+    }
+  }
+  return storageFull_;
 }
 
 SQLite::Statement& PluginKvStore::prepared(std::unique_ptr<SQLite::Statement>& slot,

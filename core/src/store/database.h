@@ -5,6 +5,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,21 @@ class Database {
   // commit does. INTERNAL if the disk refused it.
   Status syncWal();
 
+  // Full disk. A write that fails because the filesystem is full (SQLITE_FULL, or ENOSPC /
+  // EDQUOT under an I/O error) answers STORAGE_FULL and marks the store full; the next write
+  // that succeeds, or checkSpace() finding room, marks it writable again. Each change of that
+  // state (not each failed write) is reported to the listener, on the calling thread.
+  using StorageListener = std::function<void(bool full, const std::string& detail)>;
+  void setStorageListener(StorageListener listener) { storageListener_ = std::move(listener); }
+  bool storageFull() const { return storageFull_; }
+  // While full: looks at the free space of the database's filesystem and marks the store
+  // writable once at least kSpaceToResume bytes are free. Returns storageFull().
+  bool checkSpace();
+  static constexpr uint64_t kSpaceToResume = 256 * 1024;
+  // The Status a write failure becomes: STORAGE_FULL for a full disk (and the state is
+  // noted), INTERNAL otherwise. `what` prefixes the message.
+  Status writeError(const std::exception& e, const std::string& what);
+
  private:
   Database(std::string path, std::unique_ptr<SQLite::Database> db)
       : path_(std::move(path)), db_(std::move(db)) {}
@@ -47,6 +63,9 @@ class Database {
   std::string path_;
   std::unique_ptr<SQLite::Database> db_;
   int txDepth_ = 0;
+  void noteWritable();
+  bool storageFull_ = false;
+  StorageListener storageListener_;
 };
 
 // A plugin's namespace in the plugin_kv table.
