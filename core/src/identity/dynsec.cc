@@ -199,4 +199,58 @@ void DynsecAdmin::listUsers(std::function<void(Result<std::vector<std::string>>)
   });
 }
 
+void DynsecAdmin::setAccount(const std::string& username, const std::string& password,
+                             const std::string& role, const std::vector<BrokerAcl>& acls,
+                             std::function<void(Status)> done) {
+  // The role is made afresh so that it holds exactly `acls`; deleting it first is harmless
+  // when it does not exist yet.
+  auto del = command("deleteRole");
+  del->set("rolename", role);
+  auto create = createRole(role);
+  Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+  for (const auto& a : acls) {
+    Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
+    o->set("acltype", a.type);
+    o->set("topic", a.topic);
+    o->set("allow", a.allow);
+    list->add(o);
+  }
+  create->set("acls", list);
+  auto client = command("createClient");
+  client->set("username", username);
+  client->set("password", password);
+  Poco::JSON::Array::Ptr roles = new Poco::JSON::Array;
+  Poco::JSON::Object::Ptr roleRef = new Poco::JSON::Object;
+  roleRef->set("rolename", role);
+  roles->add(roleRef);
+  client->set("roles", roles);
+  send({del, create, client}, [this, username, password, role, done](Result<Responses> r) {
+    if (!r) return done(r.status());
+    if (r.value().size() < 3) return done(Status::error(ErrorCode::kInternal, "no answer"));
+    std::string roleErr = errorOf(r.value()[1]);
+    if (!roleErr.empty()) {
+      return done(Status::error(ErrorCode::kInternal, "broker refused createRole: " + roleErr));
+    }
+    std::string err = errorOf(r.value()[2]);
+    if (err.empty()) return done(Status::ok());
+    if (err.find("already exists") == std::string::npos) {
+      return done(Status::error(ErrorCode::kInternal, "broker refused createClient: " + err));
+    }
+    auto pw = command("setClientPassword");
+    pw->set("username", username);
+    pw->set("password", password);
+    send({pw, addClientRole(username, role)}, [done](Result<Responses> r2) {
+      if (!r2) return done(r2.status());
+      for (const auto& resp : r2.value()) {
+        if (!errorOf(resp).empty()) {
+          return done(Status::error(ErrorCode::kInternal,
+                                    resp->optValue<std::string>("command", "?") +
+                                        " refused: " + errorOf(resp)));
+        }
+      }
+      done(Status::ok());
+    });
+  });
+}
+
 }  // namespace hearth
