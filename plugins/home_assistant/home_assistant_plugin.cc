@@ -473,6 +473,7 @@ void HomeAssistantPlugin::onLinkMessage(const std::string& topic, const std::str
       ++counters_.births;
       ctx_.logger().info("Home Assistant is online: re-sending discovery");
       scheduleResend();
+      report();
     }
     return;
   }
@@ -574,6 +575,7 @@ void HomeAssistantPlugin::scheduleResend() {
   resendTimer_ = ctx_.startTimer(std::chrono::milliseconds(pick(rng_)), [this] {
     resendTimer_ = 0;
     publishAll();
+    report();
   });
 }
 

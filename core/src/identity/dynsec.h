@@ -48,7 +48,7 @@ class DynsecAdmin {
   void removeUser(const std::string& userId, std::function<void(Status)> done);
   void listUsers(std::function<void(Result<std::vector<std::string>>)> done);
   // A plugin's account (PluginContext::setBrokerAccount): created, or its password set, with
-  // the role `role` holding `acls` (the role's earlier ACLs are replaced).
+  // the role `role` holding `acls` (added to what it holds).
   void setAccount(const std::string& username, const std::string& password,
                   const std::string& role, const std::vector<BrokerAcl>& acls,
                   std::function<void(Status)> done);
