@@ -12,6 +12,7 @@ import time
 import unittest
 import uuid
 
+import test_wifi_lan
 from harness import Hub, wait_for
 from ha_fake import FakeHomeAssistant
 
@@ -310,6 +311,72 @@ class HomeAssistantTest(unittest.TestCase):
         resent = [t for t, n, p in ha.config_log[mark:] if p]
         self.assertLessEqual(min(resent) - t0, 1.0 + 0.5, "delay within resend_delay_max")
         self.assertEqual(self.details()["births"], 1)
+        self.assertEqual(ha.problems, {})
+
+
+@unittest.skipUnless(os.geteuid() == 0, "network namespaces need root")
+@unittest.skipUnless(os.path.exists(test_wifi_lan.DEVSIM), "hearth-devsim is not built")
+class HomeAssistantLampTest(unittest.TestCase):
+    """A simulated WiFi lamp (hearth-devsim over real UDP, see test_wifi_lan.py) driven from HA."""
+
+    @classmethod
+    def setUpClass(cls):
+        test_wifi_lan.sweep_stale_namespaces()
+
+    def setUp(self):
+        self.net = test_wifi_lan.LanNetwork().__enter__()
+        self.addCleanup(self.net.close)
+
+    def test_command_from_home_assistant_changes_the_lamp_and_the_state_comes_back(self):
+        hub = Hub(plugins=["wifi_lan", "home_assistant"],
+                  plugin_config={"wifi_lan": dict(test_wifi_lan.PLUGIN_CONFIG),
+                                 "home_assistant": dict(HA_CONFIG)})
+        hub.__enter__()
+        self.addCleanup(hub.close)
+        wait_for(lambda: hub.status()["details"].get("home_assistant", {}).get("link") == "live",
+                 timeout=20, what="home_assistant live")
+        sim = test_wifi_lan.DevSim(self.net, os.path.join(hub.root, "devsim.log"), "--count", "1",
+                                   "--prefix", "lamp-", "--period", "1s")
+        self.addCleanup(sim.close)
+        hub.add_user("alice")
+        alice = hub.terminal("alice", "alice-phone")
+        dev = "lamp-0001"
+        wait_for(lambda: any(d["deviceId"] == dev for d in
+                             hub.admin("devices")["result"]["devices"]),
+                 timeout=20, what="the lamp in the inventory")
+        token = alice.call("provisionBegin")["token"]
+        sim.cmd("provision %s %s" % (dev, token))
+        wait_for(lambda: any(d["deviceId"] == dev and d["role"] == "owner"
+                             for d in alice.call("getBoundDevices")["devices"]),
+                 timeout=15, what="alice to own the lamp")
+
+        password = "ha-" + uuid.uuid4().hex[:16]
+        self.assertTrue(hub.admin("haAccount", {"password": password})["ok"])
+        ha = FakeHomeAssistant(hub.broker.port, "homeassistant", password)
+        self.addCleanup(ha.close)
+        ha.connect()
+        alice.call("haExpose", {"deviceId": dev, "enabled": True})
+        cfg = ha.wait_config(node(dev))
+        light = cfg["cmps"]["light"]
+        self.assertEqual(cfg["dev"]["mdl"], "hearth-sim-lamp")
+        self.assertEqual(cfg["dev"]["sw"], "1.0.0")
+        ha.wait_message("hearth/v1/ha/%s/availability" % node(dev), lambda p: p == "online")
+
+        ha.command(light["cmd_t"], {"state": "ON", "brightness": 70})
+        e = sim.wait_event(lambda e: e.get("event") == "control" and e.get("cmd") == "set",
+                           what="the lamp to get HA's command")
+        self.assertEqual(e["params"], {"on": True, "brightness": 70})
+        p = ha.wait_message(light["stat_t"],
+                            lambda p: p and json.loads(p) == {"state": "ON", "brightness": 70})
+        print("\nlamp state from the device:", p)
+
+        # The lamp changes on its own (a wall switch): HA hears it.
+        sim.cmd('state %s {"on": false}' % dev)
+        ha.wait_message(light["stat_t"], lambda p: p and json.loads(p)["state"] == "OFF")
+        # Silenced: its availability goes offline.
+        sim.cmd("silence %s" % dev)
+        ha.wait_message("hearth/v1/ha/%s/availability" % node(dev), lambda p: p == "offline",
+                        timeout=20)
         self.assertEqual(ha.problems, {})
 
 
