@@ -193,6 +193,7 @@ class FakeHomeAssistant:
         self.cleared = []        # object ids whose config was cleared (empty payload)
         self.problems = {}       # object id -> checker problems
         self.messages = []       # (topic, payload, retain) of everything else
+        self.arrivals = []       # (time, topic) of everything else
         self.published_refused = []
         self._cond = threading.Condition()
         self._connected = threading.Event()
@@ -255,6 +256,7 @@ class FakeHomeAssistant:
             else:
                 self.messages.append((msg.topic, msg.payload.decode("utf-8", "replace"),
                                       bool(msg.retain)))
+                self.arrivals.append((time.monotonic(), msg.topic))
             self._cond.notify_all()
 
     def wait(self, predicate, timeout=15, what="condition"):
