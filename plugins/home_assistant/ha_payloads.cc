@@ -73,7 +73,7 @@ std::string deviceConfig(const DeviceInfo& device, const Mapping& mapping, const
   Object o;
   o.set("name", "hearth");
   o.set("sw", origin.version);
-  o.set("url", origin.url);
+  if (!origin.url.empty()) o.set("url", origin.url);
 
   // Both must say online (avty_mode all): the hub (its retained status, a JSON document whose
   // Will says offline) and the device's presence.
@@ -170,7 +170,7 @@ std::string hubConfig(const Topics& topics, const Origin& origin) {
   Object o;
   o.set("name", "hearth");
   o.set("sw", origin.version);
-  o.set("url", origin.url);
+  if (!origin.url.empty()) o.set("url", origin.url);
   Object::Ptr c = new Object;
   c->set("p", "binary_sensor");
   c->set("uniq_id", origin.hubNode + "_status");

@@ -36,7 +36,7 @@ struct Origin {
   std::string hubNode;  // identifier of the hub's own HA device ("hearth_hub_<name>")
   std::string hubName;
   std::string version;
-  std::string url = "https://github.com/hearth-hub/hearth";
+  std::string url;  // support_url: where the household manages the hub; empty = left out
 };
 
 struct DiscoveryOptions {

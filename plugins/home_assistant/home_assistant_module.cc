@@ -12,6 +12,9 @@ const hearth_config_key kKeys[] = {
      "Where state, availability and command topics of exposed devices live."},
     {"hub_name", HEARTH_CFG_STRING, "\"\"", 1, 0,
      "Name of the hub's own device in Home Assistant; empty = the host name."},
+    {"support_url", HEARTH_CFG_STRING, "\"\"", 1, 0,
+     "The o.url HA shows for hearth's devices; empty = https://<host name>.local:8443/ (the "
+     "household web app on the front door)."},
     {"ha_username", HEARTH_CFG_STRING, "homeassistant", 1, 0,
      "Broker account Home Assistant logs in with (dynsec mode; its password is set with the "
      "admin request haAccount)."},

@@ -112,6 +112,9 @@ Status HomeAssistantPlugin::start() {
   // "hearth-hub-…", never "hearth_…": the sweep of hearth_* device nodes leaves it alone.
   origin_.hubNode = "hearth-hub-" + objectId(hubName);
   origin_.version = HEARTH_VERSION;
+  origin_.url = c.getString("support_url");
+  // The household web app on the hub's front door (SPEC §7) is where owners manage exposure.
+  if (origin_.url.empty()) origin_.url = "https://" + Poco::Environment::nodeName() + ".local:8443/";
   discovery_.bleExpireAfterSec = c.getDuration("ble_expire_after").count() / 1000;
   resendDelayMax_ = c.getDuration("resend_delay_max");
   external_ = !c.getString("broker_host").empty();

@@ -41,6 +41,7 @@ Origin origin() {
   o.hubNode = "hearth-hub-box";
   o.hubName = "hearth box";
   o.version = "0.9.0";
+  o.url = "https://box.local:8443/";
   return o;
 }
 
@@ -139,7 +140,7 @@ TEST(HaDiscovery, LampConfigIsDeviceBasedWithJsonSchemaAndBrightnessMode) {
   auto o = cfg->getObject("o");
   EXPECT_EQ(o->getValue<std::string>("name"), "hearth");
   EXPECT_EQ(o->getValue<std::string>("sw"), "0.9.0");
-  EXPECT_FALSE(o->getValue<std::string>("url").empty());
+  EXPECT_EQ(o->getValue<std::string>("url"), "https://box.local:8443/");
   EXPECT_EQ(cfg->getValue<std::string>("avty_mode"), "all");
   auto avty = cfg->getArray("avty");
   ASSERT_EQ(avty->size(), 2u);
