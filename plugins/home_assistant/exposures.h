@@ -12,7 +12,7 @@
 namespace hearth::home_assistant {
 
 struct Exposure {
-  std::string owner;   // the user who exposed it; HA's commands run as this user
+  std::string owner;  // the user who exposed it; HA's commands run as this user
   int64_t sinceMs = 0;
 };
 

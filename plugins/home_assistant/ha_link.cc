@@ -76,16 +76,16 @@ bool HaLink::publish(const std::string& topic, const std::string& payload, bool 
 bool HaLink::subscribe(const std::vector<std::string>& filters, bool noLocal) {
   std::vector<char*> subs;
   for (const auto& f : filters) subs.push_back(const_cast<char*>(f.c_str()));
-  return mosquitto_subscribe_multiple(mosq_, nullptr, static_cast<int>(subs.size()), subs.data(),
-                                      1, noLocal ? MQTT_SUB_OPT_NO_LOCAL : 0,
+  return mosquitto_subscribe_multiple(mosq_, nullptr, static_cast<int>(subs.size()), subs.data(), 1,
+                                      noLocal ? MQTT_SUB_OPT_NO_LOCAL : 0,
                                       nullptr) == MOSQ_ERR_SUCCESS;
 }
 
 bool HaLink::unsubscribe(const std::vector<std::string>& filters) {
   std::vector<char*> subs;
   for (const auto& f : filters) subs.push_back(const_cast<char*>(f.c_str()));
-  return mosquitto_unsubscribe_multiple(mosq_, nullptr, static_cast<int>(subs.size()),
-                                        subs.data(), nullptr) == MOSQ_ERR_SUCCESS;
+  return mosquitto_unsubscribe_multiple(mosq_, nullptr, static_cast<int>(subs.size()), subs.data(),
+                                        nullptr) == MOSQ_ERR_SUCCESS;
 }
 
 void HaLink::onConnect(mosquitto*, void* obj, int rc, int, const mosquitto_property*) {
@@ -107,7 +107,8 @@ void HaLink::onMessage(mosquitto*, void* obj, const mosquitto_message* m,
   auto* self = static_cast<HaLink*>(obj);
   if (!self->handlers_.message) return;
   self->handlers_.message(
-      m->topic, std::string(static_cast<const char*>(m->payload), static_cast<size_t>(m->payloadlen)),
+      m->topic,
+      std::string(static_cast<const char*>(m->payload), static_cast<size_t>(m->payloadlen)),
       m->retain);
 }
 

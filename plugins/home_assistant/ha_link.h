@@ -32,8 +32,8 @@ struct LinkOptions {
 class HaLink {
  public:
   struct Handlers {
-    std::function<void()> connected;                        // CONNACK accepted
-    std::function<void(const std::string& why)> refused;    // CONNACK refused
+    std::function<void()> connected;                      // CONNACK accepted
+    std::function<void(const std::string& why)> refused;  // CONNACK refused
     std::function<void()> disconnected;
     std::function<void(std::string topic, std::string payload, bool retained)> message;
   };

@@ -28,8 +28,8 @@ const char* kindName(Kind kind) {
 }
 
 std::optional<Kind> parseKind(std::string_view name) {
-  for (Kind k : {Kind::kLamp, Kind::kPlug, Kind::kLock, Kind::kContact, Kind::kButton,
-                 Kind::kSensor}) {
+  for (Kind k :
+       {Kind::kLamp, Kind::kPlug, Kind::kLock, Kind::kContact, Kind::kButton, Kind::kSensor}) {
     if (name == kindName(k)) return k;
   }
   return std::nullopt;
@@ -88,9 +88,9 @@ Result<std::vector<MappingRule>> parseRules(const std::string& json) {
     if (!o) return Status::error(ErrorCode::kInvalidRequest, where + " must be a map");
     for (const auto& [key, value] : *o) {
       if (key != "model" && key != "kind" && key != "readings" && key != "manufacturer") {
-        return Status::error(ErrorCode::kInvalidRequest,
-                             where + ": unknown key " + key +
-                                 " (model, kind, readings, manufacturer)");
+        return Status::error(
+            ErrorCode::kInvalidRequest,
+            where + ": unknown key " + key + " (model, kind, readings, manufacturer)");
       }
     }
     MappingRule rule;
@@ -116,7 +116,8 @@ Result<std::vector<MappingRule>> parseRules(const std::string& json) {
         auto v = readings->get(static_cast<unsigned>(j));
         if (!v.isString() || findReading(v.toString()) == nullptr) {
           std::string known;
-          for (const auto& r : knownReadings()) known += std::string(known.empty() ? "" : ", ") + r.key;
+          for (const auto& r : knownReadings())
+            known += std::string(known.empty() ? "" : ", ") + r.key;
           return Status::error(ErrorCode::kInvalidRequest,
                                where + ".readings: unknown reading (known: " + known + ")");
         }
@@ -148,8 +149,8 @@ std::string objectId(std::string_view deviceId) {
   std::string out;
   out.reserve(deviceId.size());
   for (char c : deviceId) {
-    bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '-';
+    bool keep =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
     if (keep) {
       out += c;
     } else {

@@ -208,7 +208,8 @@ std::optional<std::string> haState(const Mapping& mapping, const std::string& de
     case Kind::kLamp:
     case Kind::kPlug:
       if (auto on = flag("on")) out.set("state", *on ? "ON" : "OFF");
-      if (mapping.kind == Kind::kLamp && in->has("brightness") && in->get("brightness").isNumeric()) {
+      if (mapping.kind == Kind::kLamp && in->has("brightness") &&
+          in->get("brightness").isNumeric()) {
         double b = in->getValue<double>("brightness");
         out.set("brightness", static_cast<int>(std::lround(std::fmin(100, std::fmax(0, b)))));
       }

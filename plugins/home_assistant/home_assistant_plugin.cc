@@ -37,8 +37,7 @@ bool validTopicPrefix(const std::string& t) {
 }
 
 std::string randomPassword(std::mt19937_64& rng) {
-  static const char kAlphabet[] =
-      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
   std::uniform_int_distribution<int> pick(0, sizeof(kAlphabet) - 2);
   std::string s;
   for (int i = 0; i < 32; ++i) s += kAlphabet[pick(rng)];  // ~190 bits
@@ -114,7 +113,8 @@ Status HomeAssistantPlugin::start() {
   origin_.version = HEARTH_VERSION;
   origin_.url = c.getString("support_url");
   // The household web app on the hub's front door (SPEC §7) is where owners manage exposure.
-  if (origin_.url.empty()) origin_.url = "https://" + Poco::Environment::nodeName() + ".local:8443/";
+  if (origin_.url.empty())
+    origin_.url = "https://" + Poco::Environment::nodeName() + ".local:8443/";
   discovery_.bleExpireAfterSec = c.getDuration("ble_expire_after").count() / 1000;
   resendDelayMax_ = c.getDuration("resend_delay_max");
   external_ = !c.getString("broker_host").empty();
@@ -134,9 +134,8 @@ Status HomeAssistantPlugin::start() {
                      M{"haExposed", MethodScope::kUser, &HomeAssistantPlugin::haExposed},
                      M{"haAccount", MethodScope::kAdmin, &HomeAssistantPlugin::haAccount}}) {
     auto fn = m.fn;
-    Status s = ctx_.registerMethod(m.name, m.scope, [this, fn](const Request& req, Responder res) {
-      (this->*fn)(req, res);
-    });
+    Status s = ctx_.registerMethod(
+        m.name, m.scope, [this, fn](const Request& req, Responder res) { (this->*fn)(req, res); });
     if (!s) return s;
   }
   if (Status s = ctx_.devices().addDetailProvider(
@@ -193,6 +192,10 @@ void HomeAssistantPlugin::stop() {
   *alive_ = false;
   if (resendTimer_ != 0) ctx_.cancelTimer(resendTimer_);
   resendTimer_ = 0;
+  // A clean DISCONNECT fires no Will: on an external broker say so ourselves.
+  if (link_ && external_ && state_ == LinkState::kLive) {
+    link_->publish(topics_.hubStatus, "{\"state\":\"offline\"}", true);
+  }
   if (link_) link_->stop();
   link_.reset();
   state_ = LinkState::kIdle;
@@ -509,8 +512,8 @@ void HomeAssistantPlugin::onLinkMessage(const std::string& topic, const std::str
 
 void HomeAssistantPlugin::finishSync() {
   if (state_ != LinkState::kSyncing) return;
-  link_->unsubscribe({topics_.discoveryPrefix + "/device/+/config", topics_.base + "/+/state",
-                      syncMarker_});
+  link_->unsubscribe(
+      {topics_.discoveryPrefix + "/device/+/config", topics_.base + "/+/state", syncMarker_});
   for (const auto& node : retainedNodes_) {
     auto id = deviceIdOfNode(node);
     const Exposure* e = id ? exposures_.find(*id) : nullptr;
@@ -538,8 +541,8 @@ void HomeAssistantPlugin::onCommand(const std::string& node, const std::string& 
   auto cmd = deviceCommand(*m, component, payload);
   if (!cmd) {
     ++counters_.commandsRefused;
-    ctx_.logger().warn("Home Assistant sent " + deviceId + " an unusable command on " +
-                       component + ": " + cmd.status().message());
+    ctx_.logger().warn("Home Assistant sent " + deviceId + " an unusable command on " + component +
+                       ": " + cmd.status().message());
     publishState(deviceId);
     return;
   }
@@ -599,8 +602,7 @@ void HomeAssistantPlugin::publishDevice(const std::string& deviceId) {
   auto m = mappingOf(*info);
   if (!m) return;
   const std::string node = nodeId(deviceId);
-  link_->publish(topics_.config(node), deviceConfig(*info, *m, topics_, origin_, discovery_),
-                 true);
+  link_->publish(topics_.config(node), deviceConfig(*info, *m, topics_, origin_, discovery_), true);
   link_->publish(topics_.availability(node), info->online ? "online" : "offline", true);
   ++counters_.configsPublished;
 }

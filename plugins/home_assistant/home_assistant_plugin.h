@@ -58,8 +58,7 @@ class HomeAssistantPlugin : public Plugin {
   void onLinkDown();
   void onLinkMessage(const std::string& topic, const std::string& payload, bool retained);
   void finishSync();
-  void onCommand(const std::string& node, const std::string& component,
-                 const std::string& payload);
+  void onCommand(const std::string& node, const std::string& component, const std::string& payload);
   void scheduleResend();
 
   // Publishing (no-ops while the link is not live).
@@ -85,7 +84,7 @@ class HomeAssistantPlugin : public Plugin {
   std::unique_ptr<HaLink> link_;
   LinkState state_ = LinkState::kIdle;
   std::string syncMarker_;
-  std::set<std::string> retainedNodes_;  // configs seen on the broker during the sync
+  std::set<std::string> retainedNodes_;          // configs seen on the broker during the sync
   std::map<std::string, std::string> haStates_;  // device -> merged HA state (JSON text)
   TimerId resendTimer_ = 0;
   std::mt19937_64 rng_;

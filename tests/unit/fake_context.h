@@ -191,9 +191,9 @@ class FakeDevices : public Devices {
     return it->second;
   }
   // Records the command and answers with controlResult (ok "{}" unless the test sets one).
-  void controlAs(const std::string& userId, const std::string& deviceId,
-                 const std::string& command, const std::string& paramsJson,
-                 const std::string& via, std::function<void(Result<std::string>)> done) override {
+  void controlAs(const std::string& userId, const std::string& deviceId, const std::string& command,
+                 const std::string& paramsJson, const std::string& via,
+                 std::function<void(Result<std::string>)> done) override {
     controlled.push_back({userId, deviceId, command, paramsJson, via});
     done(controlResult);
   }
@@ -227,8 +227,7 @@ class FakeDevices : public Devices {
   std::map<std::string, DeviceInfo> infos;  // what deviceInfo answers
   std::vector<Control> controlled;
   Result<std::string> controlResult = std::string("{}");
-  std::map<std::string, std::function<std::string(const std::string&, const std::string&)>>
-      details;
+  std::map<std::string, std::function<std::string(const std::string&, const std::string&)>> details;
 };
 
 // A PluginContext whose parts are the fakes above, public for the test to set up and inspect.
@@ -336,7 +335,7 @@ class FakeContext : public PluginContext {
     std::string password;
     std::vector<BrokerAcl> acls;
   };
-  std::map<std::string, Account> accounts;  // setBrokerAccount calls
+  std::map<std::string, Account> accounts;               // setBrokerAccount calls
   std::multimap<std::string, EventHandler> busHandlers;  // subscribe() records, emit() calls
   void emit(const std::string& topic, const std::string& data) {
     auto range = busHandlers.equal_range(topic);

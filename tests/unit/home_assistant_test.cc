@@ -56,8 +56,8 @@ TEST(HaIds, KeepsSafeCharactersAndEscapesTheRest) {
 
 TEST(HaIds, NoTwoDeviceIdsShareANodeAndTheMappingInverts) {
   // Ids that a naive "replace by _" would merge.
-  const std::vector<std::string> ids = {"a.b", "a:b", "a_b", "a_2eb", "a-b", "a__b", "a_5fb",
-                                        "A.B", "a.b.", "_"};
+  const std::vector<std::string> ids = {"a.b",  "a:b",   "a_b", "a_2eb", "a-b",
+                                        "a__b", "a_5fb", "A.B", "a.b.",  "_"};
   std::set<std::string> nodes;
   for (const auto& id : ids) {
     std::string node = nodeId(id);
@@ -66,8 +66,7 @@ TEST(HaIds, NoTwoDeviceIdsShareANodeAndTheMappingInverts) {
   }
   // Random identifiers over the whole alphabet.
   std::mt19937 rng(7);
-  const std::string alphabet =
-      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-";
+  const std::string alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-";
   std::map<std::string, std::string> seen;
   for (int i = 0; i < 20000; ++i) {
     std::string id;
@@ -195,10 +194,10 @@ TEST(HaDiscovery, ComponentsByKindWithReadingsAndExpireAfterForBle) {
     const char* platform;
     bool commands;
   };
-  for (const Case& c : {Case{"acme-plug", "switch", "switch", true},
-                        Case{"acme-lock", "lock", "lock", true},
-                        Case{"acme-contact", "contact", "binary_sensor", false},
-                        Case{"acme-button", "button", "button", true}}) {
+  for (const Case& c :
+       {Case{"acme-plug", "switch", "switch", true}, Case{"acme-lock", "lock", "lock", true},
+        Case{"acme-contact", "contact", "binary_sensor", false},
+        Case{"acme-button", "button", "button", true}}) {
     d.model = c.model;
     auto x = parse(deviceConfig(d, *mapModel({}, d.model), t, origin(), opt));
     auto comp = x->getObject("cmps")->getObject(c.key);

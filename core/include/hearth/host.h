@@ -309,8 +309,8 @@ class PluginContext {
   // -- added for plugins with broker connections of their own (home_assistant) ------------
   virtual LocalBrokerInfo localBroker() const = 0;
   // dynsec mode: creates broker account `username` with `password`, or sets the password of
-  // the existing one, confined by a role "hearth-p-<username>" holding `acls` (added to it). Refused
-  // (CONFLICT) for hearth users, the hub's own and admin accounts; UNAVAILABLE in external
+  // the existing one, confined by a role "hearth-p-<username>" holding `acls` (added to it).
+  // Refused (CONFLICT) for hearth users, the hub's own and admin accounts; UNAVAILABLE in external
   // mode or when the broker does not answer. done runs once, on the hub loop.
   virtual void setBrokerAccount(const std::string& username, const std::string& password,
                                 const std::vector<BrokerAcl>& acls,

@@ -142,8 +142,7 @@ const Binding* findOwner(const Device& device) {
 }
 
 Result<AuditEntry> delegatedControl(const Device& device, std::string_view userId,
-                                    std::string_view command, std::string_view via,
-                                    int64_t nowMs) {
+                                    std::string_view command, std::string_view via, int64_t nowMs) {
   if (findBinding(device, userId) == nullptr) {
     return Status::error(ErrorCode::kForbidden,
                          std::string(userId) + " is not bound to " + device.deviceId);

@@ -315,8 +315,7 @@ bool inBindWindow(const Device& device, int64_t nowMs);
 // user may controlDevice (bound; else FORBIDDEN). Returns the audit entry that records it:
 // actor userId, action "control", subject the command, reason "via <via>".
 Result<AuditEntry> delegatedControl(const Device& device, std::string_view userId,
-                                    std::string_view command, std::string_view via,
-                                    int64_t nowMs);
+                                    std::string_view command, std::string_view via, int64_t nowMs);
 
 // Compares two hashes without an early exit, so timing does not reveal a matching prefix.
 bool constantTimeEquals(std::string_view a, std::string_view b);

@@ -357,7 +357,8 @@ Status BindingService::addDetailProvider(const std::string& key, DetailProvider 
   }
   auto [it, inserted] = detailProviders_.try_emplace(key, Detail{std::move(fn), owner});
   if (!inserted) {
-    return Status::error(ErrorCode::kConflict, "detail " + key + " is served by " + it->second.owner);
+    return Status::error(ErrorCode::kConflict,
+                         "detail " + key + " is served by " + it->second.owner);
   }
   return Status::ok();
 }
@@ -535,7 +536,8 @@ void BindingService::controlAs(const std::string& userId, const std::string& dev
                                const std::string& via,
                                std::function<void(Result<std::string>)> done) {
   auto it = devices_.find(deviceId);
-  if (it == devices_.end()) return done(Status::error(ErrorCode::kNotFound, "no device " + deviceId));
+  if (it == devices_.end())
+    return done(Status::error(ErrorCode::kNotFound, "no device " + deviceId));
   auto audit = delegatedControl(it->second, userId, command, via, deps_.clock.nowMs());
   if (!audit) return done(audit.status());
   auto t = transports_.find(it->second.transport);

@@ -66,9 +66,9 @@ class BindingService {
                           const std::string& dataJson);
   std::vector<std::string> boundUsers(const std::string& deviceId) const;
   std::optional<DeviceInfo> deviceInfo(const std::string& deviceId) const;
-  void controlAs(const std::string& userId, const std::string& deviceId,
-                 const std::string& command, const std::string& paramsJson,
-                 const std::string& via, std::function<void(Result<std::string>)> done);
+  void controlAs(const std::string& userId, const std::string& deviceId, const std::string& command,
+                 const std::string& paramsJson, const std::string& via,
+                 std::function<void(Result<std::string>)> done);
   // getDeviceDetail's extra keys (Devices::addDetailProvider), per plugin (owner).
   using DetailProvider =
       std::function<std::string(const std::string& deviceId, const std::string& userId)>;

@@ -121,9 +121,9 @@ class PluginHost::Context : public PluginContext, private Devices {
   std::optional<DeviceInfo> deviceInfo(const std::string& deviceId) const override {
     return core_.bindings().deviceInfo(deviceId);
   }
-  void controlAs(const std::string& userId, const std::string& deviceId,
-                 const std::string& command, const std::string& paramsJson,
-                 const std::string& via, std::function<void(Result<std::string>)> done) override {
+  void controlAs(const std::string& userId, const std::string& deviceId, const std::string& command,
+                 const std::string& paramsJson, const std::string& via,
+                 std::function<void(Result<std::string>)> done) override {
     core_.bindings().controlAs(userId, deviceId, command, paramsJson, via, std::move(done));
   }
   Status addDetailProvider(
