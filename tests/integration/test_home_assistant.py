@@ -12,8 +12,10 @@ import time
 import unittest
 import uuid
 
+import subprocess
+
 import test_wifi_lan
-from harness import Hub, wait_for
+from harness import Broker, Hub, wait_for
 from ha_fake import FakeHomeAssistant
 
 HA_CONFIG = {"resend_delay_max": "1s", "hub_name": "testhub"}
@@ -311,6 +313,67 @@ class HomeAssistantTest(unittest.TestCase):
         resent = [t for t, n, p in ha.config_log[mark:] if p]
         self.assertLessEqual(min(resent) - t0, 1.0 + 0.5, "delay within resend_delay_max")
         self.assertEqual(self.details()["births"], 1)
+        self.assertEqual(ha.problems, {})
+
+
+class HomeAssistantExternalBrokerTest(unittest.TestCase):
+    """HA on a broker of its own (broker_host ...): the plugin logs in with the configured account
+    and keeps the hub's status there with a Will."""
+
+    def test_external_broker_gets_discovery_and_the_hubs_status(self):
+        hub = Hub(plugins=["testtransport_plugin", "home_assistant"])
+        hub.__enter__()
+        self.addCleanup(hub.close)
+        ext = Broker(os.path.join(hub.root, "ha-broker"))
+        ext.start()
+        self.addCleanup(ext.kill)
+
+        def ctl(*args):
+            subprocess.run(["mosquitto_ctrl", "-h", "127.0.0.1", "-p", str(ext.port), "-u",
+                            "hearthd", "-P", ext.password, "dynsec"] + list(args),
+                           check=True, capture_output=True, timeout=20)
+        ctl("createRole", "ha-world")
+        for acl in ("publishClientSend homeassistant/#", "subscribePattern homeassistant/#",
+                    "publishClientSend hearth/v1/ha/#", "subscribePattern hearth/v1/ha/#",
+                    "publishClientSend hearth/v1/hub/status",
+                    "subscribePattern hearth/v1/hub/status"):
+            ctl("addRoleACL", "ha-world", *acl.split(), "allow")
+        for user, pw in (("hearth-ext", "ext-" + uuid.uuid4().hex[:12]),
+                         ("ha", "ha-" + uuid.uuid4().hex[:12])):
+            ctl("createClient", user, "-p", pw)
+            ctl("addClientRole", user, "ha-world")
+            setattr(self, "pw_" + user.replace("-", "_"), pw)
+        pw_file = os.path.join(hub.root, "ext.pass")
+        with open(pw_file, "w") as f:
+            f.write(self.pw_hearth_ext + "\n")
+
+        hub.plugin_config = {"home_assistant": dict(
+            HA_CONFIG, broker_host="127.0.0.1", broker_port=ext.port,
+            broker_username="hearth-ext", broker_password_file=pw_file)}
+        hub.write_config()
+        hub.restart()
+        wait_for(lambda: hub.status()["details"].get("home_assistant", {}).get("link") == "live",
+                 timeout=20, what="home_assistant live on the external broker")
+        ha = FakeHomeAssistant(ext.port, "ha", self.pw_ha)
+        self.addCleanup(ha.close)
+        ha.connect()
+        hub.add_user("alice")
+        alice = hub.terminal("alice", "alice-phone")
+        hub.admin("testReport", {"deviceId": "plug-x", "model": "acme-plug", "transport": "ble"})
+        alice.call("bindDevice", {"deviceId": "plug-x"})
+        alice.call("haExpose", {"deviceId": "plug-x", "enabled": True})
+        cfg = ha.wait_config(node("plug-x"))
+        self.assertEqual(cfg["avty"][0]["t"], "hearth/v1/hub/status")
+        ha.wait_message("hearth/v1/hub/status", lambda p: json.loads(p)["state"] == "online")
+        ha.command(cfg["cmps"]["switch"]["cmd_t"], "ON")
+        wait_for(lambda: "alice:plug-x:set" in
+                 hub.admin("testControls")["result"]["controls"], what="the command")
+        r = hub.admin("haAccount", {"password": "whatever-long"})
+        self.assertEqual(r["error"]["code"], "UNAVAILABLE", r)
+        # hearthd dies: the Will on HA's broker makes every device unavailable there.
+        hub.kill9()
+        ha.wait_message("hearth/v1/hub/status", lambda p: json.loads(p)["state"] == "offline",
+                        timeout=60)
         self.assertEqual(ha.problems, {})
 
 
