@@ -8,11 +8,10 @@ Run with /usr/bin/python3 -m unittest -v test_home_assistant
 
 import json
 import os
+import subprocess
 import time
 import unittest
 import uuid
-
-import subprocess
 
 import test_wifi_lan
 from harness import Broker, Hub, wait_for
