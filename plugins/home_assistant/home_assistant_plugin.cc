@@ -507,7 +507,15 @@ void HomeAssistantPlugin::onLinkMessage(const std::string& topic, const std::str
     if (id && exposures_.find(*id) != nullptr && !haStates_.count(*id)) haStates_[*id] = payload;
     return;
   }
-  if (parts.count() == 3 && parts[2] == "set") onCommand(parts[0], parts[1], payload);
+  // A retained command would run again at every reconnect: commands are live or nothing.
+  if (parts.count() == 3 && parts[2] == "set") {
+    if (retained) {
+      ctx_.logger().warn("ignored and cleared a retained command on " + topic);
+      link_->publish(topic, "", true);
+      return;
+    }
+    onCommand(parts[0], parts[1], payload);
+  }
 }
 
 void HomeAssistantPlugin::finishSync() {

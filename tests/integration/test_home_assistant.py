@@ -259,11 +259,29 @@ class HomeAssistantTest(unittest.TestCase):
         self.assertEqual(json.loads(ha.last("hearth/v1/hub/status"))["state"], "online")
         self.assertEqual(len(self.controls()), n)
         self.assertTrue(alice.call("getDeviceDetail", {"deviceId": "lamp-2"})["relAccounts"])
-        # Its own command topic does work.
+        # Its own command topic does work; a retained command (which would run again at every
+        # reconnect) does not.
         ha.command(cfg["cmps"]["light"]["cmd_t"], {"state": "ON"})
         wait_for(lambda: len(self.controls()) == n + 1, what="HA's permitted command")
-        # And it cannot read the users' trees either.
-        self.assertFalse(any(t.startswith("hearth/v1/u/") for t, _, _ in ha.messages))
+        ha.client.publish(cfg["cmps"]["light"]["cmd_t"], '{"state":"OFF"}', qos=1,
+                          retain=True).wait_for_publish()
+        wait_for(lambda: len(self.controls()) == n + 2, what="the command, live once")
+        hub.restart()  # the test transport forgets its commands
+        alice = hub.terminal("alice", "alice-phone-2")
+        self.wait_live()
+        wait_for(lambda: "ignored and cleared a retained command" in hub.log_text(),
+                 what="the retained command to be refused")
+        self.assertEqual(self.controls(), [])
+        # And it cannot read the users' trees either, however it subscribes.
+        granted = []
+        ha.client.on_subscribe = lambda c, u, mid, codes, props=None: granted.extend(codes)
+        ha.client.subscribe([("#", 1), ("hearth/v1/u/#", 1), ("hearth/v1/admin/#", 1)])
+        wait_for(lambda: len(granted) == 3, what="the SUBACK")
+        self.assertTrue(all(c.value >= 0x80 for c in granted), granted)
+        alice.call("getBoundDevices")
+        alice.call("haExposed")
+        self.assertFalse(any(t.startswith("hearth/v1/u/") or t.startswith("hearth/v1/admin/")
+                             for t, _, _ in ha.messages))
 
     def test_restart_sweeps_ghosts_and_birth_resends_everything(self):
         hub = self.start_hub()
