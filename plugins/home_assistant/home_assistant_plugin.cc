@@ -152,6 +152,15 @@ Status HomeAssistantPlugin::start() {
                  [this](const std::string&, const std::string& d) { onPresence(d, false); });
   ctx_.subscribe(events::kBindingChanged,
                  [this](const std::string&, const std::string& d) { onBindingChanged(d); });
+  // A new name or firmware: HA's device page follows.
+  ctx_.subscribe(events::kDeviceChanged, [this](const std::string&, const std::string& d) {
+    Object::Ptr o = parseObject(d);
+    if (!o || !o->has("deviceId")) return;
+    std::string id = o->getValue<std::string>("deviceId");
+    if (exposures_.find(id) == nullptr) return;
+    if (!stillValid(id, *exposures_.find(id))) return withdraw(id, "its model has no mapping now");
+    publishDevice(id);
+  });
   // Exposures whose device changed hands while the hub was down.
   std::vector<std::string> stale;
   for (const auto& [id, e] : exposures_.all()) {

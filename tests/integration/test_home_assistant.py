@@ -169,6 +169,11 @@ class HomeAssistantTest(unittest.TestCase):
         self.assertEqual(self.details()["commandsRefused"], 1)
         hub.admin("testRefuse", {"deviceId": "lamp.1", "refuse": False})
 
+        # A new name reported by the device: HA's device follows.
+        self.report("lamp.1", "acme-lamp", name="Reading lamp")
+        ha.wait(lambda: ha.configs.get(lamp, {}).get("dev", {}).get("name") == "Reading lamp",
+                what="the renamed device")
+
         # Presence: the device's availability topic follows it.
         hub.admin("testOnline", {"deviceId": "lamp.1", "online": False})
         ha.wait_message("hearth/v1/ha/%s/availability" % lamp, lambda p: p == "offline")

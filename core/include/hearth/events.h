@@ -28,6 +28,8 @@ inline constexpr const char* kDeviceOffline = "device.offline";
 // {"deviceId"} after a change to a device's bindings or shares is durable (bind, unbind,
 // preemption, removal, reset, ...); Devices::deviceInfo tells the new owner.
 inline constexpr const char* kBindingChanged = "binding.changed";
+// {"deviceId"} when a known device reports a new model, name or firmware.
+inline constexpr const char* kDeviceChanged = "device.changed";
 }  // namespace events
 
 }  // namespace hearth

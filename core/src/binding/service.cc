@@ -423,6 +423,9 @@ Status BindingService::report(const DeviceReport& r) {
   index(devices_[r.deviceId]);
   if (cameOnline && !isNew)
     notifyBoundUsers(r.deviceId, "deviceOnline", deviceEventData(r.deviceId));
+  if (persist && !isNew && publishBus_) {
+    publishBus_(events::kDeviceChanged, deviceEventData(r.deviceId));
+  }
   return Status::ok();
 }
 
