@@ -44,6 +44,9 @@ fi
 run "RSS" bench/rss_bench.py --json "$out/rss.json"
 run "start-up to READY=1" bench/startup_bench.py --json "$out/startup.json"
 run "scale" bench/scale_bench.py --json "$out/scale.json"
+if [ -e "$HEARTH_BUILD_DIR/plugins/home_assistant.so" ]; then
+  run "Home Assistant discovery, 500 devices" bench/ha_bench.py --json "$out/ha.json"
+fi
 
 "$py" - "$out/scale.json" "$out/scale.dat" <<'PY'
 import json, sys

@@ -65,6 +65,24 @@ class TestTransport : public hearth::Plugin, public hearth::DeviceTransport {
       ctx_.devices().setOnline(id, online);
       res.ok();
     });
+    // A state report, as wifi_lan sends one when a device says its state changed.
+    reg("testState", [this](Poco::JSON::Object::Ptr p, hearth::Responder res) {
+      Poco::JSON::Object data;
+      data.set("deviceId", p->getValue<std::string>("deviceId"));
+      data.set("state", p->getObject("state"));
+      ctx_.devices().notifyBoundUsers(p->getValue<std::string>("deviceId"), "deviceState",
+                                      toJson(data));
+      res.ok();
+    });
+    // From now on the device refuses (or again accepts) every command.
+    reg("testRefuse", [this](Poco::JSON::Object::Ptr p, hearth::Responder res) {
+      if (p->getValue<bool>("refuse")) {
+        refusing_.insert(p->getValue<std::string>("deviceId"));
+      } else {
+        refusing_.erase(p->getValue<std::string>("deviceId"));
+      }
+      res.ok();
+    });
     reg("testControls", [this](Poco::JSON::Object::Ptr, hearth::Responder res) {
       Poco::JSON::Object r;
       Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
@@ -82,6 +100,9 @@ class TestTransport : public hearth::Plugin, public hearth::DeviceTransport {
                const std::string& paramsJson,
                std::function<void(hearth::Result<std::string>)> done) override {
     controls_.push_back(userId + ":" + deviceId + ":" + command);
+    if (refusing_.count(deviceId)) {
+      return done(hearth::Status::error(hearth::ErrorCode::kConflict, "the device refused"));
+    }
     if (command == "hang") {
       return done(hearth::Status::error(hearth::ErrorCode::kTimeout, "device did not answer"));
     }
@@ -102,6 +123,7 @@ class TestTransport : public hearth::Plugin, public hearth::DeviceTransport {
 
   hearth::PluginContext& ctx_;
   std::set<std::string> present_;
+  std::set<std::string> refusing_;
   std::vector<std::string> controls_;
 };
 

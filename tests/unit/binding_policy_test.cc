@@ -1299,5 +1299,28 @@ TEST(PolicyRandomized, InvariantsHoldOverRandomOperationSequences) {
   }
 }
 
+// ---- Delegated control (Home Assistant, SPEC §9) ---------------------------------------------
+
+TEST(PolicyRules, DelegatedControlNeedsABindingAndIsAuditedWithItsPrincipal) {
+  BindingPolicy policy;
+  Device device = makeDevice(Mode::kShareRequired);
+  ASSERT_TRUE(directBind(policy, device, "alice", kT0).isOk());
+  auto entry = delegatedControl(device, "alice", "set", "Home Assistant", kT0 + 5);
+  ASSERT_TRUE(entry.isOk()) << entry.status().toString();
+  EXPECT_EQ(entry.value().actor, "alice");
+  EXPECT_EQ(entry.value().deviceId, "dev1");
+  EXPECT_EQ(entry.value().action, "control");
+  EXPECT_EQ(entry.value().subject, "set");
+  EXPECT_EQ(entry.value().reason, "via Home Assistant");
+  EXPECT_EQ(entry.value().atMs, kT0 + 5);
+  auto stranger = delegatedControl(device, "mallory", "set", "Home Assistant", kT0 + 6);
+  ASSERT_FALSE(stranger.isOk());
+  EXPECT_EQ(stranger.status().code(), ErrorCode::kForbidden);
+  // Once alice has left, what she exposed can no longer command the device.
+  ASSERT_TRUE(policy.unbind(device, "alice", kT0 + 7).isOk());
+  EXPECT_EQ(delegatedControl(device, "alice", "set", "Home Assistant", kT0 + 8).status().code(),
+            ErrorCode::kForbidden);
+}
+
 }  // namespace
 }  // namespace hearth::binding

@@ -1,17 +1,18 @@
 // BindingService's group commit: binding changes are committed to the WAL unsynced, and their
 // answers and notifications go out only after the hub loop's turn ends with one sync
-// (Database::syncWal), in the order they were produced.
-
-#include "binding/service.h"
+// (Database::syncWal), in the order they were produced. Also the API for principals acting for
+// an owner: controlAs, deviceInfo, detail providers and the bus events.
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "binding/service.h"
 #include "config/config.h"
 #include "control/router.h"
 #include "hub/clock.h"
@@ -127,6 +128,73 @@ TEST_F(GroupCommitTest, WithNothingPendingAReadIsAnsweredAtOnce) {
   request("getBoundDevices", "1", "{}");
   ASSERT_EQ(pub_.published.size(), 1u);
   EXPECT_NE(pub_.published[0].find("\"ok\":true"), std::string::npos) << pub_.published[0];
+}
+
+// ---- for principals acting for an owner (home_assistant) -------------------------------------
+
+TEST_F(GroupCommitTest, ControlAsFollowsTheBindingRulesAndIsAuditedWithItsPrincipal) {
+  std::vector<std::string> bus;
+  bindings_->setBusPublisher([&](const std::string& topic, const std::string& data) {
+    bus.push_back(topic + " " + data);
+  });
+  auto run = [&](const std::string& user) {
+    std::optional<Result<std::string>> got;
+    bindings_->controlAs(user, "lock-1", "set", "{}", "Home Assistant",
+                         [&](Result<std::string> r) { got = std::move(r); });
+    EXPECT_TRUE(got.has_value());
+    return got.value_or(Status::error(ErrorCode::kInternal, "no answer"));
+  };
+  EXPECT_EQ(run("alice").status().code(), ErrorCode::kForbidden);  // not bound yet
+  EXPECT_FALSE(bindings_->deviceInfo("lock-1")->ownerId.size());
+  request("bindDevice", "1", R"({"deviceId":"lock-1"})");
+  loop_.runOnce();
+  ASSERT_EQ(bindings_->deviceInfo("lock-1")->ownerId, "alice");
+  EXPECT_EQ(bindings_->deviceInfo("lock-1")->bindMode, "share_required");
+  EXPECT_FALSE(bindings_->deviceInfo("nope"));
+  // The change is announced on the bus once durable.
+  EXPECT_EQ(bus, (std::vector<std::string>{"binding.changed {\"deviceId\":\"lock-1\"}"}));
+  EXPECT_TRUE(run("alice").isOk());
+  EXPECT_EQ(run("mallory").status().code(), ErrorCode::kForbidden);
+  bindings_->setOnline("lock-1", false);
+  EXPECT_EQ(run("alice").status().code(), ErrorCode::kOffline);
+  EXPECT_EQ(bus.back(), "device.offline {\"deviceId\":\"lock-1\"}");
+  loop_.runOnce();
+  SQLite::Database other(dir_ + "/hearth.db", SQLite::OPEN_READONLY);
+  EXPECT_EQ(other
+                .execAndGet("SELECT count(*) FROM audit_log WHERE action = 'control' AND "
+                            "actor = 'alice' AND reason = 'via Home Assistant'")
+                .getInt(),
+            1);
+}
+
+TEST_F(GroupCommitTest, DetailProvidersAddKeysToGetDeviceDetailUntilTheirPluginStops) {
+  ASSERT_TRUE(bindings_->addDetailProvider(
+      "homeAssistant",
+      [](const std::string& d, const std::string& u) {
+        return d == "lock-1" ? "{\"exposed\":true,\"asker\":\"" + u + "\"}" : "";
+      },
+      "home_assistant"));
+  EXPECT_EQ(bindings_
+                ->addDetailProvider(
+                    "homeAssistant", [](auto&, auto&) { return ""; }, "x")
+                .code(),
+            ErrorCode::kConflict);
+  EXPECT_EQ(bindings_
+                ->addDetailProvider(
+                    "relAccounts", [](auto&, auto&) { return ""; }, "x")
+                .code(),
+            ErrorCode::kInvalidRequest);
+  request("bindDevice", "1", R"({"deviceId":"lock-1"})");
+  loop_.runOnce();
+  request("getDeviceDetail", "2", R"({"deviceId":"lock-1"})");
+  ASSERT_EQ(pub_.published.size(), 2u);
+  EXPECT_NE(pub_.published[1].find(R"("homeAssistant":{"asker":"alice","exposed":true})"),
+            std::string::npos)
+      << pub_.published[1];
+  bindings_->unregisterOwner("home_assistant");
+  request("getDeviceDetail", "3", R"({"deviceId":"lock-1"})");
+  ASSERT_EQ(pub_.published.size(), 3u);
+  EXPECT_EQ(pub_.published[2].find("homeAssistant"), std::string::npos) << pub_.published[2];
 }
 
 }  // namespace

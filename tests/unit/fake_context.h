@@ -185,6 +185,25 @@ class FakeDevices : public Devices {
     return it == bound.end() ? std::vector<std::string>{} : it->second;
   }
 
+  std::optional<DeviceInfo> deviceInfo(const std::string& deviceId) const override {
+    auto it = infos.find(deviceId);
+    if (it == infos.end()) return std::nullopt;
+    return it->second;
+  }
+  // Records the command and answers with controlResult (ok "{}" unless the test sets one).
+  void controlAs(const std::string& userId, const std::string& deviceId, const std::string& command,
+                 const std::string& paramsJson, const std::string& via,
+                 std::function<void(Result<std::string>)> done) override {
+    controlled.push_back({userId, deviceId, command, paramsJson, via});
+    done(controlResult);
+  }
+  Status addDetailProvider(
+      const std::string& key,
+      std::function<std::string(const std::string&, const std::string&)> fn) override {
+    details[key] = std::move(fn);
+    return Status::ok();
+  }
+
   size_t reportsOf(const std::string& deviceId) const {
     return std::count_if(reports.begin(), reports.end(),
                          [&](const DeviceReport& r) { return r.deviceId == deviceId; });
@@ -202,6 +221,13 @@ class FakeDevices : public Devices {
   std::map<std::string, std::vector<std::string>> bound;       // deviceId -> users
   std::vector<std::string> resets;
   std::vector<Note> notified;
+  struct Control {
+    std::string userId, deviceId, command, params, via;
+  };
+  std::map<std::string, DeviceInfo> infos;  // what deviceInfo answers
+  std::vector<Control> controlled;
+  Result<std::string> controlResult = std::string("{}");
+  std::map<std::string, std::function<std::string(const std::string&, const std::string&)>> details;
 };
 
 // A PluginContext whose parts are the fakes above, public for the test to set up and inspect.
@@ -231,7 +257,9 @@ class FakeContext : public PluginContext {
   }
   std::vector<TerminalInfo> terminals(const std::string&) const override { return {}; }
   bool userExists(const std::string& userId) const override { return users.count(userId) > 0; }
-  void subscribe(const std::string&, EventHandler) override {}
+  void subscribe(const std::string& topic, EventHandler h) override {
+    busHandlers.emplace(topic, std::move(h));
+  }
   void publish(const std::string&, const std::string&) override {}
   TimerId startTimer(std::chrono::milliseconds delay, std::function<void()> fn) override {
     TimerId id = nextTimer_++;
@@ -244,6 +272,14 @@ class FakeContext : public PluginContext {
   void setState(PluginState s, const std::string& detailJson) override {
     state = s;
     details = detailJson;
+  }
+  LocalBrokerInfo localBroker() const override { return broker; }
+  void setBrokerAccount(const std::string& username, const std::string& password,
+                        const std::vector<BrokerAcl>& acls,
+                        std::function<void(Status)> done) override {
+    accounts[username] = {password, acls};
+    done(broker.dynsec ? Status::ok()
+                       : Status::error(ErrorCode::kUnavailable, "external user management"));
   }
 
   // Runs posted work (including work posted while running) until none is left.
@@ -294,6 +330,17 @@ class FakeContext : public PluginContext {
   std::set<std::string> users;
   PluginState state = PluginState::kStarting;
   std::string details;  // the last setState detail JSON
+  LocalBrokerInfo broker{"127.0.0.1", 1883, true};
+  struct Account {
+    std::string password;
+    std::vector<BrokerAcl> acls;
+  };
+  std::map<std::string, Account> accounts;               // setBrokerAccount calls
+  std::multimap<std::string, EventHandler> busHandlers;  // subscribe() records, emit() calls
+  void emit(const std::string& topic, const std::string& data) {
+    auto range = busHandlers.equal_range(topic);
+    for (auto it = range.first; it != range.second; ++it) it->second(topic, data);
+  }
 
  private:
   struct Timer {

@@ -20,6 +20,16 @@ inline constexpr const char* kTerminalOffline = "terminal.offline";
 inline constexpr const char* kUserRemoved = "user.removed";
 // {} when the control plane (re)connected to the broker.
 inline constexpr const char* kBrokerConnected = "broker.connected";
+// {"deviceId","state":{...}} when a transport reports a device's state (deviceState).
+inline constexpr const char* kDeviceState = "device.state";
+// {"deviceId"} when a device's presence changes.
+inline constexpr const char* kDeviceOnline = "device.online";
+inline constexpr const char* kDeviceOffline = "device.offline";
+// {"deviceId"} after a change to a device's bindings or shares is durable (bind, unbind,
+// preemption, removal, reset, ...); Devices::deviceInfo tells the new owner.
+inline constexpr const char* kBindingChanged = "binding.changed";
+// {"deviceId"} when a known device reports a new model, name or firmware.
+inline constexpr const char* kDeviceChanged = "device.changed";
 }  // namespace events
 
 }  // namespace hearth

@@ -159,6 +159,33 @@ struct DeviceReport {
   bool inventoryOnly = false;
 };
 
+// A device record as the core knows it (Devices::deviceInfo).
+struct DeviceInfo {
+  std::string deviceId;
+  std::string transport;
+  std::string model;
+  std::string name;
+  std::string firmware;
+  std::string bindMode;  // preemptive | share_required | share_free | owner_on_share
+  std::string ownerId;   // the user whose role is owner; empty when the device has none
+  bool online = false;
+};
+
+// One access rule of a broker account made by PluginContext::setBrokerAccount: a mosquitto
+// Dynamic Security ACL (acltype publishClientSend, publishClientReceive, subscribePattern, ...).
+struct BrokerAcl {
+  std::string type;
+  std::string topic;
+  bool allow = true;
+};
+
+// The control plane's own broker, as hearthd connects to it.
+struct LocalBrokerInfo {
+  std::string host;
+  int port = 0;
+  bool dynsec = false;  // broker.user_management: dynsec (accounts through setBrokerAccount)
+};
+
 // Implemented by a transport plugin for the devices it reports. Called on the hub loop.
 class DeviceTransport {
  public:
@@ -197,6 +224,21 @@ class Devices {
   virtual size_t notifyBoundUsers(const std::string& deviceId, const std::string& event,
                                   const std::string& dataJson) = 0;
   virtual std::vector<std::string> boundUsers(const std::string& deviceId) const = 0;
+
+  // -- added for principals that act for an owner (home_assistant) -------------------------
+  // The device record as the core knows it, or nullopt for an unknown device.
+  virtual std::optional<DeviceInfo> deviceInfo(const std::string& deviceId) const = 0;
+  // controlDevice run for `userId` through the same rules as that user's own request (bound,
+  // else FORBIDDEN; transport running; device online), recorded in the audit log as `command`
+  // by `userId` with reason "via <via>". done is called exactly once, on the hub loop.
+  virtual void controlAs(const std::string& userId, const std::string& deviceId,
+                         const std::string& command, const std::string& paramsJson,
+                         const std::string& via, std::function<void(Result<std::string>)> done) = 0;
+  // getDeviceDetail answers gain "<key>": fn(deviceId, userId) for every device where fn
+  // returns non-empty JSON text. Dropped when the plugin stops.
+  virtual Status addDetailProvider(
+      const std::string& key,
+      std::function<std::string(const std::string& deviceId, const std::string& userId)> fn) = 0;
 };
 
 enum class PluginState { kStarting, kRunning, kWaiting, kDegraded, kFailed, kStopped };
@@ -263,6 +305,16 @@ class PluginContext {
   // What hub/status shows for this plugin; detailJson (an object, may be empty) appears
   // under "details".<plugin> in hub/status.
   virtual void setState(PluginState state, const std::string& detailJson = "") = 0;
+
+  // -- added for plugins with broker connections of their own (home_assistant) ------------
+  virtual LocalBrokerInfo localBroker() const = 0;
+  // dynsec mode: creates broker account `username` with `password`, or sets the password of
+  // the existing one, confined by a role "hearth-p-<username>" holding `acls` (added to it).
+  // Refused (CONFLICT) for hearth users, the hub's own and admin accounts; UNAVAILABLE in external
+  // mode or when the broker does not answer. done runs once, on the hub loop.
+  virtual void setBrokerAccount(const std::string& username, const std::string& password,
+                                const std::vector<BrokerAcl>& acls,
+                                std::function<void(Status)> done) = 0;
 };
 
 // A loaded plugin instance. start() and stop() run on the hub loop. start() returning an

@@ -121,6 +121,13 @@ Status BindingStore::saveDevice(const Device& device, const DeviceMeta& meta,
   });
 }
 
+Status BindingStore::appendAudit(const std::vector<AuditEntry>& audit) {
+  return db_.transactionUnsynced([&] {
+    writeAudit(audit);
+    return Status::ok();
+  });
+}
+
 void BindingStore::writeDeviceRow(const Device& device, const DeviceMeta& meta) {
   SQLite::Statement d(db_.sql(),
                       "INSERT OR REPLACE INTO devices(device_id, transport, model, name, "

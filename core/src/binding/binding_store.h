@@ -36,6 +36,8 @@ class BindingStore {
                     const std::vector<AuditEntry>& audit, const ProvisionToken* token = nullptr,
                     const Device* before = nullptr);
   Status saveToken(const ProvisionToken& token);
+  // Appends audit entries that change no device (delegated commands), unsynced like saveDevice.
+  Status appendAudit(const std::vector<AuditEntry>& audit);
   Status deleteToken(const std::string& tokenHash);
 
   struct AuditQuery {

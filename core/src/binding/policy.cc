@@ -141,6 +141,22 @@ const Binding* findOwner(const Device& device) {
   return nullptr;
 }
 
+Result<AuditEntry> delegatedControl(const Device& device, std::string_view userId,
+                                    std::string_view command, std::string_view via, int64_t nowMs) {
+  if (findBinding(device, userId) == nullptr) {
+    return Status::error(ErrorCode::kForbidden,
+                         std::string(userId) + " is not bound to " + device.deviceId);
+  }
+  AuditEntry a;
+  a.atMs = nowMs;
+  a.actor = std::string(userId);
+  a.deviceId = device.deviceId;
+  a.action = "control";
+  a.subject = std::string(command);
+  a.reason = "via " + std::string(via);
+  return a;
+}
+
 Result<std::vector<Binding>> visibleMembers(const Device& device, std::string_view userId) {
   const Binding* self = findBinding(device, userId);
   if (self == nullptr) {

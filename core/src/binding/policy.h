@@ -311,6 +311,12 @@ std::vector<Share> sharesFromUser(const Device& device, std::string_view userId)
 // Whether the device accepts a direct bind now (004 §3.1), ignoring presence.
 bool inBindWindow(const Device& device, int64_t nowMs);
 
+// A command another principal (Home Assistant) runs for `userId`: allowed exactly when that
+// user may controlDevice (bound; else FORBIDDEN). Returns the audit entry that records it:
+// actor userId, action "control", subject the command, reason "via <via>".
+Result<AuditEntry> delegatedControl(const Device& device, std::string_view userId,
+                                    std::string_view command, std::string_view via, int64_t nowMs);
+
 // Compares two hashes without an early exit, so timing does not reveal a matching prefix.
 bool constantTimeEquals(std::string_view a, std::string_view b);
 

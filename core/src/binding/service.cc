@@ -149,7 +149,10 @@ Outcome BindingService::mutate(const std::string& deviceId,
   index(it->second);
   scheduleExpiry(it->second);
   armExpiryTimer();
-  afterDurable([this, notes = out.notifications] { commitNotifications(notes); });
+  afterDurable([this, notes = out.notifications, deviceId] {
+    commitNotifications(notes);
+    if (publishBus_) publishBus_(events::kBindingChanged, deviceEventData(deviceId));
+  });
   return out;
 }
 
@@ -348,6 +351,22 @@ Status BindingService::registerTransport(const std::string& transport, DeviceTra
 
 void BindingService::unregisterOwner(const std::string& owner) {
   std::erase_if(transports_, [&](const auto& kv) { return kv.second.owner == owner; });
+  std::erase_if(detailProviders_, [&](const auto& kv) { return kv.second.owner == owner; });
+}
+
+Status BindingService::addDetailProvider(const std::string& key, DetailProvider fn,
+                                         const std::string& owner) {
+  static const std::set<std::string> kCoreKeys = {"deviceId", "model",  "name",       "transport",
+                                                  "bindMode", "online", "relAccounts"};
+  if (!fn || !isValidIdentifier(key) || kCoreKeys.count(key)) {
+    return Status::error(ErrorCode::kInvalidRequest, "invalid detail key " + key);
+  }
+  auto [it, inserted] = detailProviders_.try_emplace(key, Detail{std::move(fn), owner});
+  if (!inserted) {
+    return Status::error(ErrorCode::kConflict,
+                         "detail " + key + " is served by " + it->second.owner);
+  }
+  return Status::ok();
 }
 
 Status BindingService::report(const DeviceReport& r) {
@@ -410,6 +429,9 @@ Status BindingService::report(const DeviceReport& r) {
   index(devices_[r.deviceId]);
   if (cameOnline && !isNew)
     notifyBoundUsers(r.deviceId, "deviceOnline", deviceEventData(r.deviceId));
+  if (persist && !isNew && publishBus_) {
+    publishBus_(events::kDeviceChanged, deviceEventData(r.deviceId));
+  }
   return Status::ok();
 }
 
@@ -496,7 +518,53 @@ size_t BindingService::notifyBoundUsers(const std::string& deviceId, const std::
     deps_.notifyUser(b.userId, event, dataJson);
     ++n;
   }
+  // The same reports for in-process listeners (home_assistant), bound users or not.
+  if (publishBus_) {
+    if (event == "deviceState") publishBus_(events::kDeviceState, dataJson);
+    if (event == "deviceOnline") publishBus_(events::kDeviceOnline, dataJson);
+    if (event == "deviceOffline") publishBus_(events::kDeviceOffline, dataJson);
+  }
   return n;
+}
+
+std::optional<DeviceInfo> BindingService::deviceInfo(const std::string& deviceId) const {
+  auto it = devices_.find(deviceId);
+  if (it == devices_.end()) return std::nullopt;
+  const Device& d = it->second;
+  DeviceInfo info;
+  info.deviceId = d.deviceId;
+  info.transport = d.transport;
+  info.model = d.model;
+  info.name = d.name;
+  auto m = meta_.find(deviceId);
+  if (m != meta_.end()) info.firmware = m->second.firmware;
+  info.bindMode = modeName(d.mode);
+  if (const Binding* owner = findOwner(d)) info.ownerId = owner->userId;
+  info.online = d.online;
+  return info;
+}
+
+void BindingService::controlAs(const std::string& userId, const std::string& deviceId,
+                               const std::string& command, const std::string& paramsJson,
+                               const std::string& via,
+                               std::function<void(Result<std::string>)> done) {
+  auto it = devices_.find(deviceId);
+  if (it == devices_.end())
+    return done(Status::error(ErrorCode::kNotFound, "no device " + deviceId));
+  auto audit = delegatedControl(it->second, userId, command, via, deps_.clock.nowMs());
+  if (!audit) return done(audit.status());
+  auto t = transports_.find(it->second.transport);
+  if (t == transports_.end()) {
+    return done(Status::error(ErrorCode::kUnavailable,
+                              "the " + it->second.transport + " transport plugin is not running"));
+  }
+  if (!it->second.online) return done(Status::error(ErrorCode::kOffline, deviceId + " is offline"));
+  if (Status s = store_.appendAudit({audit.value()}); !s) {
+    deps_.logger.error("could not record a command via " + via + ": " + s.message());
+    return done(Status::error(ErrorCode::kInternal, "could not record the command"));
+  }
+  markUnsynced();
+  t->second.impl->control(deviceId, userId, command, paramsJson, std::move(done));
 }
 
 std::vector<std::string> BindingService::boundUsers(const std::string& deviceId) const {
@@ -749,6 +817,15 @@ void BindingService::getDeviceDetail(const Request& req, const Responder& res) {
   r.set("bindMode", modeName(d.mode));
   r.set("online", d.online);
   r.set("relAccounts", rel);
+  for (const auto& [key, detail] : detailProviders_) {
+    std::string json = detail.fn(deviceId, req.userId);
+    if (json.empty()) continue;
+    try {
+      r.set(key, Poco::JSON::Parser().parse(json));
+    } catch (const std::exception& e) {
+      deps_.logger.error("detail " + key + " of " + detail.owner + " is not JSON: " + e.what());
+    }
+  }
   res.ok(toJson(r));
 }
 

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -41,6 +42,9 @@ struct ServiceDeps {
 class BindingService {
  public:
   explicit BindingService(ServiceDeps deps);
+  // Where device.* and binding.changed (events.h) go: the hub's event bus. Unset: nowhere.
+  using BusPublisher = std::function<void(const std::string& topic, const std::string& dataJson)>;
+  void setBusPublisher(BusPublisher publish) { publishBus_ = std::move(publish); }
 
   // Loads the state and expires what expired while the hub was down.
   Status load(const config::HubConfig& cfg);
@@ -61,6 +65,14 @@ class BindingService {
   size_t notifyBoundUsers(const std::string& deviceId, const std::string& event,
                           const std::string& dataJson);
   std::vector<std::string> boundUsers(const std::string& deviceId) const;
+  std::optional<DeviceInfo> deviceInfo(const std::string& deviceId) const;
+  void controlAs(const std::string& userId, const std::string& deviceId, const std::string& command,
+                 const std::string& paramsJson, const std::string& via,
+                 std::function<void(Result<std::string>)> done);
+  // getDeviceDetail's extra keys (Devices::addDetailProvider), per plugin (owner).
+  using DetailProvider =
+      std::function<std::string(const std::string& deviceId, const std::string& userId)>;
+  Status addDetailProvider(const std::string& key, DetailProvider fn, const std::string& owner);
 
   // Writes device records that discovery created or changed (batched, see report()).
   void flushDiscovered();
@@ -138,6 +150,12 @@ class BindingService {
 
   std::multimap<int64_t, std::string> expiries_;  // next expiry → device
   std::map<std::string, int64_t> expiryOf_;
+  struct Detail {
+    DetailProvider fn;
+    std::string owner;
+  };
+  std::map<std::string, Detail> detailProviders_;  // by key
+  BusPublisher publishBus_;
   std::set<std::string> discoveredDirty_;
   bool unsynced_ = false;       // changes committed since the last sync of the WAL
   bool settlePosted_ = false;   // settle() is posted to the hub loop

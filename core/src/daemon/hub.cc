@@ -82,6 +82,8 @@ Status Hub::open() {
       [this](const std::string& userId, const std::string& event, const std::string& data) {
         sendEvent(userId, "", event, data);
       }});
+  bindings_->setBusPublisher(
+      [this](const std::string& topic, const std::string& data) { bus_.publish(topic, data); });
   if (Status s = bindings_->load(cfg_); !s) return s;
   return Status::ok();
 }
@@ -436,6 +438,31 @@ void Hub::removeUser(const std::string& userId, std::function<void(Status)> done
 
 void Hub::listUsers(std::function<void(Result<std::vector<std::string>>)> done) {
   dynsec_->listUsers(std::move(done));
+}
+
+LocalBrokerInfo Hub::localBroker() const {
+  return LocalBrokerInfo{cfg_.brokerHost, cfg_.brokerPort, cfg_.userManagement == "dynsec"};
+}
+
+void Hub::setBrokerAccount(const std::string& username, const std::string& password,
+                           const std::vector<BrokerAcl>& acls, std::function<void(Status)> done) {
+  if (cfg_.userManagement != "dynsec" || !dynsec_) {
+    return done(Status::error(ErrorCode::kUnavailable,
+                              "broker accounts are managed by the broker operator "
+                              "(broker.user_management: external)"));
+  }
+  std::vector<std::string> reserved = cfg_.adminUsers;
+  reserved.push_back(cfg_.brokerUsername);
+  if (!isValidIdentifier(username) || identity_->userExists(username) ||
+      std::find(reserved.begin(), reserved.end(), username) != reserved.end()) {
+    return done(Status::error(ErrorCode::kConflict,
+                              "account " + username + " is a hearth user or admin account"));
+  }
+  if (password.size() < 8) {
+    return done(Status::error(ErrorCode::kInvalidRequest, "password shorter than 8 characters"));
+  }
+  dynsec_->setAccount(username, password, std::string("hearth-p-") + username, acls,
+                      std::move(done));
 }
 
 }  // namespace hearth

@@ -58,6 +58,10 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   size_t sendEvent(const std::string& userId, const std::string& clientId, const std::string& event,
                    const std::string& dataJson) override;
   void statusChanged() override;
+  LocalBrokerInfo localBroker() const override;
+  void setBrokerAccount(const std::string& username, const std::string& password,
+                        const std::vector<BrokerAcl>& acls,
+                        std::function<void(Status)> done) override;
 
  private:
   // Publisher (responses)

@@ -199,4 +199,55 @@ void DynsecAdmin::listUsers(std::function<void(Result<std::vector<std::string>>)
   });
 }
 
+void DynsecAdmin::setAccount(const std::string& username, const std::string& password,
+                             const std::string& role, const std::vector<BrokerAcl>& acls,
+                             std::function<void(Status)> done) {
+  // Idempotent: the role and each of its ACLs may exist from an earlier start ("already
+  // exists" is fine). The role is not deleted and remade: dynsec disconnects a client whose
+  // roles change, and mosquitto 2.0.11 refuses to give a client a role it once held.
+  std::vector<Poco::JSON::Object::Ptr> cmds = {createRole(role)};
+  for (const auto& a : acls) {
+    auto c = addRoleAcl(role, a.type, a.topic);
+    c->set("allow", a.allow);
+    cmds.push_back(c);
+  }
+  auto client = command("createClient");
+  client->set("username", username);
+  client->set("password", password);
+  Poco::JSON::Array::Ptr roles = new Poco::JSON::Array;
+  Poco::JSON::Object::Ptr roleRef = new Poco::JSON::Object;
+  roleRef->set("rolename", role);
+  roles->add(roleRef);
+  client->set("roles", roles);
+  cmds.push_back(client);
+  const size_t n = cmds.size();
+  send(cmds, [this, username, password, role, n, done](Result<Responses> r) {
+    if (!r) return done(r.status());
+    if (r.value().size() < n) return done(Status::error(ErrorCode::kInternal, "no answer"));
+    for (size_t i = 0; i + 1 < n; ++i) {
+      std::string err = errorOf(r.value()[i]);
+      if (!err.empty() && err.find("exist") == std::string::npos) {
+        return done(Status::error(ErrorCode::kInternal, "broker refused the role: " + err));
+      }
+    }
+    std::string err = errorOf(r.value()[n - 1]);
+    if (err.empty()) return done(Status::ok());
+    if (err.find("already exists") == std::string::npos) {
+      return done(Status::error(ErrorCode::kInternal, "broker refused createClient: " + err));
+    }
+    auto pw = command("setClientPassword");
+    pw->set("username", username);
+    pw->set("password", password);
+    send({pw, addClientRole(username, role)}, [done](Result<Responses> r2) {
+      if (!r2) return done(r2.status());
+      if (r2.value().empty()) return done(Status::error(ErrorCode::kInternal, "no answer"));
+      // addClientRole fails harmlessly when the client has the role already.
+      if (std::string e = errorOf(r2.value()[0]); !e.empty()) {
+        return done(Status::error(ErrorCode::kInternal, "setClientPassword refused: " + e));
+      }
+      done(Status::ok());
+    });
+  });
+}
+
 }  // namespace hearth

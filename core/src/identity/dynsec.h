@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "control/mqtt_client.h"
+#include "hearth/host.h"
 #include "hub/hub_loop.h"
 
 namespace hearth {
@@ -46,6 +47,10 @@ class DynsecAdmin {
                std::function<void(Status)> done);
   void removeUser(const std::string& userId, std::function<void(Status)> done);
   void listUsers(std::function<void(Result<std::vector<std::string>>)> done);
+  // A plugin's account (PluginContext::setBrokerAccount): created, or its password set, with
+  // the role `role` holding `acls` (added to what it holds).
+  void setAccount(const std::string& username, const std::string& password, const std::string& role,
+                  const std::vector<BrokerAcl>& acls, std::function<void(Status)> done);
   // The role that confines a user to hearth/v1/u/<user>/#.
   static std::string userRole(const std::string& userId);
 

@@ -88,6 +88,12 @@ class PluginHost::Context : public PluginContext, private Devices {
     p.detailJson = detailJson;
     core_.statusChanged();
   }
+  LocalBrokerInfo localBroker() const override { return core_.localBroker(); }
+  void setBrokerAccount(const std::string& username, const std::string& password,
+                        const std::vector<BrokerAcl>& acls,
+                        std::function<void(Status)> done) override {
+    core_.setBrokerAccount(username, password, acls, std::move(done));
+  }
 
  private:
   // Devices, forwarded to the binding engine with this plugin as the owner.
@@ -111,6 +117,19 @@ class PluginHost::Context : public PluginContext, private Devices {
   }
   std::vector<std::string> boundUsers(const std::string& deviceId) const override {
     return core_.bindings().boundUsers(deviceId);
+  }
+  std::optional<DeviceInfo> deviceInfo(const std::string& deviceId) const override {
+    return core_.bindings().deviceInfo(deviceId);
+  }
+  void controlAs(const std::string& userId, const std::string& deviceId, const std::string& command,
+                 const std::string& paramsJson, const std::string& via,
+                 std::function<void(Result<std::string>)> done) override {
+    core_.bindings().controlAs(userId, deviceId, command, paramsJson, via, std::move(done));
+  }
+  Status addDetailProvider(
+      const std::string& key,
+      std::function<std::string(const std::string&, const std::string&)> fn) override {
+    return core_.bindings().addDetailProvider(key, std::move(fn), name_);
   }
 
   CoreServices& core_;

@@ -39,6 +39,13 @@ class CoreServices {
   virtual size_t sendEvent(const std::string& userId, const std::string& clientId,
                            const std::string& event, const std::string& dataJson) = 0;
   virtual void statusChanged() = 0;
+  // PluginContext::localBroker / setBrokerAccount; without a broker (tests): none.
+  virtual LocalBrokerInfo localBroker() const { return {}; }
+  virtual void setBrokerAccount(const std::string& username, const std::string& password,
+                                const std::vector<BrokerAcl>& acls,
+                                std::function<void(Status)> done) {
+    done(Status::error(ErrorCode::kUnavailable, "no broker accounts here"));
+  }
 };
 
 class PluginHost {
