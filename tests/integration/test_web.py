@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import socket
+import sys
 import ssl
 import subprocess
 import tempfile
@@ -552,5 +553,48 @@ class InstallerCertificateTest(unittest.TestCase):
                 self.assertIn("mqtts://127.0.0.1:%d" % port, json.dumps(st["details"]["web"]))
 
 
+def reissue_child():
+    """Runs in a network namespace of its own (test_server_certificate_follows_the_addresses):
+    a hub, then a new address; the door must present a certificate naming
+    it, from the same CA, without a restart."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with WebHub() as hub:
+        hub.add_user("alice")
+        server_pem = os.path.join(hub.state_dir, "web", "server.pem")
+        ca_before = fingerprint(hub.ca_file)
+
+        def presented_ips():
+            with tls_socket(hub, hub.mqtts_port) as s:
+                sans = s.getpeercert().get("subjectAltName", ())
+            return {v for k, v in sans if k == "IP Address"}
+
+        if "10.213.0.1" in presented_ips():
+            raise AssertionError("the address is named before it exists")
+        # The namespace's own lo (no dummy or veth driver needed): a new address all the same.
+        subprocess.run(["ip", "addr", "add", "10.213.0.1/32", "dev", "lo"], check=True)
+        wait_for(lambda: "10.213.0.1" in presented_ips(), timeout=90, interval=1,
+                 what="a certificate naming the new address")
+        if fingerprint(hub.ca_file) != ca_before:
+            raise AssertionError("the CA changed")
+        if "re-issued" not in hub.log_text():
+            raise AssertionError("no log line about the re-issue")
+        print("re-issued for 10.213.0.1 by the same CA:", open(server_pem).read().count("BEGIN"),
+              "certificates in the chain")
+
+
+class ReissueTest(unittest.TestCase):
+    def test_server_certificate_follows_the_addresses(self):
+        probe = subprocess.run(["unshare", "--net", "true"], capture_output=True)
+        if probe.returncode != 0:
+            self.skipTest("cannot make a network namespace: %s" % probe.stderr.decode().strip())
+        r = subprocess.run(["unshare", "--net", sys.executable, os.path.abspath(__file__),
+                            "reissue-child"], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("re-issued for 10.213.0.1", r.stdout)
+
+
 if __name__ == "__main__":
-    unittest.main()
+    if sys.argv[1:] == ["reissue-child"]:
+        reissue_child()
+    else:
+        unittest.main()
