@@ -151,7 +151,7 @@ Status FrontDoor::bindAll() {
         params->setTimeout(Poco::Timespan(config_.ioTimeout.count() * 1000));
         params->setKeepAlive(true);
         params->setMaxKeepAliveRequests(100);
-        params->setKeepAliveTimeout(Poco::Timespan(10, 0));
+        params->setKeepAliveTimeout(Poco::Timespan(shared_.keepAlive.count(), 0));
         Poco::Net::TCPServerConnectionFactory::Ptr http =
             new Poco::Net::HTTPServerConnectionFactory(params,
                                                        new DoorRequestHandlerFactory(shared_));

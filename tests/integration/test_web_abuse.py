@@ -213,6 +213,30 @@ class FrontDoorAbuseTest(unittest.TestCase):
         wait_for(lambda: self.counters()["connectTimeouts"] >= before + 2, timeout=20,
                  what="two CONNECT deadlines counted")
 
+    def test_slowloris_second_request(self):
+        # A kept-alive HTTPS connection: the first request in full, the next one dribbled.
+        s = tls_socket(self.hub, self.hub.https_port)
+        s.sendall(b"GET /app.js HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head = b""
+        while b"console.log" not in head:
+            chunk = s.recv(4096)
+            self.assertTrue(chunk, "no answer to the first request")
+            head += chunk
+        request = (b"GET /app.js HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 200 +
+                   b"\r\n\r\n")
+        closed = False
+        for b in request[:-1]:
+            try:
+                s.sendall(bytes([b]))
+            except OSError:
+                closed = True
+                break
+            if closed_by_peer(s, 0.5):
+                closed = True
+                break
+        s.close()
+        self.assertTrue(closed, "the door kept a client dribbling its second request")
+
     def test_thousand_connections_at_once(self):
         limit = self.hub.metrics()["hearth_web_max_connections"]
         inside = self.counters()["connections"]
