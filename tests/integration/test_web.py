@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import resource
+import signal
 import socket
 import sys
 import ssl
@@ -494,6 +495,36 @@ class FrontDoorTest(unittest.TestCase):
                  what="hub/status counters")
         # /metrics is not on the LAN-facing port (there it is a route of the web app).
         self.assertNotIn(b"hearth_web_", self.hub.https("GET", "/metrics")[2])
+
+
+class ReloadTest(unittest.TestCase):
+    def test_sighup_with_a_new_www_dir_restarts_the_door_with_clients_inside(self):
+        with WebHub() as hub:
+            pw = hub.add_user("alice")
+            held = [mqtts_login(hub, "alice", pw)[0] for _ in range(20)]
+            www2 = os.path.join(hub.root, "www2")
+            os.makedirs(www2)
+            with open(os.path.join(www2, "index.html"), "w") as f:
+                f.write("second www\n")
+            hub.plugin_config["web"]["www_dir"] = www2
+            hub.write_config()
+            hub.proc.send_signal(signal.SIGHUP)
+
+            def second():
+                try:
+                    return b"second www" in hub.https("GET", "/")[2]
+                except (OSError, ssl.SSLError, http.client.HTTPException):
+                    return False
+
+            wait_for(second, timeout=30, what="the new www_dir served")
+            # The clients inside when it stopped were let go; new ones are served.
+            for s in held:
+                self.assertTrue(closed_by_peer(s, 20))
+                s.close()
+            s, code = mqtts_login(hub, "alice", pw)
+            self.assertEqual(code, 0)
+            s.close()
+            self.assertEqual(hub.status()["plugins"]["web"], "running")
 
 
 class InstallerCertificateTest(unittest.TestCase):
