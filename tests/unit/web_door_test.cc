@@ -5,6 +5,7 @@
 // The sockets, TLS and real clients are in tests/integration/test_web*.py.
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "connection_registry.h"
 #include "door_guard.h"
 #include "door_metrics.h"
 #include "hub_ca.h"
@@ -235,6 +237,43 @@ TEST(HubCa, ADamagedCaIsAnErrorNotANewCa) {
   Status s = ca.ensure({{"hub"}, {"127.0.0.1"}});
   EXPECT_FALSE(s.isOk());
   EXPECT_NE(s.message().find("unreadable"), std::string::npos) << s.message();
+}
+
+// True when the socket's peer shut it down within timeoutMs.
+bool shutDown(int fd, int timeoutMs) {
+  for (int waited = 0; waited < timeoutMs; waited += 10) {
+    char c;
+    ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
+    if (n == 0) return true;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return false;
+}
+
+TEST(ConnectionRegistry, CutsOffAConnectionAtItsDeadlineUnlessItMetIt) {
+  ConnectionRegistry registry;
+  int late[2];
+  int met[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, late), 0);
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, met), 0);
+  auto soon = ConnectionRegistry::Clock::now() + milliseconds(50);
+  uint64_t a = registry.add(late[0], soon);
+  uint64_t b = registry.add(met[0], soon);
+  registry.clearDeadline(b);
+  // The owner of `late` is blocked in a read: the deadline makes it return.
+  char c;
+  EXPECT_EQ(::recv(late[0], &c, 1, 0), 0);
+  EXPECT_TRUE(registry.timedOut(a));
+  EXPECT_FALSE(registry.timedOut(b));
+  EXPECT_FALSE(shutDown(met[1], 200));
+  // A new deadline (the next request of a kept-alive connection) is watched too.
+  registry.setDeadline(b, ConnectionRegistry::Clock::now() + milliseconds(20));
+  EXPECT_TRUE(shutDown(met[1], 2000));
+  EXPECT_EQ(registry.size(), 2u);
+  registry.remove(a);
+  registry.remove(b);
+  EXPECT_EQ(registry.size(), 0u);
+  for (int fd : {late[0], late[1], met[0], met[1]}) ::close(fd);
 }
 
 TEST(DoorMetrics, PrometheusTextHasHelpTypeAndSamples) {
