@@ -18,6 +18,9 @@ bool DoorGuard::enter(const std::string& address) {
     return false;
   }
   counters_.accepted++;
+  int64_t peak = peak_.load();
+  while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+  }
   return true;
 }
 

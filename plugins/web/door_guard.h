@@ -57,6 +57,8 @@ class DoorGuard {
 
   bool lockedOut(const std::string& address);
   int64_t inside() const { return inside_.load(); }
+  // The most clients inside at once since the last call (which starts a new period).
+  int64_t takePeak() { return peak_.exchange(inside_.load()); }
   // Addresses locked out right now.
   int64_t lockedAddresses();
 
@@ -76,6 +78,7 @@ class DoorGuard {
   const std::chrono::milliseconds failWindow_;
   const std::chrono::milliseconds lockoutFor_;
   std::atomic<int64_t> inside_{0};
+  std::atomic<int64_t> peak_{0};
   DoorCounters counters_;
   std::mutex mutex_;
   std::map<std::string, Failures> failures_;

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "door_metrics.h"
@@ -230,8 +231,9 @@ void FrontDoor::housekeep() {
   }
   pool_->collect();
   metricsPool_->collect();
+  // The peak is kept by the guard as clients enter, so a burst between two calls counts too.
+  peakSinceTrim_ = std::max(peakSinceTrim_, guard_.takePeak());
   int64_t inside = guard_.inside();
-  if (inside > peakSinceTrim_) peakSinceTrim_ = inside;
   if (peakSinceTrim_ - inside >= kTrimAfter) {
     ::malloc_trim(0);
     peakSinceTrim_ = inside;
