@@ -16,6 +16,8 @@ PACKAGES=(
   clang libclang-rt-14-dev llvm-14
   # benchmarks: the plot in docs/performance.png
   gnuplot-nox
+  # web plugin: hearthctl pair draws the pairing link as a QR code
+  libqrencode-dev
 )
 
 missing=()

@@ -315,6 +315,9 @@ class PluginContext {
   virtual void setBrokerAccount(const std::string& username, const std::string& password,
                                 const std::vector<BrokerAcl>& acls,
                                 std::function<void(Status)> done) = 0;
+  // Where the hub keeps its state (hub.state_dir), for a plugin that keeps files of its own (in
+  // a subdirectory named after it). The default serves contexts that do not know it (fakes).
+  virtual std::string stateDir() const { return {}; }
 };
 
 // A loaded plugin instance. start() and stop() run on the hub loop. start() returning an

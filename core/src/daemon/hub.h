@@ -62,6 +62,7 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   void setBrokerAccount(const std::string& username, const std::string& password,
                         const std::vector<BrokerAcl>& acls,
                         std::function<void(Status)> done) override;
+  std::string stateDir() const override { return cfg_.stateDir; }
 
  private:
   // Publisher (responses)

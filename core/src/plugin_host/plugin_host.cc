@@ -94,6 +94,7 @@ class PluginHost::Context : public PluginContext, private Devices {
                         std::function<void(Status)> done) override {
     core_.setBrokerAccount(username, password, acls, std::move(done));
   }
+  std::string stateDir() const override { return core_.stateDir(); }
 
  private:
   // Devices, forwarded to the binding engine with this plugin as the owner.

@@ -46,6 +46,8 @@ class CoreServices {
                                 std::function<void(Status)> done) {
     done(Status::error(ErrorCode::kUnavailable, "no broker accounts here"));
   }
+  // hub.state_dir of the configuration the hub runs with.
+  virtual std::string stateDir() const { return {}; }
 };
 
 class PluginHost {
