@@ -376,7 +376,8 @@ export class Connection {
       }
       return this._fatal(ReasonCode.HELLO_FAILED, e);
     }
-    this.attempt = 0;
+    // The back-off starts again only once a session has lasted (see _onClosed).
+    this.connectedAt = Date.now();
     this._disconnectReason = undefined;
     this._setState('connected', ReasonCode.OK);
     if (this.loginWaiter) this.loginWaiter.resolve();
@@ -392,8 +393,15 @@ export class Connection {
   }
 
   _onClosed() {
-    this._failPending('NOT_CONNECTED', 'the connection to the hub dropped before the answer', true);
+    // Calls in flight stay pending: the hub may have got them (their outcome is unknown), and
+    // they end with their answer or TIMEOUT, never hang. New calls fail NOT_CONNECTED at once.
     if (!this.loggedIn) return;
+    // A session that ends soon after it began does not reset the back-off. Two app instances
+    // with one clientIdentify throw each other off the broker (mosquitto closes the older
+    // connection without a DISCONNECT reason code, so KICKED cannot be told from a network
+    // drop); growing delays keep that from becoming a tight loop.
+    if (this.connectedAt && Date.now() - this.connectedAt >= 10000) this.attempt = 0;
+    this.connectedAt = 0;
     const reason = this._disconnectReason || ReasonCode.NETWORK;
     if (reason === ReasonCode.KICKED) {
       return this._fatal(ReasonCode.KICKED, hearthError('NOT_CONNECTED', 'another connection logged in with this clientIdentify'));
@@ -495,14 +503,22 @@ export class Connection {
     }
     const mq = this.mq;
     const resBase = `hearth/v1/admin/res/${this.self.clientIdentify}`;
-    const ready = this.adminSubscribed ? Promise.resolve() : mq.subscribeAsync(`${resBase}/#`, { qos: 1 }).then(() => {
-      this.adminSubscribed = true;
-    });
-    return ready.then(
-      () => this._send(method, params || {}, options || {}, mq, { reqTopic: `hearth/v1/admin/req/${method}`, resTopic: `${resBase}/${method}` }),
-      (e) => {
-        throw hearthError('NOT_CONNECTED', `${method}: ${e.message}`, method);
-      },
+    const ready = this.adminSubscribed
+      ? Promise.resolve()
+      : mq.subscribeAsync(`${resBase}/#`, { qos: 1 }).then(
+          (granted) => {
+            // The broker refuses the subscription (SUBACK 0x80+) to accounts without admin rights.
+            if (!Array.isArray(granted) || granted.some((g) => !g || g.qos >= 128)) {
+              throw hearthError('FORBIDDEN', `${method}: ${this.self.userId} is not an admin account (the broker refused hearth/v1/admin/)`, method);
+            }
+            this.adminSubscribed = true;
+          },
+          (e) => {
+            throw hearthError('NOT_CONNECTED', `${method}: ${e.message}`, method);
+          },
+        );
+    return ready.then(() =>
+      this._send(method, params || {}, options || {}, mq, { reqTopic: `hearth/v1/admin/req/${method}`, resTopic: `${resBase}/${method}` }),
     );
   }
 
@@ -519,24 +535,16 @@ export class Connection {
         this.pending.delete(id);
         reject(hearthError('TIMEOUT', `${method}: no answer from the hub within ${timeout} ms`, method));
       }, timeout);
-      this.pending.set(id, { method, resolve, reject, timer, mq });
+      this.pending.set(id, { method, resolve, reject, timer });
       const payload = JSON.stringify({ id, params });
-      mq.publish(reqTopic, payload, { qos: 1, properties: { responseTopic: resTopic, correlationData: encodeId(id) } }, (err) => {
-        if (!err) return;
-        const p = this.pending.get(id);
-        if (!p) return;
-        this.pending.delete(id);
-        clearTimeout(p.timer);
-        reject(hearthError('NOT_CONNECTED', `${method}: could not be sent (${err.message})`, method));
-      });
+      // A publish error (the connection closed under it) says nothing certain: the broker may
+      // have the request. The call ends with its answer or TIMEOUT.
+      mq.publish(reqTopic, payload, { qos: 1, properties: { responseTopic: resTopic, correlationData: encodeId(id) } }, () => {});
     });
   }
 
-  _failPending(code, message, onlyStaleSession) {
+  _failPending(code, message) {
     for (const [id, p] of this.pending) {
-      // Calls published on a session that is gone can no longer be answered; they fail now
-      // rather than wait for their timeout.
-      if (onlyStaleSession && p.mq && p.mq === this.mq && this.mq && this.mq.connected) continue;
       this.pending.delete(id);
       clearTimeout(p.timer);
       p.reject(hearthError(code, `${p.method}: ${message}`, p.method));
