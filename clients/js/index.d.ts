@@ -419,8 +419,8 @@ export interface Things {
     }>,
   ): Promise<{ sharingId: string; qrKey?: string; expiresAt: number }>;
   scanShare(
-    options: { qrKey: string } & Callbacks<{ deviceId: string; model: string; name: string }>,
-  ): Promise<{ deviceId: string; model: string; name: string }>;
+    options: { qrKey: string } & Callbacks<{ deviceId: string; model: string; name: string; role: Role }>,
+  ): Promise<{ deviceId: string; model: string; name: string; role: Role }>;
   listShares(
     options?: { direction?: 'toMe' | 'fromMe' } & Callbacks<Share[]>,
   ): Promise<Share[]>;
