@@ -141,8 +141,10 @@ export interface InitializeOptions {
   transport?: 'mqtt' | 'mqtts' | 'wss' | 'ws';
   /**
    * A pairing link `hearth://pair?host=…&port=…&ca=sha256:…` (from `hearthctl pair` or the web
-   * app). Sets server/port and, in Node, pins the hub's CA: a server whose chain does not
-   * contain a certificate with that SHA-256 fingerprint is refused (reason CA_MISMATCH).
+   * app). Sets the host and the wss:// port (the front door's https port) and, in Node, pins
+   * the hub's CA: a server whose chain does not contain a CA certificate with that SHA-256
+   * fingerprint is refused (reason CA_MISMATCH). With `transport: 'mqtts'` the port is
+   * `serverSSLPort` (default 8883) on the link's host, pinned the same way.
    */
   pairing?: string;
   /** Trusted CA certificate(s), PEM (Node). */

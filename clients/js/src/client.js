@@ -116,15 +116,15 @@ export class Connection {
     const ssl = o.serverEnableSSL !== false;
     let transport = o.transport;
     if (!transport) {
-      if (!isNode) transport = ssl ? 'wss' : 'ws';
-      else if (o.pair) transport = 'mqtts';
+      // A pairing link names the front door's https port, which also serves wss:///mqtt.
+      if (!isNode || o.pair) transport = ssl || o.pair ? 'wss' : 'ws';
       else transport = ssl ? 'mqtts' : 'mqtt';
     }
     if (!isNode && transport !== 'wss' && transport !== 'ws') {
       throw hearthError('INVALID_REQUEST', `a browser connects with wss:// only (transport ${transport})`);
     }
     let port;
-    if (o.pair) port = o.pair.port;
+    if (o.pair && (transport === 'wss' || transport === 'ws')) port = o.pair.port;
     else if (transport === 'wss' || transport === 'ws') port = o.wssPort || 8443;
     else if (transport === 'mqtts') port = o.serverSSLPort || 8883;
     else port = o.serverPort || 1883;
@@ -262,6 +262,10 @@ export class Connection {
       connectTimeout: Math.max(1000, o.connectTimeout || o.requestTimeout),
       resubscribe: false, // subscribed again on every connect (clean start)
       queueQoSZero: false,
+      // mqtt.js's default keeps its timers in a Web Worker made from a blob: URL, which a strict
+      // Content-Security-Policy (the front door's: worker-src 'self') refuses with a console
+      // error. Plain timers do; a page hidden for long may see its keepalive late and reconnect.
+      timerVariant: 'native',
       will: {
         topic: `${this.base()}/presence`,
         payload: 'offline',
@@ -300,7 +304,6 @@ export class Connection {
         mqttOpts.ca = Array.isArray(o.ca) ? o.ca : [o.ca];
       }
     }
-    if (/^wss?:/.test(url)) mqttOpts.protocol = undefined;
 
     let mq;
     try {
@@ -428,7 +431,10 @@ export class Connection {
   }
 
   _fatal(reason, err) {
-    this._teardown(reason, err && err.message);
+    if (!err || typeof err.code !== 'string') {
+      err = hearthError('NOT_CONNECTED', `cannot connect to ${this._safeUrl()}: ${err && err.message}`);
+    }
+    this._teardown(reason, err.message);
     if (this.loginWaiter) this.loginWaiter.reject(err);
   }
 

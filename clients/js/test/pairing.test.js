@@ -85,7 +85,10 @@ test('pairing link: mqtts:// with the pinned CA logs in; another fingerprint is 
     server: 'ignored-when-paired',
     appId: 'appPair',
     clientIdentify: 'paired-phone',
-    pairing: `hearth://pair?host=127.0.0.1&port=${tlsPort}&ca=sha256:${caFingerprint}`,
+    // The link's port is the front door's https/wss port; this broker speaks plain mqtts.
+    pairing: `hearth://pair?host=127.0.0.1&port=8443&ca=sha256:${caFingerprint}`,
+    transport: 'mqtts',
+    serverSSLPort: tlsPort,
   });
   await c.coop.login({ userId: 'alice', password: 'alice-secret-1' });
   t.after(() => c.coop.logout());
@@ -100,7 +103,9 @@ test('pairing link: mqtts:// with the pinned CA logs in; another fingerprint is 
     server: 'x',
     appId: 'appPair',
     clientIdentify: 'mitm-victim',
-    pairing: `hearth://pair?host=127.0.0.1&port=${tlsPort}&ca=sha256:${'0'.repeat(64)}`,
+    pairing: `hearth://pair?host=127.0.0.1&port=8443&ca=sha256:${'0'.repeat(64)}`,
+    transport: 'mqtts',
+    serverSSLPort: tlsPort,
   });
   await rejectsWith(wrong.coop.login({ userId: 'alice', password: 'alice-secret-1' }), 'CA_MISMATCH', 'wrong pin');
   assert.equal(wrong.status.state, 'disconnected');
