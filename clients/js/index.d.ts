@@ -407,12 +407,15 @@ export type ThingsEventName =
   | 'controlReply';
 
 export interface Things {
+  /** A single-use WiFi provisioning token (hand it to the device during its WiFi set-up); deviceId to re-provision a known device. */
   provisionBegin(
     options?: { deviceId?: string } & Callbacks<{ token: string; expiresAt: number }>,
   ): Promise<{ token: string; expiresAt: number }>;
+  /** Binds a present BLE device directly. SHARE_REQUIRED, NOT_BINDABLE, LIMIT_REACHED. */
   bindDevice(
     options: { deviceId: string } & Callbacks<{ deviceId: string; role: Role }>,
   ): Promise<{ deviceId: string; role: Role }>;
+  /** Shares a device by QR key (`way: 'qr'`) or invites an account (`way: 'account', guest`). NOT_OWNER, NOT_FOUND, CONFLICT, LIMIT_REACHED. */
   shareDevice(
     options: { deviceId: string; way: 'qr' | 'account'; guest?: string } & Callbacks<{
       sharingId: string;
@@ -420,30 +423,39 @@ export interface Things {
       expiresAt: number;
     }>,
   ): Promise<{ sharingId: string; qrKey?: string; expiresAt: number }>;
+  /** Binds the caller as guest with a scanned QR key. TOKEN_INVALID/EXPIRED/USED, ALREADY_BOUND, RATE_LIMITED. */
   scanShare(
     options: { qrKey: string } & Callbacks<{ deviceId: string; model: string; name: string; role: Role }>,
   ): Promise<{ deviceId: string; model: string; name: string; role: Role }>;
+  /** Shares to me (invitations) or from me; `success` receives the array. */
   listShares(
     options?: { direction?: 'toMe' | 'fromMe' } & Callbacks<Share[]>,
   ): Promise<Share[]>;
+  /** Accepts an account invitation (the invitee only: FORBIDDEN otherwise). */
   acceptShare(
     options: { sharingId: string } & Callbacks<Record<string, unknown>>,
   ): Promise<Record<string, unknown>>;
+  /** Rejects an account invitation (the invitee only). */
   rejectShare(
     options: { sharingId: string } & Callbacks<Record<string, unknown>>,
   ): Promise<Record<string, unknown>>;
+  /** Cancels a share the caller made. FORBIDDEN, CONFLICT (no longer pending). */
   cancelShare(
     options: { sharingId: string } & Callbacks<Record<string, unknown>>,
   ): Promise<Record<string, unknown>>;
+  /** Owner only: removes a member, who gets bindingChanged{reason:'removed'}. NOT_OWNER, NOT_FOUND. */
   removeMember(
     options: { deviceId: string; userId: string } & Callbacks<Record<string, unknown>>,
   ): Promise<Record<string, unknown>>;
+  /** Leaves a device; the owner's unbind removes every binding and share. FORBIDDEN if not bound. */
   unbindDevice(
     options: { deviceId: string } & Callbacks<Record<string, unknown>>,
   ): Promise<Record<string, unknown>>;
   /** `success` receives the array itself (like the seed's lists). */
   getBoundDevices(options?: Callbacks<BoundDevice[]>): Promise<BoundDevice[]>;
+  /** The device and its members (relAccounts). FORBIDDEN if not bound. */
   getDeviceDetail(options: { deviceId: string } & Callbacks<DeviceDetail>): Promise<DeviceDetail>;
+  /** Sends a command to a bound device through its transport; the device's result, or OFFLINE / TIMEOUT / FORBIDDEN. */
   controlDevice(
     options: {
       deviceId: string;

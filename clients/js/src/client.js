@@ -471,7 +471,8 @@ export class Connection {
       } catch {
         // The Will says offline anyway if the broker never got this.
       }
-      await new Promise((resolve) => mq.end(false, {}, () => resolve()));
+      // A clean DISCONNECT; if the broker went away meanwhile the callback may never come.
+      await withTimeout(new Promise((resolve) => mq.end(false, {}, () => resolve())), 2000).catch(() => mq.end(true));
     } else if (mq) {
       mq.end(true);
     }
@@ -521,6 +522,10 @@ export class Connection {
             this.adminSubscribed = true;
           },
           (e) => {
+            // mqtt.js rejects a SUBACK with a failure reason code (0x87 not authorized).
+            if ((e && e.code === 135) || /not authori/i.test(String(e && e.message))) {
+              throw hearthError('FORBIDDEN', `${method}: ${this.self.userId} is not an admin account (the broker refused hearth/v1/admin/)`, method);
+            }
             throw hearthError('NOT_CONNECTED', `${method}: ${e.message}`, method);
           },
         );

@@ -27,13 +27,17 @@ test('seed flow: phone and TV in two processes', async (t) => {
   const why = missing();
   if (why) return t.skip(why);
   const hub = await new Hub().open();
-  t.after(() => hub.close());
+  const cleanups = [];
+  t.after(async () => {
+    for (const f of cleanups.reverse()) await f();
+    await hub.close();
+  });
   await hub.addUser('bob', 'bob-secret-1');
   await hub.addUser('alice', 'alice-secret-1');
   const env = { HUB: '127.0.0.1', HUB_PORT: String(hub.broker.port), HUB_TLS: '0' };
 
   const tv = child(path.join(examples, 'tv.mjs'), [], { ...env, USER_ID: 'bob', PASSWORD: 'bob-secret-1' });
-  t.after(() => tv.kill());
+  cleanups.push(() => tv.kill());
   const ready = await tv.waitLine((l) => l.tv === 'ready', { what: 'the TV to log in' });
   assert.match(ready.openId, /^[0-9a-f]{16,}$/);
 
@@ -43,7 +47,7 @@ test('seed flow: phone and TV in two processes', async (t) => {
     PASSWORD: 'alice-secret-1',
     TV_OPEN_ID: ready.openId,
   });
-  t.after(() => phone.kill());
+  cleanups.push(() => phone.kill());
   const exit = await phone.exited;
   assert.deepEqual(exit, { code: 0, signal: null }, phone.stderr());
 
@@ -73,7 +77,7 @@ test('seed flow: phone and TV in two processes', async (t) => {
   const alice = createClient();
   alice.coop.initialize({ server: '127.0.0.1', serverPort: hub.broker.port, serverEnableSSL: false, appId: 'com.example.remote', clientIdentify: 'alice-tablet' });
   await alice.coop.login({ userId: 'alice', password: 'alice-secret-1' });
-  t.after(() => alice.coop.logout());
+  cleanups.push(() => alice.coop.logout());
   const mine = await alice.coop.getMyDevices();
   const phoneEntry = mine.find((d) => d.clientIdentify === 'alice-phone');
   assert.deepEqual(phoneEntry, {
