@@ -439,14 +439,23 @@ export class Connection {
     if (this.loginWaiter) this.loginWaiter.reject(err);
   }
 
-  /** Ends the session without publishing anything (state disconnected). */
-  _teardown(reason, message) {
+  /**
+   * Stops the session machinery (no more reconnects; callbacks of the current connection are
+   * ignored from now on) and returns the MQTT client, which the caller ends.
+   */
+  _detach() {
     this.loggedIn = false;
     this.connectSeq += 1;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     const mq = this.mq;
     this.mq = null;
+    return mq;
+  }
+
+  /** Ends the session without publishing anything (state disconnected). */
+  _teardown(reason, message) {
+    const mq = this._detach();
     if (mq) mq.end(true);
     this._failPending('NOT_CONNECTED', message || 'disconnected');
     this._setState('disconnected', reason, message);
@@ -458,12 +467,7 @@ export class Connection {
       this._setState('disconnected', ReasonCode.LOGOUT);
       return;
     }
-    this.loggedIn = false;
-    this.connectSeq += 1;
-    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = null;
-    const mq = this.mq;
-    this.mq = null;
+    const mq = this._detach();
     this._failPending('NOT_CONNECTED', 'logged out');
     if (mq && mq.connected) {
       try {

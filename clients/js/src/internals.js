@@ -14,12 +14,7 @@ export function internals(client) {
     /** Sends pending acknowledgements, then a plain MQTT DISCONNECT (no presence `offline`). */
     async plainDisconnect() {
       await coop._flushAcks();
-      conn.loggedIn = false;
-      conn.connectSeq += 1;
-      if (conn.reconnectTimer) clearTimeout(conn.reconnectTimer);
-      conn.reconnectTimer = null;
-      const mq = conn.mq;
-      conn.mq = null;
+      const mq = conn._detach();
       if (mq) await new Promise((resolve) => mq.end(false, {}, () => resolve()));
     },
   };
