@@ -27,14 +27,16 @@ export type HubErrorCode =
   | 'INTERNAL';
 
 /**
- * Library codes: `TIMEOUT` (no answer within `requestTimeout`), `NOT_CONNECTED` (not logged in,
- * or the connection dropped and the call could not be sent), `NOT_AUTHORIZED` (the broker
- * refused the user name / password at login), `BAD_RESPONSE` (the hub answered something that
+ * Library codes: `TIMEOUT` (no answer within `requestTimeout`, also for a call in flight when
+ * the connection dropped: its outcome is unknown), `NOT_CONNECTED` (not logged in, or
+ * reconnecting: the call was not sent), `NOT_AUTHORIZED` (the broker
+ * refused the user name / password at login), `CA_MISMATCH` (a pairing link's CA was not
+ * presented), `BAD_RESPONSE` (the hub answered something that
  * is not a valid response envelope/result), `LIMIT_REACHED` (too many calls in flight locally,
  * see `maxPending`), `INVALID_REQUEST` (an argument failed the library's own check; nothing was
  * sent).
  */
-export type LibraryErrorCode = 'TIMEOUT' | 'NOT_CONNECTED' | 'NOT_AUTHORIZED' | 'BAD_RESPONSE';
+export type LibraryErrorCode = 'TIMEOUT' | 'NOT_CONNECTED' | 'NOT_AUTHORIZED' | 'BAD_RESPONSE' | 'CA_MISMATCH';
 
 export type ErrorCode = HubErrorCode | LibraryErrorCode;
 
