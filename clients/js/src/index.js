@@ -33,11 +33,20 @@ export function createClient() {
   const coop = new Coop(conn);
   const things = new Things(conn);
   const syncListeners = new Set();
-  const refetching = new Map(); // sync type -> promise (one re-fetch per burst of hints)
+  // sync type -> {again} while a re-fetch is in flight: a burst of hints costs one re-fetch,
+  // and a hint (or a new session) during one brings exactly one more after it.
+  const refetching = new Map();
 
   const refetch = (type) => {
-    if (syncListeners.size === 0 || refetching.has(type)) return;
-    const p = coop[SYNC_LISTS[type]]()
+    if (syncListeners.size === 0) return;
+    const busy = refetching.get(type);
+    if (busy) {
+      busy.again = true;
+      return;
+    }
+    const state = { again: false };
+    refetching.set(type, state);
+    coop[SYNC_LISTS[type]]()
       .then((list) => {
         for (const l of [...syncListeners]) {
           try {
@@ -50,8 +59,10 @@ export function createClient() {
         }
       })
       .catch(() => {}) // not connected any more: the next session re-fetches
-      .finally(() => refetching.delete(type));
-    refetching.set(type, p);
+      .finally(() => {
+        refetching.delete(type);
+        if (state.again) refetch(type);
+      });
   };
   conn.on('sync', (d) => {
     if (typeof d.type === 'string' && SYNC_LISTS[d.type]) refetch(d.type);
