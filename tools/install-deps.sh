@@ -16,9 +16,31 @@ PACKAGES=(
   clang libclang-rt-14-dev llvm-14
   # benchmarks: the plot in docs/performance.png
   gnuplot-nox
+  # JavaScript clients (clients/*: npm ci) and their browser tests
+  nodejs chromium
   # web plugin: hearthctl pair draws the pairing link as a QR code
   libqrencode-dev
 )
+
+# npm dependencies of the JavaScript clients (SPEC §1, §8): each clients/*/ with a committed
+# package-lock.json gets `npm ci` when its node_modules is missing or older than the lock.
+install_npm() {
+  local here lock dir
+  here="$(cd "$(dirname "$0")/.." && pwd)"
+  # Debian's nodejs ships npm apart; NodeSource's nodejs carries it (and conflicts with it).
+  if ! command -v npm >/dev/null && [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm
+  fi
+  command -v npm >/dev/null || return 0
+  for lock in "$here"/clients/*/package-lock.json; do
+    [ -f "$lock" ] || continue
+    dir="$(dirname "$lock")"
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$lock" -nt "$dir/node_modules/.package-lock.json" ]; then
+      echo "hearth: npm ci in ${dir#"$here"/}"
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  done
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -28,6 +50,7 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
+  install_npm
   exit 0
 fi
 
@@ -41,3 +64,4 @@ echo "hearth: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+install_npm

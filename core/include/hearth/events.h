@@ -30,6 +30,10 @@ inline constexpr const char* kDeviceOffline = "device.offline";
 inline constexpr const char* kBindingChanged = "binding.changed";
 // {"deviceId"} when a known device reports a new model, name or firmware.
 inline constexpr const char* kDeviceChanged = "device.changed";
+// {"userId","clientId","via"} whenever a terminal shows it is there without a change of
+// presence: via "request" after each request it publishes (the request is handled first),
+// via "presence" when it publishes `online` while already online (a reconnect without a Will).
+inline constexpr const char* kTerminalSeen = "terminal.seen";
 }  // namespace events
 
 }  // namespace hearth
