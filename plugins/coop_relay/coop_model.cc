@@ -59,13 +59,15 @@ const char* commandStateName(CommandState state) {
       return "expired";
     case CommandState::kTimeout:
       return "timeout";
+    case CommandState::kOffered:
+      return "offered";
   }
   return "expired";
 }
 
 std::optional<CommandState> commandStateFromName(const std::string& name) {
   for (auto s : {CommandState::kQueued, CommandState::kDelivered, CommandState::kReplied,
-                 CommandState::kExpired, CommandState::kTimeout}) {
+                 CommandState::kExpired, CommandState::kTimeout, CommandState::kOffered}) {
     if (name == commandStateName(s)) return s;
   }
   return std::nullopt;
@@ -148,8 +150,9 @@ Command commandFromJson(const std::string& json) {
   c.commandType = str(o, "commandType");
   c.paramsJson = toText(obj(o, "commandParams"));
   auto state = commandStateFromName(str(o, "state"));
-  if (!state || (*state != CommandState::kQueued && *state != CommandState::kDelivered)) {
-    throw std::runtime_error("a stored command must be queued or delivered");
+  if (!state || (*state != CommandState::kQueued && *state != CommandState::kDelivered &&
+                 *state != CommandState::kOffered)) {
+    throw std::runtime_error("a stored command must be queued, offered or delivered");
   }
   c.state = *state;
   c.createdAtMs = i64(o, "createdAt");

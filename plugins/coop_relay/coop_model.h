@@ -33,8 +33,18 @@ struct Endpoint {
 };
 
 // The observable life of a command. The numbers are part of the API (seed 002's lesson: a
-// client switches on a stable numbered state, not on prose).
-enum class CommandState { kQueued = 1, kDelivered = 2, kReplied = 3, kExpired = 4, kTimeout = 5 };
+// client switches on a stable numbered state, not on prose): new states get new numbers.
+// kOffered (SPEC §4a): handed to the broker for the target's session but not yet acknowledged
+// by the target (ackCommand or replyCommand); offered again whenever the target is next seen.
+// kDelivered: the target acknowledged it; the reply_timeout runs from then.
+enum class CommandState {
+  kQueued = 1,
+  kDelivered = 2,
+  kReplied = 3,
+  kExpired = 4,
+  kTimeout = 5,
+  kOffered = 6,
+};
 const char* commandStateName(CommandState state);
 std::optional<CommandState> commandStateFromName(const std::string& name);
 
@@ -81,10 +91,18 @@ struct Command {
   CommandState state = CommandState::kQueued;
   int64_t createdAtMs = 0;
   int64_t expiresAtMs = 0;      // a queued command expires here
-  int64_t replyDeadlineMs = 0;  // a delivered command times out here
+  int64_t replyDeadlineMs = 0;  // a delivered (acknowledged) command times out here
+  // In memory only: when the command was last offered to the target (0 = not since loading).
+  int64_t offeredAtMs = 0;
 
+  // Queued and offered commands expire at command_ttl (never confirmed by the target);
+  // delivered ones time out waiting for the reply.
   int64_t deadlineMs() const {
-    return state == CommandState::kQueued ? expiresAtMs : replyDeadlineMs;
+    return state == CommandState::kDelivered ? replyDeadlineMs : expiresAtMs;
+  }
+  // Sent to the target and holding a slot of its delivery window (offered or delivered).
+  bool inWindow() const {
+    return state == CommandState::kOffered || state == CommandState::kDelivered;
   }
 };
 

@@ -40,6 +40,11 @@ constexpr int64_t kStoreRetryMs = 1000;
 // How long a command delivered at once may go without its record on disk. Most replies come
 // back well within it, and then the record is never written at all; the rest share one commit.
 constexpr std::chrono::milliseconds kWriteBehind{50};
+// A request from a terminal shows it is there, but its session may still be the one that got
+// the offer a moment ago (ackCommand itself is such a request): only offers at least this old
+// are repeated then. Presence `online` and `hello` (a new session) repeat every offer.
+constexpr int64_t kReofferAfterRequestMs = 1000;
+constexpr size_t kMaxAckIds = 1000;
 
 const hearth_config_key kConfigKeys[] = {
     {"command_ttl", HEARTH_CFG_DURATION, "24h", 1, 30 * 86400,
@@ -186,6 +191,7 @@ Status CoopRelayPlugin::registerMethods() {
       {"removeMyDevice", &CoopRelayPlugin::removeMyDevice},
       {"sendCommand", &CoopRelayPlugin::sendCommand},
       {"replyCommand", &CoopRelayPlugin::replyCommand},
+      {"ackCommand", &CoopRelayPlugin::ackCommand},
   };
   for (const auto& [name, method] : kMethods) {
     std::string methodName = name;
@@ -228,6 +234,7 @@ void CoopRelayPlugin::subscribeEvents() {
   ctx_.subscribe(events::kTerminalOffline,
                  guarded([this](const std::string& d) { onPresence(d, false); }));
   ctx_.subscribe(events::kTerminalHello, guarded([this](const std::string& d) { onHello(d); }));
+  ctx_.subscribe(events::kTerminalSeen, guarded([this](const std::string& d) { onSeen(d); }));
   ctx_.subscribe(events::kUserRemoved, guarded([this](const std::string& d) { onUserRemoved(d); }));
 }
 
@@ -281,7 +288,8 @@ Status CoopRelayPlugin::load() {
 void CoopRelayPlugin::insertCommand(const Command& c) {
   commands_[c.commandId] = c;
   if (c.state == CommandState::kQueued) queued_[c.to.key()][c.seq] = c.commandId;
-  if (c.state == CommandState::kDelivered) ++inFlight_[c.to.key()];
+  if (c.state == CommandState::kOffered) offered_[c.to.key()][c.seq] = c.commandId;
+  if (c.inWindow()) ++inFlight_[c.to.key()];
   addDeadline(c.deadlineMs(), "c:" + c.commandId);
 }
 
@@ -295,9 +303,17 @@ void CoopRelayPlugin::eraseCommand(const std::string& commandId) {
       q->second.erase(c.seq);
       if (q->second.empty()) queued_.erase(q);
     }
-  } else if (c.state == CommandState::kDelivered) {
-    // Replied, timed out or dropped: its slot in the target's delivery window is free for the
-    // next queued command (deliverFreed).
+  }
+  if (c.state == CommandState::kOffered) {
+    auto o = offered_.find(c.to.key());
+    if (o != offered_.end()) {
+      o->second.erase(c.seq);
+      if (o->second.empty()) offered_.erase(o);
+    }
+  }
+  if (c.inWindow()) {
+    // Replied, timed out, expired or dropped: its slot in the target's delivery window is free
+    // for the next queued command (deliverFreed).
     auto f = inFlight_.find(c.to.key());
     if (f != inFlight_.end() && --f->second == 0) inFlight_.erase(f);
     freed_.insert(c.to.key());
@@ -461,7 +477,8 @@ void CoopRelayPlugin::purgeTerminal(Batch& batch, const TerminalKey& key, bool s
     if (c.from.key() == key && senderGone) {
       batch.erase(kCommands, seqKey(c.seq));
       batch.apply([this, id = id] { eraseCommand(id); });
-    } else if (queued && c.to.key() == key) {
+    } else if ((queued || c.state == CommandState::kOffered) && c.to.key() == key) {
+      // Queued, or offered but never confirmed: the removed terminal will not acknowledge it.
       finishCommand(batch, c, CommandState::kExpired, "removed");
     } else if (queued && c.from.key() == key && lostGrantFrom.count(c.to.key()) > 0) {
       // Sent by the removed terminal under a grant that is gone now.
@@ -480,7 +497,7 @@ void CoopRelayPlugin::purgeTerminal(Batch& batch, const TerminalKey& key, bool s
 // ------------------------------------------------------------------------------------------
 // Delivery
 
-void CoopRelayPlugin::flush(const TerminalKey& key) {
+void CoopRelayPlugin::flush(const TerminalKey& key, int64_t reofferOlderThanMs) {
   if (!running_ || !isOnline(key)) return;
 
   auto box = outbox_.find(key);
@@ -496,9 +513,23 @@ void CoopRelayPlugin::flush(const TerminalKey& key) {
   }
 
   for (auto& [id, r] : requests_) {
-    if (r.to.key() != key || r.delivered) continue;
+    if (r.to.key() != key) continue;
+    if (r.delivered && reofferOlderThanMs != 0) continue;  // a new session: show it again
     r.delivered =
         ctx_.sendEvent(key.userId, key.clientId, kEvAccessRequest, accessRequestEventJson(r)) > 0;
+  }
+
+  int64_t now = nowMs();
+  // Offered commands the target has not confirmed go again, first (they are older than
+  // anything queued to it), with the same commandId: the client drops repeats (SPEC §4a).
+  auto o = offered_.find(key);
+  if (reofferOlderThanMs >= 0 && o != offered_.end()) {
+    for (const auto& [seq, id] : o->second) {
+      Command& c = commands_.at(id);
+      if (reofferOlderThanMs > 0 && c.offeredAtMs > now - reofferOlderThanMs) continue;
+      if (ctx_.sendEvent(key.userId, key.clientId, kEvCommand, commandEventJson(c)) == 0) break;
+      c.offeredAtMs = now;
+    }
   }
 
   auto q = queued_.find(key);
@@ -513,21 +544,20 @@ void CoopRelayPlugin::flush(const TerminalKey& key) {
   size_t room = busy < deliveryWindow_ ? deliveryWindow_ - busy : 0;
   if (room == 0) return;
   Batch b;
-  int64_t now = nowMs();
   for (const auto& [seq, id] : q->second) {
     if (room == 0) break;
     Command c = commands_.at(id);
     if (ctx_.sendEvent(key.userId, key.clientId, kEvCommand, commandEventJson(c)) == 0) break;
     --room;
-    c.state = CommandState::kDelivered;
-    c.replyDeadlineMs = now + replyTimeoutMs_;
+    c.state = CommandState::kOffered;
+    c.offeredAtMs = now;
     b.put(kCommands, seqKey(seq), toJson(c));
     b.apply([this, c] {
       eraseCommand(c.commandId);
       insertCommand(c);
     });
     b.hints.push_back(
-        {c.from.key(), kEvCommandState, commandStateJson(c, CommandState::kDelivered, nullptr)});
+        {c.from.key(), kEvCommandState, commandStateJson(c, CommandState::kOffered, nullptr)});
   }
   // Delivery happened; if recording it fails the command is delivered again later (at least
   // once, deduplicated by commandId), which beats forgetting it was sent.
@@ -539,7 +569,8 @@ void CoopRelayPlugin::flushAllOnline() {
   for (const auto& [k, q] : queued_) keys.insert(k);
   for (const auto& [k, box] : outbox_) keys.insert(k);
   for (const auto& [id, r] : requests_) keys.insert(r.to.key());
-  for (const auto& k : keys) flush(k);
+  for (const auto& [k, o] : offered_) keys.insert(k);
+  for (const auto& k : keys) flush(k, /*reofferOlderThanMs=*/0);
 }
 
 void CoopRelayPlugin::deliverFreed() {
@@ -555,7 +586,7 @@ void CoopRelayPlugin::deliverFreed() {
     for (const auto& k : keys) {
       if (queued_.count(k) == 0) continue;  // nothing waits: the room is simply free
       try {
-        flush(k);
+        flush(k, kNoReoffer);
       } catch (const std::exception& e) {
         ctx_.logger().error("delivering the backlog of " + k.str() + " failed: " + e.what());
       }
@@ -615,7 +646,7 @@ void CoopRelayPlugin::commitDelivered() {
   Status s = commit(b);
   for (auto& [id, r] : acks) {
     if (s) {
-      r.ok(sendResultJson(id, CommandState::kDelivered));
+      r.ok(sendResultJson(id, commands_.at(id).state));  // offered, or delivered if acked
     } else {
       // Delivered but not tracked: the sender hears INTERNAL and a reply finds nothing.
       eraseCommand(id);
@@ -637,7 +668,7 @@ void CoopRelayPlugin::expireDue() {
         const Command& c = commands_.at(id);
         finishCommand(
             b, c,
-            c.state == CommandState::kQueued ? CommandState::kExpired : CommandState::kTimeout,
+            c.state == CommandState::kDelivered ? CommandState::kTimeout : CommandState::kExpired,
             nullptr);
         break;
       }
@@ -671,7 +702,7 @@ void CoopRelayPlugin::hintPartners(Batch& batch, const TerminalKey& key) const {
 void CoopRelayPlugin::onPresence(const std::string& dataJson, bool online) {
   auto key = terminalOfEvent(dataJson);
   if (!key) return;
-  if (online) flush(*key);
+  if (online) flush(*key, /*reofferOlderThanMs=*/0);
   // `online` is a field of every device list the terminal appears in.
   Batch b;
   b.hints.push_back(syncHint({key->userId, ""}, kSyncMyDevices));
@@ -692,7 +723,18 @@ void CoopRelayPlugin::onHello(const std::string& dataJson) {
   b.hints.push_back(syncHint({key->userId, ""}, kSyncMyDevices));
   hintPartners(b, *key);
   if (!commit(b)) return;
-  flush(*key);
+  flush(*key, /*reofferOlderThanMs=*/0);  // hello starts a session: offer everything again
+}
+
+void CoopRelayPlugin::onSeen(const std::string& dataJson) {
+  auto key = terminalOfEvent(dataJson);
+  if (!key || offered_.count(*key) == 0) return;  // the common case: nothing unconfirmed
+  bool presence = false;
+  try {
+    presence = parseObject(dataJson)->optValue<std::string>("via", "") == "presence";
+  } catch (const std::exception&) {
+  }
+  flush(*key, presence ? 0 : kReofferAfterRequestMs);
 }
 
 void CoopRelayPlugin::onUserRemoved(const std::string& dataJson) {
@@ -904,7 +946,7 @@ void CoopRelayPlugin::requestAccessTo(const Request& req, const ParamReader& p,
   Status s = commit(b);
   if (!s) return res.status(s);
   // Offered now if the target is connected, else when it comes online (flush).
-  flush(r.to.key());
+  flush(r.to.key(), kNoReoffer);
   Object o;
   o.set("commandId", r.commandId);
   o.set("expiresAt", r.expiresAtMs);
@@ -1101,8 +1143,8 @@ void CoopRelayPlugin::sendCommand(const Request& req, const ParamReader& p, cons
   // record a never-sent command as delivered.
   if (deliverNow &&
       ctx_.sendEvent(targetKey.userId, targetKey.clientId, kEvCommand, commandEventJson(c)) > 0) {
-    c.state = CommandState::kDelivered;
-    c.replyDeadlineMs = c.createdAtMs + replyTimeoutMs_;
+    c.state = CommandState::kOffered;
+    c.offeredAtMs = c.createdAtMs;
     insertCommand(c);
     unacked_.emplace(c.commandId, res);
     if (writeBehindTimer_ == 0) {
@@ -1124,7 +1166,7 @@ void CoopRelayPlugin::sendCommand(const Request& req, const ParamReader& p, cons
   if (!s) return res.status(s);
   // A command queued behind others while the target is online goes out now, in order, if the
   // window has room; with the window full it stays queued and the answer says so.
-  if (c.state == CommandState::kQueued) flush(targetKey);
+  if (c.state == CommandState::kQueued) flush(targetKey, kNoReoffer);
   auto current = commands_.find(c.commandId);
   res.ok(sendResultJson(c.commandId, current == commands_.end() ? c.state : current->second.state));
 }
@@ -1162,8 +1204,9 @@ void CoopRelayPlugin::replyCommand(const Request& req, const ParamReader& p, con
     // The sender's sendCommand is answered first, because clients learn the commandId there
     // and match the commandResponse by it.
     Responder sender = unacked->second;
+    CommandState answered = c.state;  // offered (or delivered, if acknowledged first)
     eraseCommand(id);
-    sender.ok(sendResultJson(id, CommandState::kDelivered));
+    sender.ok(sendResultJson(id, answered));
   } else {
     b.erase(kCommands, seqKey(c.seq));
     b.apply([this, id] { eraseCommand(id); });
@@ -1180,6 +1223,67 @@ void CoopRelayPlugin::replyCommand(const Request& req, const ParamReader& p, con
   }
   b.durable.push_back({c.from.key(), kEvCommandResponse, toText(data), nowMs() + commandTtlMs_});
   res.status(commit(b));
+}
+
+void CoopRelayPlugin::ackCommand(const Request& req, const ParamReader& p, const Responder& res) {
+  std::vector<std::string> ids = p.identifierList("commandIds", kMaxAckIds);
+  if (ids.empty()) throw InvalidParam("commandIds: at least one commandId");
+  auto me = caller(req);
+  if (!me) return res.status(me.status());
+  TerminalKey self = me.value().key();
+
+  // Offered -> delivered. An id that is not an offered command to this terminal (already
+  // confirmed, replied or ended, another terminal's, unknown) changes nothing and is listed
+  // apart: a repeat acknowledgement after a lost answer is normal, not an error.
+  std::vector<std::string> confirmed;
+  Array::Ptr unknown = new Array;
+  for (const auto& id : ids) {
+    auto it = commands_.find(id);
+    if (it == commands_.end() || it->second.to.key() != self ||
+        it->second.state != CommandState::kOffered) {
+      if (it != commands_.end() && it->second.to.key() == self &&
+          it->second.state == CommandState::kDelivered) {
+        continue;  // already confirmed: neither news nor an error
+      }
+      unknown->add(id);
+      continue;
+    }
+    confirmed.push_back(id);
+  }
+  // A command delivered at once may have no record on disk yet: write those first, so the
+  // confirmation below is one more write to a record that exists.
+  for (const auto& id : confirmed) {
+    if (unacked_.count(id) > 0) {
+      commitDelivered();
+      break;
+    }
+  }
+  Batch b;
+  int64_t now = nowMs();
+  Array::Ptr acked = new Array;
+  for (const auto& id : confirmed) {
+    auto it = commands_.find(id);
+    if (it == commands_.end()) continue;  // the write-behind commit failed and dropped it
+    Command c = it->second;
+    c.state = CommandState::kDelivered;
+    c.replyDeadlineMs = now + replyTimeoutMs_;
+    b.put(kCommands, seqKey(c.seq), toJson(c));
+    b.apply([this, c] {
+      eraseCommand(c.commandId);
+      insertCommand(c);
+    });
+    b.hints.push_back(
+        {c.from.key(), kEvCommandState, commandStateJson(c, CommandState::kDelivered, nullptr)});
+    acked->add(id);
+  }
+  Status s = commit(b);
+  if (!s) return res.status(s);
+  // eraseCommand marked the target's window freed; the count did not change (offered and
+  // delivered both hold a slot), so deliverFreed finds no more room than before.
+  Object o;
+  o.set("acknowledged", acked);
+  o.set("unknown", unknown);
+  res.ok(toText(o));
 }
 
 }  // namespace hearth::coop

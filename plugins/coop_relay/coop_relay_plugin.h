@@ -92,6 +92,8 @@ class CoopRelayPlugin : public Plugin {
   void removeMyDevice(const Request& req, const ParamReader& p, const Responder& res);
   void sendCommand(const Request& req, const ParamReader& p, const Responder& res);
   void replyCommand(const Request& req, const ParamReader& p, const Responder& res);
+  // SPEC §4a: the target confirms it received commands (offered -> delivered).
+  void ackCommand(const Request& req, const ParamReader& p, const Responder& res);
 
   Status registerMethods();
   void subscribeEvents();
@@ -122,9 +124,13 @@ class CoopRelayPlugin : public Plugin {
   // Adds to `batch` the removal of every trace of a terminal (removeMyDevice, user removed).
   void purgeTerminal(Batch& batch, const TerminalKey& key, bool senderGone);
 
-  // Delivers what waits for a terminal that is online now: notices, access requests, then
-  // queued commands in send order, as many as its delivery window has room for.
-  void flush(const TerminalKey& key);
+  // Delivers what waits for a terminal that is online now: notices, access requests, offered
+  // commands it has not confirmed (again), then queued commands in send order, as many as its
+  // delivery window has room for. reofferOlderThanMs: 0 offers every unconfirmed command and
+  // pending access request again (a new session: presence online, hello, hub start); > 0 only
+  // commands last offered at least that long ago; < 0 (kNoReoffer) none.
+  void flush(const TerminalKey& key, int64_t reofferOlderThanMs);
+  static constexpr int64_t kNoReoffer = -1;
   void flushAllOnline();
   // Flushes every target whose delivery window gained room (a delivered command to it was
   // replied, timed out or dropped) since the last call. Called once at the end of every entry
@@ -147,6 +153,9 @@ class CoopRelayPlugin : public Plugin {
   // --- presence ---
   void onPresence(const std::string& dataJson, bool online);
   void onHello(const std::string& dataJson);
+  // Core's terminal.seen (a request from it, or presence `online` repeated): offer again what
+  // it has not confirmed.
+  void onSeen(const std::string& dataJson);
   void onUserRemoved(const std::string& dataJson);
 
   // --- helpers ---
@@ -180,7 +189,8 @@ class CoopRelayPlugin : public Plugin {
   std::map<std::string, AccessRequest> requests_;                  // by commandId
   std::map<std::string, Command> commands_;                        // by commandId
   std::map<TerminalKey, std::map<uint64_t, std::string>> queued_;  // target -> seq -> id
-  std::map<TerminalKey, size_t> inFlight_;  // target -> commands delivered (never 0)
+  std::map<TerminalKey, std::map<uint64_t, std::string>> offered_;  // target -> seq -> id
+  std::map<TerminalKey, size_t> inFlight_;  // target -> commands offered/delivered (never 0)
   std::set<TerminalKey> freed_;             // targets whose window gained room (deliverFreed)
   std::map<TerminalKey, std::map<uint64_t, OutboxEntry>> outbox_;  // target -> seq -> entry
   std::map<uint64_t, TerminalKey> outboxOwner_;                    // seq -> target

@@ -2,9 +2,11 @@
 
 Covers issue 4's list: the seed's full flow, grants (none / removed / same user), store and
 forward (100 in order, command_ttl expiry, SIGKILL while queued), presence in device lists,
-and malformed or forged requests; and the delivery window: a backlog larger than
+and malformed or forged requests; the delivery window: a backlog larger than
 `delivery_window` arrives completely and in order while the target replies, with never more
-than the window outstanding. Run with /usr/bin/python3 -m unittest test_coop_relay.
+than the window outstanding; and delivery confirmed by the target (SPEC §4a): commands offered
+into a session that ended with a plain DISCONNECT are offered again, same ids and order, when
+the terminal is next seen, also across a hub SIGKILL, and never again once acknowledged. Run with /usr/bin/python3 -m unittest test_coop_relay.
 """
 
 import itertools
@@ -84,12 +86,24 @@ class CoopCase(unittest.TestCase):
         t.drain_events()
         t.connect()
 
-    def commands_received(self, t):
+    def command_offers(self, t):
+        """Every `command` event t got, repeats included."""
         return [e["data"] for e in t.all_events if e and e.get("event") == "command"]
 
-    def delivered_states(self, a):
+    def commands_received(self, t):
+        """The commands t's app sees: each commandId once, in first-arrival order. The hub offers
+        an unconfirmed command again whenever the terminal is next seen (SPEC §4a); clients drop
+        the repeats."""
+        seen, out = set(), []
+        for c in self.command_offers(t):
+            if c["commandId"] not in seen:
+                seen.add(c["commandId"])
+                out.append(c)
+        return out
+
+    def offered_states(self, a):
         return {e["data"]["commandId"] for e in a.all_events
-                if e and e.get("event") == "commandState" and e["data"]["state"] == "delivered"}
+                if e and e.get("event") == "commandState" and e["data"]["state"] == "offered"}
 
     def assert_receives_exactly(self, b, count, what):
         """b gets `count` commands in all, and no more arrive."""
@@ -123,12 +137,12 @@ class CoopCase(unittest.TestCase):
         time.sleep(0.5)  # anything extra (a duplicate) would arrive now
         got = self.commands_received(b)
         self.assertEqual([c["commandId"] for c in got], ids)
-        # Every sender sees each of its commands go from queued to delivered, then its response.
+        # Every sender sees each of its commands go from queued to offered, then its response.
         for a in senders:
             mine = {c["commandId"] for c in got if c["from"]["clientIdentify"] == a.client_id}
             self.assertTrue(mine)
-            wait_for(lambda: self.delivered_states(a) >= mine, timeout=10,
-                     what="%d delivered states at %s" % (len(mine), a.client_id))
+            wait_for(lambda: self.offered_states(a) >= mine, timeout=10,
+                     what="%d offered states at %s" % (len(mine), a.client_id))
             wait_for(lambda: {e["data"]["commandId"] for e in a.all_events
                               if e and e.get("event") == "commandResponse"} >= mine,
                      timeout=10, what="%d commandResponses at %s" % (len(mine), a.client_id))
@@ -171,10 +185,15 @@ class SeedFlowTest(CoopCase):
         sent = self.send(a, b, "light", {"on": True})
         self.assertTrue(sent["ok"], sent)
         cid = sent["result"]["commandId"]
-        self.assertEqual(sent["result"]["state"], "delivered")
+        self.assertEqual((sent["result"]["state"], sent["result"]["stateCode"]), ("offered", 6))
         cmd = b.wait_event("command")["data"]
         self.assertEqual(cmd, {"commandId": cid, "commandType": "light",
                                "commandParams": {"on": True}, "from": endpoint(a)})
+        # B confirms it (ackCommand): delivered.
+        acked = b.call("ackCommand", {"commandIds": [cid]})
+        self.assertEqual(acked, {"acknowledged": [cid], "unknown": []})
+        st = a.wait_event("commandState", predicate=lambda e: e["data"]["state"] == "delivered")
+        self.assertEqual((st["data"]["commandId"], st["data"]["stateCode"]), (cid, 2))
 
         # replyCommand -> onResponse on A with the original commandId.
         b.call("replyCommand", {"commandId": cid, "commandParams": {"done": 1},
@@ -287,6 +306,7 @@ class MalformedAndForgedTest(CoopCase):
         sent = self.send(a, b)
         cid = sent["result"]["commandId"]
         b.wait_event("command")
+        b.call("ackCommand", {"commandIds": [cid]})  # confirmed: never offered again
         before = self.snapshot(a, b, mallory)
         b.drain_events()
         a.drain_events()
@@ -399,7 +419,7 @@ class DeliveryWindowTest(CoopCase):
         first = []
         for i in range(4):
             r = self.send(a, b, "x", {"i": i})
-            self.assertEqual(r["result"]["state"], "delivered", r)
+            self.assertEqual(r["result"]["state"], "offered", r)
             first.append(r["result"]["commandId"])
         extra = [self.send(a, b, "x", {"i": 4 + i}) for i in range(2)]
         for r in extra:
@@ -414,7 +434,7 @@ class DeliveryWindowTest(CoopCase):
         self.assertEqual(got, first + [extra[0]["result"]["commandId"]])
         a.wait_event("commandState", predicate=lambda e: (
             e["data"]["commandId"] == extra[0]["result"]["commandId"]
-            and e["data"]["state"] == "delivered"))
+            and e["data"]["state"] == "offered"))
         for cid in first[:1] + first[2:] + [extra[0]["result"]["commandId"]]:
             b.call("replyCommand", {"commandId": cid, "to": endpoint(a)})
         wait_for(lambda: len(self.commands_received(b)) >= 6, timeout=5, what="the sixth")
@@ -498,12 +518,92 @@ class RestartTest(CoopCase):
         a, b = self.pair()
         self.grant(a, b, permissions=["ask"])
         sent = self.send(a, b, "ask")
-        self.assertEqual(sent["result"]["state"], "delivered")
+        self.assertEqual(sent["result"]["state"], "offered")
         cid = b.wait_event("command")["data"]["commandId"]
         self.hub.kill9()  # the answer above means the command is tracked on disk
         self.hub.start()
         b.call("replyCommand", {"commandId": cid, "to": endpoint(a)})  # hub.start() waits for ready
         self.assertEqual(a.wait_event("commandResponse")["data"]["commandId"], cid)
+
+
+class DeliveryConfirmationTest(CoopCase):
+    """SPEC §4a: a command counts as delivered when the target confirms it."""
+
+    def plain_disconnect(self, t):
+        """DISCONNECT without publishing `offline`: no Will, the hub still thinks t online."""
+        t.client.disconnect()
+        t.client.loop_stop()
+
+    def test_commands_sent_after_a_plain_disconnect_arrive_when_it_returns(self):
+        a, b = self.pair()
+        self.grant(a, b, permissions=["step"])
+        self.plain_disconnect(b)
+        ids = []
+        for i in range(5):
+            r = self.send(a, b, "step", {"i": i})
+            # The hub cannot tell the session is gone: offered into it, and lost there.
+            self.assertEqual(r["result"]["state"], "offered", r)
+            ids.append(r["result"]["commandId"])
+        time.sleep(0.3)
+        self.assertEqual(self.commands_received(b), [])
+        self.come_back(b)  # reconnects and says `online` again: the hub offers them again
+        wait_for(lambda: len(self.commands_received(b)) >= 5, timeout=10, what="5 commands")
+        self.assertEqual([c["commandId"] for c in self.commands_received(b)], ids)
+        self.assertEqual([c["commandParams"]["i"] for c in self.commands_received(b)],
+                         list(range(5)))
+        res = b.call("ackCommand", {"commandIds": ids})
+        self.assertEqual(res["acknowledged"], ids)
+        wait_for(lambda: len([e for e in a.all_events if e.get("event") == "commandState"
+                              and e["data"]["state"] == "delivered"]) >= 5, timeout=5,
+                 what="5 delivered states")
+        # Confirmed: a new session and a hello bring nothing again.
+        offers = len(self.command_offers(b))
+        self.plain_disconnect(b)
+        self.come_back(b)
+        b.call("hello", {"appId": "appB"})
+        time.sleep(0.5)
+        self.assertEqual(len(self.command_offers(b)), offers)
+
+    def test_hello_and_requests_offer_unconfirmed_commands_again(self):
+        a, b = self.pair()
+        self.grant(a, b, all_permissions=True)
+        cid = self.send(a, b, "x")["result"]["commandId"]
+        b.wait_event("command")
+        b.call("hello", {"appId": "appB"})
+        wait_for(lambda: len(self.command_offers(b)) >= 2, timeout=5, what="offer after hello")
+        time.sleep(1.1)  # a request a second after the offer shows a session that may be new
+        b.call("getOpenId")
+        wait_for(lambda: len(self.command_offers(b)) >= 3, timeout=5, what="offer after request")
+        self.assertEqual({c["commandId"] for c in self.command_offers(b)}, {cid})
+        # replyCommand confirms it too.
+        b.call("replyCommand", {"commandId": cid, "to": endpoint(a)})
+        b.call("hello", {"appId": "appB"})
+        time.sleep(0.5)
+        self.assertEqual(len(self.command_offers(b)), 3)
+
+    def test_unconfirmed_commands_survive_a_hub_sigkill(self):
+        a, b = self.pair()
+        self.grant(a, b, permissions=["step"])
+        self.plain_disconnect(b)
+        ids = [self.send(a, b, "step", {"i": i})["result"]["commandId"] for i in range(4)]
+        self.hub.kill9()
+        self.hub.start()
+        self.come_back(b)
+        wait_for(lambda: len(self.commands_received(b)) >= 4, timeout=10,
+                 what="4 commands after the hub restart")
+        self.assertEqual([c["commandId"] for c in self.commands_received(b)], ids)
+        self.assertEqual(b.call("ackCommand", {"commandIds": ids})["acknowledged"], ids)
+        b.call("replyCommand", {"commandId": ids[0], "to": endpoint(a)})
+        self.assertEqual(a.wait_event("commandResponse")["data"]["commandId"], ids[0])
+
+    def test_ack_command_bad_input(self):
+        a, b = self.pair()
+        for params in ({}, {"commandIds": []}, {"commandIds": "x"}, {"commandIds": [7]},
+                       {"commandIds": ["a#b"]}):
+            with self.subTest(params=params):
+                self.assertEqual(self.error_code(b, "ackCommand", params), "INVALID_REQUEST")
+        self.assertEqual(b.call("ackCommand", {"commandIds": ["nope"]}),
+                         {"acknowledged": [], "unknown": ["nope"]})
 
 
 if __name__ == "__main__":

@@ -132,6 +132,14 @@ class CoopContext : public fakes::FakeContext {
     o.set("clientId", client);
     publish(online ? events::kTerminalOnline : events::kTerminalOffline, text(o));
   }
+  // The core's terminal.seen: a request from the terminal, or its presence `online` repeated.
+  void seen(const std::string& user, const std::string& client, const std::string& via) {
+    Object o;
+    o.set("userId", user);
+    o.set("clientId", client);
+    o.set("via", via);
+    publish(events::kTerminalSeen, text(o));
+  }
   void removeUser(const std::string& user) {
     std::erase_if(knownTerminals, [&](const auto& kv) { return kv.first.first == user; });
     Object o;
@@ -289,11 +297,33 @@ class CoopRelayTest : public ::testing::Test {
     ctx_.cfg.ints["delivery_window"] = window;
     restartPlugin();
   }
-  // commandIds of the `command` events bob/b1 received, in order.
+  // commandIds of the `command` events bob/b1 received, in first-arrival order, each once: what
+  // the app sees after the client library drops commands offered again (SPEC §4a).
   std::vector<std::string> deliveredToBob() const {
     std::vector<std::string> out;
+    std::set<std::string> seen;
     for (const auto& e : events("bob", "b1", "command")) {
-      out.push_back(e->getValue<std::string>("commandId"));
+      std::string id = e->getValue<std::string>("commandId");
+      if (seen.insert(id).second) out.push_back(id);
+    }
+    return out;
+  }
+  // The target (bob/b1 by default) confirms it received commands; asserts it worked.
+  Reply ack(const std::vector<std::string>& ids, const std::string& user = "bob",
+            const std::string& client = "b1") {
+    std::string list;
+    for (const auto& id : ids) list += (list.empty() ? "\"" : ",\"") + id + "\"";
+    Reply r = call(user, client, "ackCommand", R"({"commandIds":[)" + list + "]}");
+    EXPECT_TRUE(r.ok) << r.code << " " << r.message;
+    return r;
+  }
+  // State names of the commandState events alice/a1 got for one command, in order.
+  std::vector<std::string> statesOf(const std::string& commandId) const {
+    std::vector<std::string> out;
+    for (const auto& st : events("alice", "a1", "commandState")) {
+      if (st->getValue<std::string>("commandId") == commandId) {
+        out.push_back(st->getValue<std::string>("state"));
+      }
     }
     return out;
   }
@@ -317,7 +347,7 @@ TEST_F(CoopRelayTest, StartRegistersEveryCoopMethodAndRuns) {
        {"getOpenId", "getDeviceInfo", "requestAccessTo", "agreeAccessRequest",
         "rejectAccessRequest", "getMyDevices", "getAuthorizedDevices", "getAccessibleDevices",
         "getAllDevices", "removeAuthorizedDevice", "removeAccessibleDevice", "removeMyDevice",
-        "sendCommand", "replyCommand"}) {
+        "sendCommand", "replyCommand", "ackCommand"}) {
     EXPECT_EQ(ctx_.methods.count(m), 1u) << m;
   }
   EXPECT_EQ(ctx_.state, PluginState::kRunning);
@@ -407,13 +437,19 @@ TEST_F(CoopRelayTest, SeedFlowRequestAgreeCommandReply) {
   Reply sent = send("light", bobB1(), R"({"on":true})");
   ASSERT_TRUE(sent.ok) << sent.code;
   std::string cmdId = sent.result->getValue<std::string>("commandId");
-  EXPECT_EQ(sent.result->getValue<std::string>("state"), "delivered");
+  // Sent to bob's session; delivered once bob confirms it (SPEC §4a).
+  EXPECT_EQ(sent.result->getValue<std::string>("state"), "offered");
+  EXPECT_EQ(sent.result->getValue<int>("stateCode"), 6);
   auto cmds = events("bob", "b1", "command");
   ASSERT_EQ(cmds.size(), 1u);
   EXPECT_EQ(cmds[0]->getValue<std::string>("commandId"), cmdId);
   EXPECT_EQ(cmds[0]->getValue<std::string>("commandType"), "light");
   EXPECT_TRUE(cmds[0]->getObject("commandParams")->getValue<bool>("on"));
   EXPECT_EQ(cmds[0]->getObject("from")->getValue<std::string>("userId"), "alice");
+  Reply acked = ack({cmdId});
+  ASSERT_EQ(acked.result->getArray("acknowledged")->size(), 1u);
+  EXPECT_EQ(acked.result->getArray("acknowledged")->getElement<std::string>(0), cmdId);
+  EXPECT_EQ(statesOf(cmdId), std::vector<std::string>{"delivered"});
 
   Reply reply =
       call("bob", "b1", "replyCommand",
@@ -675,14 +711,14 @@ TEST_F(CoopRelayTest, OfflineTargetGetsQueuedCommandsInSendOrder) {
     EXPECT_EQ(cmds[i]->getObject("commandParams")->getValue<int>("i"), i);
   }
   auto states = events("alice", "a1", "commandState");
-  ASSERT_EQ(states.size(), 200u);  // delivered and replied, for each
-  EXPECT_EQ(states[0]->getValue<std::string>("state"), "delivered");
-  EXPECT_EQ(states[0]->getValue<int>("stateCode"), 2);
+  ASSERT_EQ(states.size(), 200u);  // offered and replied, for each
+  EXPECT_EQ(states[0]->getValue<std::string>("state"), "offered");
+  EXPECT_EQ(states[0]->getValue<int>("stateCode"), 6);
   EXPECT_EQ(events("alice", "a1", "commandResponse").size(), 100u);
   EXPECT_EQ(ctx_.kv.size("commands"), 0u);
   // With the backlog gone, a new command goes straight out again.
   Reply r = send("light");
-  EXPECT_EQ(r.result->getValue<std::string>("state"), "delivered");
+  EXPECT_EQ(r.result->getValue<std::string>("state"), "offered");
   EXPECT_EQ(events("bob", "b1", "command").size(), 101u);
 }
 
@@ -702,9 +738,17 @@ TEST_F(CoopRelayTest, CommandSentBeforeTheOnlineEventKeepsSendOrder) {
   EXPECT_EQ(cmds[1]->getValue<std::string>("commandId"), second);
   EXPECT_EQ(cmds[2]->getValue<std::string>("commandId"),
             third.result->getValue<std::string>("commandId"));
-  EXPECT_EQ(third.result->getValue<std::string>("state"), "delivered");
-  ctx_.setOnline("bob", "b1", true);  // the late event delivers nothing twice
-  EXPECT_EQ(events("bob", "b1", "command").size(), 3u);
+  EXPECT_EQ(third.result->getValue<std::string>("state"), "offered");
+  // The late event offers the three unconfirmed commands again, same ids, same order; the
+  // client drops the repeats, so the app still sees each once, in send order.
+  ctx_.setOnline("bob", "b1", true);
+  cmds = events("bob", "b1", "command");
+  ASSERT_EQ(cmds.size(), 6u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(cmds[3 + i]->getValue<std::string>("commandId"),
+              cmds[i]->getValue<std::string>("commandId"));
+  }
+  EXPECT_EQ(deliveredToBob().size(), 3u);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -717,8 +761,8 @@ TEST_F(CoopRelayTest, FullWindowAnswersQueuedAndSendsNothingMore) {
   for (int i = 0; i < 5; ++i) {
     Reply r = send("light", bobB1(), R"({"i":)" + std::to_string(i) + "}");
     ASSERT_TRUE(r.ok) << r.code;
-    EXPECT_EQ(r.result->getValue<std::string>("state"), i < 3 ? "delivered" : "queued") << i;
-    EXPECT_EQ(r.result->getValue<int>("stateCode"), i < 3 ? 2 : 1) << i;
+    EXPECT_EQ(r.result->getValue<std::string>("state"), i < 3 ? "offered" : "queued") << i;
+    EXPECT_EQ(r.result->getValue<int>("stateCode"), i < 3 ? 6 : 1) << i;
     ids.push_back(r.result->getValue<std::string>("commandId"));
   }
   EXPECT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 3));
@@ -775,10 +819,10 @@ TEST_F(CoopRelayTest, EachReplyLetsTheNextQueuedCommandOutInSendOrder) {
     EXPECT_EQ(deliveredToBob().size(), expected) << "after " << replied.size() << " replies";
   }
   EXPECT_EQ(deliveredToBob(), ids);  // every one, once, in send order
-  // Each sender heard "delivered" for each of its queued commands, then got its response.
+  // Each sender heard "offered" for each of its queued commands, then got its response.
   size_t aliceDelivered = 0;
   for (const auto& st : events("alice", "a1", "commandState")) {
-    aliceDelivered += st->getValue<std::string>("state") == "delivered";
+    aliceDelivered += st->getValue<std::string>("state") == "offered";
   }
   EXPECT_EQ(aliceDelivered, 7u);
   EXPECT_EQ(events("alice", "a1", "commandResponse").size(), 7u);
@@ -794,10 +838,15 @@ TEST_F(CoopRelayTest, ReplyTimeoutFreesTheSlotForTheNextQueuedCommand) {
   for (int i = 0; i < 5; ++i) ids.push_back(sendOk("light"));
   ctx_.setOnline("bob", "b1", true);
   ASSERT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 2));
+  ack({ids[0], ids[1]});  // bob confirms each command as it arrives; reply_timeout runs from then
   ctx_.advance(std::chrono::seconds(20));
   replyTo(ids[1]);  // one is answered, the other will time out
   ASSERT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 3));
-  ctx_.advance(std::chrono::seconds(11));  // ids[0] reaches reply_timeout (30 s)
+  ack({ids[2]});
+  ctx_.advance(std::chrono::seconds(10));  // ids[0] reaches reply_timeout (30 s)
+  ASSERT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 4));
+  ack({ids[3]});
+  ctx_.advance(std::chrono::seconds(1));
   auto states = events("alice", "a1", "commandState");
   bool timedOut = false;
   for (const auto& st : states) {
@@ -825,15 +874,16 @@ TEST_F(CoopRelayTest, RestartWithAPartlyDeliveredBacklogKeepsTheWindow) {
   for (int i = 0; i < 7; ++i) ids.push_back(sendOk("light", R"({"i":)" + std::to_string(i) + "}"));
   ctx_.setOnline("bob", "b1", true);
   ASSERT_EQ(deliveredToBob().size(), 3u);
-  // The first three are on disk as delivered, the other four as queued.
+  // The first three are on disk as offered, the other four as queued.
   size_t deliveredOnDisk = 0;
   for (const auto& [key, json] : ctx_.kv.data["commands"]) {
-    deliveredOnDisk += commandFromJson(json).state == CommandState::kDelivered;
+    deliveredOnDisk += commandFromJson(json).state == CommandState::kOffered;
   }
   EXPECT_EQ(deliveredOnDisk, 3u);
 
   restartPlugin();  // bob stays online throughout
-  // The three delivered commands still hold the window: nothing new goes out, nothing twice.
+  // The three offered commands still hold the window: nothing new goes out (they are offered
+  // again, unconfirmed as they are, and the client drops the repeats).
   EXPECT_EQ(deliveredToBob(), std::vector<std::string>(ids.begin(), ids.begin() + 3));
   ctx_.setOnline("bob", "b1", true);  // a fresh online event changes nothing either
   EXPECT_EQ(deliveredToBob().size(), 3u);
@@ -892,7 +942,7 @@ TEST_F(CoopRelayTest, CommandsDeliveredAtOnceCountAgainstTheWindow) {
   bool thirdDelivered = false;
   for (const auto& st : events("alice", "a1", "commandState")) {
     thirdDelivered |= st->getValue<std::string>("commandId") == thirdId &&
-                      st->getValue<std::string>("state") == "delivered";
+                      st->getValue<std::string>("state") == "offered";
   }
   EXPECT_TRUE(thirdDelivered);
   ctx_.advance(std::chrono::milliseconds(100));
@@ -921,7 +971,7 @@ TEST_F(CoopRelayTest, FailedWriteBehindFreesTheSlotsOfTheCommandsItDrops) {
   // The dropped command holds no slot either: a new one goes straight out.
   Reply r = send("light");
   ASSERT_TRUE(r.ok) << r.code;
-  EXPECT_EQ(r.result->getValue<std::string>("state"), "delivered");
+  EXPECT_EQ(r.result->getValue<std::string>("state"), "offered");
 }
 
 TEST_F(CoopRelayTest, CommandsWaitingBehindAFullWindowStillExpireAndCanBeRevoked) {
@@ -935,6 +985,7 @@ TEST_F(CoopRelayTest, CommandsWaitingBehindAFullWindowStillExpireAndCanBeRevoked
   ctx_.advance(std::chrono::seconds(30));
   ctx_.setOnline("bob", "b1", true);
   ASSERT_EQ(deliveredToBob(), std::vector<std::string>{ids[0]});
+  ack({ids[0]});
   // ids[1] and ids[2] are still queued at command_ttl: expired, never delivered.
   ctx_.advance(std::chrono::seconds(31));
   std::map<std::string, std::string> finalState;
@@ -976,7 +1027,7 @@ TEST_F(CoopRelayTest, RemovingTheSenderFreesItsSlotsForOtherSenders) {
                   .ok);
   std::string a2 = to("alice", "a2", "appA");
   Reply fromCarol = send("x", a2, "{}", "carol", "c1");
-  ASSERT_EQ(fromCarol.result->getValue<std::string>("state"), "delivered");
+  ASSERT_EQ(fromCarol.result->getValue<std::string>("state"), "offered");
   Reply fromA1 = send("x", a2);
   ASSERT_EQ(fromA1.result->getValue<std::string>("state"), "queued");
   ctx_.removeUser("carol");
@@ -1009,18 +1060,166 @@ TEST_F(CoopRelayTest, QueuedCommandPastTtlIsExpiredAndNeverDelivered) {
 TEST_F(CoopRelayTest, DeliveredCommandWithoutReplyTimesOut) {
   grant();
   std::string id = sendOk("light");
+  ack({id});
+  EXPECT_EQ(statesOf(id), std::vector<std::string>{"delivered"});
   ctx_.advance(std::chrono::seconds(29));
-  EXPECT_TRUE(events("alice", "a1", "commandState").empty());
+  EXPECT_EQ(statesOf(id), std::vector<std::string>{"delivered"});
   ctx_.advance(std::chrono::seconds(2));
   auto states = events("alice", "a1", "commandState");
-  ASSERT_EQ(states.size(), 1u);
-  EXPECT_EQ(states[0]->getValue<std::string>("state"), "timeout");
-  EXPECT_EQ(states[0]->getValue<int>("stateCode"), 5);
+  ASSERT_EQ(states.size(), 2u);
+  EXPECT_EQ(states[1]->getValue<std::string>("state"), "timeout");
+  EXPECT_EQ(states[1]->getValue<int>("stateCode"), 5);
   EXPECT_EQ(
       call("bob", "b1", "replyCommand", R"({"commandId":")" + id + R"(","to":)" + aliceA1() + "}")
           .code,
       "NOT_FOUND");
   EXPECT_TRUE(events("alice", "a1", "commandResponse").empty());
+}
+
+// ------------------------------------------------------------------------------------------
+// Delivery confirmed by the target (SPEC §4a): offered -> delivered on ackCommand/replyCommand.
+
+TEST_F(CoopRelayTest, UnconfirmedCommandNeverTimesOutAndExpiresAtCommandTtl) {
+  ctx_.cfg.durations["command_ttl"] = std::chrono::minutes(5);
+  restartPlugin();
+  grant();
+  std::string id = sendOk("light");
+  // Offered into a session that may be gone (a plain DISCONNECT fires no Will): no reply is
+  // owed yet, so no timeout; it waits to be confirmed until command_ttl.
+  ctx_.advance(std::chrono::minutes(4));
+  EXPECT_TRUE(statesOf(id).empty());
+  ctx_.advance(std::chrono::minutes(2));
+  EXPECT_EQ(statesOf(id), std::vector<std::string>{"expired"});
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
+}
+
+TEST_F(CoopRelayTest, AckCommandConfirmsOnlyOfferedCommandsToTheCaller) {
+  grant();
+  std::string id = sendOk("light");
+  // carol cannot confirm bob's command, nor can an unknown id be confirmed: listed as unknown.
+  Reply byCarol = call("carol", "c1", "ackCommand", R"({"commandIds":[")" + id + R"("]})");
+  ASSERT_TRUE(byCarol.ok);
+  EXPECT_EQ(byCarol.result->getArray("acknowledged")->size(), 0u);
+  EXPECT_EQ(byCarol.result->getArray("unknown")->getElement<std::string>(0), id);
+  EXPECT_TRUE(statesOf(id).empty());
+  Reply first = ack({id, "no-such-command"});
+  EXPECT_EQ(first.result->getArray("acknowledged")->size(), 1u);
+  EXPECT_EQ(first.result->getArray("unknown")->getElement<std::string>(0), "no-such-command");
+  // Confirming again (the answer got lost, say) is neither news nor an error.
+  Reply again = ack({id});
+  EXPECT_EQ(again.result->getArray("acknowledged")->size(), 0u);
+  EXPECT_EQ(again.result->getArray("unknown")->size(), 0u);
+  EXPECT_EQ(statesOf(id), std::vector<std::string>{"delivered"});
+  // The confirmation is durable: on disk as delivered, with its reply deadline.
+  ASSERT_EQ(ctx_.kv.size("commands"), 1u);
+  EXPECT_EQ(commandFromJson(ctx_.kv.data["commands"].begin()->second).state,
+            CommandState::kDelivered);
+  // Bad input changes nothing.
+  for (const char* bad : {R"({})", R"({"commandIds":[]})", R"({"commandIds":"x"})",
+                          R"({"commandIds":[1]})", R"({"commandIds":["a/b"]})"}) {
+    EXPECT_EQ(call("bob", "b1", "ackCommand", bad).code, "INVALID_REQUEST") << bad;
+  }
+  std::string many;
+  for (int i = 0; i < 1001; ++i) many += std::string(i ? "," : "") + "\"id" + std::to_string(i) + "\"";
+  EXPECT_EQ(call("bob", "b1", "ackCommand", R"({"commandIds":[)" + many + "]}").code,
+            "INVALID_REQUEST");
+  ctx_.knownTerminals.erase({"carol", "c1"});
+  EXPECT_EQ(call("carol", "c1", "ackCommand", R"({"commandIds":["x"]})").code, "NOT_FOUND");
+}
+
+TEST_F(CoopRelayTest, AckBeforeTheWriteBehindRecordsItDelivered) {
+  grant();
+  auto sent = sendAsync("light");
+  ASSERT_EQ(sent->answers, 0);  // waits for the write-behind
+  std::string id = deliveredToBob().at(0);
+  ack({id});
+  // The sender's answer went out with the record, saying what the record says.
+  ASSERT_EQ(sent->answers, 1);
+  EXPECT_EQ(sent->result->getValue<std::string>("state"), "offered");
+  EXPECT_EQ(commandFromJson(ctx_.kv.data["commands"].begin()->second).state,
+            CommandState::kDelivered);
+  replyTo(id);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
+}
+
+TEST_F(CoopRelayTest, UnconfirmedCommandsAreOfferedAgainWhenTheTargetIsNextSeen) {
+  grant();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(sendOk("light", R"({"i":)" + std::to_string(i) + "}"));
+  ack({ids[0]});  // confirmed: never offered again
+  auto offers = [&] { return events("bob", "b1", "command").size(); };
+  ASSERT_EQ(offers(), 3u);
+  // bob's app went away with a plain DISCONNECT and comes back: presence `online` again.
+  ctx_.seen("bob", "b1", "presence");
+  auto cmds = events("bob", "b1", "command");
+  ASSERT_EQ(cmds.size(), 5u);
+  EXPECT_EQ(cmds[3]->getValue<std::string>("commandId"), ids[1]);  // same ids, send order
+  EXPECT_EQ(cmds[4]->getValue<std::string>("commandId"), ids[2]);
+  EXPECT_EQ(cmds[4]->getObject("commandParams")->getValue<int>("i"), 2);
+  // hello starts a session too.
+  ctx_.hello("bob", "b1", "appB", "iPad", "Bob tablet");
+  ASSERT_EQ(offers(), 7u);
+  // A request right after an offer does not repeat it (it may well be the ackCommand for it);
+  // one a second later does.
+  ctx_.seen("bob", "b1", "request");
+  EXPECT_EQ(offers(), 7u);
+  ctx_.advance(std::chrono::milliseconds(1000));
+  ctx_.seen("bob", "b1", "request");
+  EXPECT_EQ(offers(), 9u);
+  // Another terminal being seen changes nothing for bob; a reply confirms as well as an ack.
+  ctx_.seen("carol", "c1", "presence");
+  EXPECT_EQ(offers(), 9u);
+  replyTo(ids[1]);
+  ack({ids[2]});
+  ctx_.seen("bob", "b1", "presence");
+  ctx_.hello("bob", "b1", "appB", "iPad", "Bob tablet");
+  EXPECT_EQ(offers(), 9u);
+  EXPECT_EQ(deliveredToBob(), ids);
+  EXPECT_EQ(statesOf(ids[1]), (std::vector<std::string>{"replied"}));
+}
+
+TEST_F(CoopRelayTest, AccessRequestsAreShownAgainToANewSession) {
+  std::string id = requestAccess();
+  ASSERT_EQ(events("bob", "b1", "accessRequest").size(), 1u);
+  ctx_.seen("bob", "b1", "request");  // the same session: shown already
+  EXPECT_EQ(events("bob", "b1", "accessRequest").size(), 1u);
+  ctx_.hello("bob", "b1", "appB");  // a new session may not have seen it
+  auto got = events("bob", "b1", "accessRequest");
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1]->getValue<std::string>("commandId"), id);
+}
+
+TEST_F(CoopRelayTest, RestartKeepsOfferedAndDeliveredApart) {
+  grant();
+  std::string confirmed = sendOk("light");
+  std::string unconfirmed = sendOk("light");
+  ack({confirmed});
+  restartPlugin();
+  // Offered again at start (bob's session may be a new one by now); the confirmed one is not.
+  auto cmds = events("bob", "b1", "command");
+  ASSERT_EQ(cmds.size(), 3u);
+  EXPECT_EQ(cmds[2]->getValue<std::string>("commandId"), unconfirmed);
+  // The confirmed one still times out 30 s after its confirmation; the other does not.
+  ctx_.advance(std::chrono::seconds(31));
+  EXPECT_EQ(statesOf(confirmed), (std::vector<std::string>{"delivered", "timeout"}));
+  EXPECT_TRUE(statesOf(unconfirmed).empty());
+  ack({unconfirmed});
+  replyTo(unconfirmed);
+  EXPECT_EQ(statesOf(unconfirmed), (std::vector<std::string>{"delivered", "replied"}));
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
+}
+
+TEST_F(CoopRelayTest, RemovingTheTargetExpiresItsUnconfirmedCommands) {
+  std::string a2 = to("alice", "a2", "appA");
+  Reply r = send("x", a2);
+  ASSERT_EQ(r.result->getValue<std::string>("state"), "offered");
+  ASSERT_TRUE(call("alice", "a1", "removeMyDevice", R"({"clientIdentify":"a2"})").ok);
+  std::string id = r.result->getValue<std::string>("commandId");
+  auto states = events("alice", "a1", "commandState");
+  ASSERT_FALSE(states.empty());
+  EXPECT_EQ(states.back()->getValue<std::string>("commandId"), id);
+  EXPECT_EQ(states.back()->getValue<std::string>("state"), "expired");
+  EXPECT_EQ(states.back()->getValue<std::string>("reason"), "removed");
 }
 
 TEST_F(CoopRelayTest, OnlyTheAddressedTerminalMayReply) {
@@ -1071,7 +1270,7 @@ TEST_F(CoopRelayTest, FastReplyNeverTouchesTheDiskAndAnswersTheSenderFirst) {
   ASSERT_EQ(sent->answers, 1);
   ASSERT_TRUE(sent->ok);
   EXPECT_EQ(sent->result->getValue<std::string>("commandId"), id);
-  EXPECT_EQ(sent->result->getValue<std::string>("state"), "delivered");
+  EXPECT_EQ(sent->result->getValue<std::string>("state"), "offered");
   // The sender learns the commandId before the commandResponse that carries it arrives.
   ASSERT_EQ(events("alice", "a1", "commandResponse").size(), 1u);
   for (size_t i = 0; i < sent->eventsBefore; ++i) {

@@ -20,6 +20,10 @@ inline constexpr const char* kTerminalOffline = "terminal.offline";
 inline constexpr const char* kUserRemoved = "user.removed";
 // {} when the control plane (re)connected to the broker.
 inline constexpr const char* kBrokerConnected = "broker.connected";
+// {"userId","clientId","via"} whenever a terminal shows it is there without a change of
+// presence: via "request" after each request it publishes (the request is handled first),
+// via "presence" when it publishes `online` while already online (a reconnect without a Will).
+inline constexpr const char* kTerminalSeen = "terminal.seen";
 }  // namespace events
 
 }  // namespace hearth

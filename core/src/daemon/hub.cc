@@ -274,6 +274,18 @@ void Hub::onMessage(const MqttMessage& msg) {
     return;
   }
   router_.handle(msg);
+  if (parts.count() == 7 && parts[2] == "u" && parts[5] == "req") {
+    publishSeen(parts[3], parts[4], "request");
+  }
+}
+
+void Hub::publishSeen(const std::string& userId, const std::string& clientId, const char* via) {
+  if (!isValidIdentifier(userId) || !isValidIdentifier(clientId)) return;
+  Poco::JSON::Object data;
+  data.set("userId", userId);
+  data.set("clientId", clientId);
+  data.set("via", via);
+  bus_.publish(events::kTerminalSeen, toJson(data));
 }
 
 void Hub::onPresence(const std::string& userId, const std::string& clientId,
@@ -284,7 +296,12 @@ void Hub::onPresence(const std::string& userId, const std::string& clientId,
     return;
   }
   bool online = payload == "online";
-  if (!identity_->setOnline(userId, clientId, online)) return;
+  if (!identity_->setOnline(userId, clientId, online)) {
+    // Already online: a terminal that reconnected after a plain DISCONNECT (no Will) says
+    // `online` again. Its new session has not seen what was offered to the old one (SPEC §4a).
+    if (online) publishSeen(userId, clientId, "presence");
+    return;
+  }
   Poco::JSON::Object data;
   data.set("userId", userId);
   data.set("clientId", clientId);

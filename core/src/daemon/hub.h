@@ -71,6 +71,8 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   void onConnected(int rc, const std::string& reason);
   void subscribeControlTopics();
   void onMessage(const MqttMessage& msg);
+  // Publishes events::kTerminalSeen (coop_relay offers unconfirmed commands again).
+  void publishSeen(const std::string& userId, const std::string& clientId, const char* via);
   void onPresence(const std::string& userId, const std::string& clientId,
                   const std::string& payload);
   void publishStatus();

@@ -1,0 +1,522 @@
+// mtl.coop: the 19 calls of seed 000 in the seed's own shape, mapped onto the hub's MQTT API
+// (docs/coop-api.md). Also the terminal's side of SPEC §4a: every command handed to the app is
+// acknowledged (ackCommand, or the app's replyCommand), and a commandId already handed over is
+// dropped when the hub offers it again.
+
+import { hearthError } from './errors.js';
+import { isObject } from './client.js';
+
+const IDENT = /^[A-Za-z0-9._:-]{1,64}$/;
+const FINAL_STATES = new Set(['replied', 'expired', 'timeout']);
+
+/**
+ * Runs a call in the seed's style: `success(res)` / `fail(err)` if given, and a Promise. A
+ * callback that throws does not turn into a rejection (nor the reverse). With `fail` given the
+ * Promise's rejection is marked handled, so callback-style code sees no unhandled rejection.
+ */
+export function settle(opts, promise, afterSuccess) {
+  const success = isObject(opts) && typeof opts.success === 'function' ? opts.success : null;
+  const fail = isObject(opts) && typeof opts.fail === 'function' ? opts.fail : null;
+  promise.then(
+    (res) => {
+      if (success) callApp(success, res);
+      // Events that arrived together with the answer (onResponse, onState) follow `success`.
+      if (afterSuccess) afterSuccess(res);
+    },
+    (err) => {
+      if (fail) callApp(fail, { code: err.code, message: err.message, method: err.method });
+    },
+  );
+  if (fail || success) promise.catch(() => {});
+  return promise;
+}
+
+/** Calls app code; an exception it throws is reported outside the library's stack. */
+export function callApp(fn, arg) {
+  try {
+    fn(arg);
+  } catch (e) {
+    queueMicrotask(() => {
+      throw e;
+    });
+  }
+}
+
+function invalid(method, why) {
+  return Promise.reject(hearthError('INVALID_REQUEST', `${method}: ${why}`, method));
+}
+
+function endpointOf(o) {
+  return { appId: o.appId, userId: o.userId, clientIdentify: o.clientIdentify };
+}
+
+function checkEndpoint(method, name, e) {
+  if (!isObject(e)) return `${name} must be {appId, userId, clientIdentify}`;
+  for (const k of ['appId', 'userId', 'clientIdentify']) {
+    if (typeof e[k] !== 'string' || !IDENT.test(e[k])) return `${name}.${k} must match [A-Za-z0-9._:-]{1,64}`;
+  }
+  return null;
+}
+
+function isEndpoint(e) {
+  return checkEndpoint('', '', e) === null;
+}
+
+/** A bounded set of ids (oldest forgotten first). */
+class RecentIds {
+  constructor(capacity) {
+    this.capacity = Math.max(1, capacity);
+    this.set = new Set();
+  }
+  has(id) {
+    return this.set.has(id);
+  }
+  add(id) {
+    this.set.add(id);
+    if (this.set.size > this.capacity) this.set.delete(this.set.values().next().value);
+  }
+}
+
+/** A bounded map for events that arrive before the call that expects them has its id. */
+class EarlyBox {
+  constructor(capacity, ttlMs) {
+    this.capacity = capacity;
+    this.ttlMs = ttlMs;
+    this.map = new Map(); // id -> {at, items: []}
+  }
+  put(id, item) {
+    let e = this.map.get(id);
+    if (!e) {
+      e = { at: Date.now(), items: [] };
+      this.map.set(id, e);
+      if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value);
+    }
+    if (e.items.length < 16) e.items.push(item);
+  }
+  take(id) {
+    const e = this.map.get(id);
+    if (!e) return [];
+    this.map.delete(id);
+    return Date.now() - e.at <= this.ttlMs ? e.items : [];
+  }
+}
+
+export class Coop {
+  /** @param {import('./client.js').Connection} conn */
+  constructor(conn) {
+    this.conn = conn;
+    this.commandHandler = null;
+    this.accessHandler = null;
+    this.waitingCommands = []; // handed over once receiveCommand(cb) is registered
+    this.waitingRequests = [];
+    this.seenCommands = new RecentIds(10000);
+    this.seenRequests = new RecentIds(10000);
+    this.sent = new Map(); // commandId -> {onResponse, onState, done}
+    this.requested = new Map(); // access request commandId -> onResponse
+    this.early = new EarlyBox(1000, 60000);
+    this.toAck = new Set();
+    this.ackTimer = null;
+    this.replied = new RecentIds(10000);
+
+    conn.on('command', (d) => this._onCommand(d));
+    conn.on('accessRequest', (d) => this._onAccessRequest(d));
+    conn.on('accessResponse', (d) => this._onAccessResponse(d));
+    conn.on('commandResponse', (d) => this._onCommandEvent('commandResponse', d));
+    conn.on('commandState', (d) => this._onCommandEvent('commandState', d));
+    // A new session: acknowledgements that were not sent go out on it.
+    conn.sessionListeners.add(() => this._scheduleAck());
+    // The seed's calls work detached too (`const { login } = mtl.coop`).
+    for (const name of Object.getOwnPropertyNames(Coop.prototype)) {
+      if (name !== 'constructor' && !name.startsWith('_')) this[name] = this[name].bind(this);
+    }
+  }
+
+  _configure() {
+    const o = this.conn.options;
+    this.seenCommands.capacity = this.seenRequests.capacity = Math.max(1, o.dedupCapacity || 10000);
+    this.ackDelayMs = Number.isFinite(o.ackDelayMs) ? Math.max(0, o.ackDelayMs) : 50;
+  }
+
+  // ------------------------------------------------------------------ seed §1-3
+
+  /** Seed §1. */
+  initialize(options) {
+    this.conn.initialize(options);
+    this._configure();
+  }
+
+  /** Seed §2. */
+  login(options) {
+    const o = isObject(options) ? options : {};
+    return settle(o, this.conn.login(o.userId, o.password));
+  }
+
+  /** Seed §3. */
+  logout(options) {
+    const p = (async () => {
+      await this._flushAcks();
+      await this.conn.logout();
+      if (this.ackTimer) clearTimeout(this.ackTimer);
+      this.ackTimer = null;
+    })();
+    return settle(options, p);
+  }
+
+  // ------------------------------------------------------------------ seed §4-5
+
+  /** Seed §4. */
+  getOpenId(options) {
+    return settle(options, this._call('getOpenId', {}, (r) => {
+      if (typeof r.openId !== 'string') throw 'openId';
+      return { openId: r.openId };
+    }));
+  }
+
+  /** Seed §5. */
+  getDeviceInfo(options) {
+    const o = isObject(options) ? options : {};
+    if (typeof o.openId !== 'string' || !o.openId) return settle(o, invalid('getDeviceInfo', 'openId is required'));
+    return settle(o, this._call('getDeviceInfo', { openId: o.openId }, (r) => {
+      if (!isEndpoint(r)) throw 'an address';
+      return r;
+    }));
+  }
+
+  // ------------------------------------------------------------------ seed §6-9
+
+  /** Seed §6: takes the target's appId/userId/clientIdentify at the top level. */
+  requestAccessTo(options) {
+    const o = isObject(options) ? options : {};
+    const to = endpointOf(o);
+    const bad = checkEndpoint('requestAccessTo', '', to);
+    if (bad) return settle(o, invalid('requestAccessTo', bad.replace(/^\./, '')));
+    const params = { to, allPermissions: o.allPermissions === undefined ? false : o.allPermissions };
+    params.permissions = o.permissions === undefined ? [] : o.permissions;
+    const onResponse = typeof o.onResponse === 'function' ? o.onResponse : null;
+    const p = this._call('requestAccessTo', params, (r) => {
+      if (typeof r.commandId !== 'string') throw 'a commandId';
+      return r;
+    }).then((r) => {
+      if (onResponse) this.requested.set(r.commandId, onResponse);
+      return r;
+    });
+    return settle(o, p, (r) => {
+      for (const ev of this.early.take(`a:${r.commandId}`)) this._onAccessResponse(ev);
+    });
+  }
+
+  /** Seed §7. */
+  receiveAccessRequest(callback) {
+    if (typeof callback !== 'function') throw hearthError('INVALID_REQUEST', 'receiveAccessRequest: callback must be a function');
+    this.accessHandler = callback;
+    const waiting = this.waitingRequests;
+    this.waitingRequests = [];
+    for (const r of waiting) callApp(callback, r);
+  }
+
+  /** Seed §8. */
+  agreeAccessRequest(options) {
+    return this._answerAccess('agreeAccessRequest', options);
+  }
+
+  /** Seed §9. */
+  rejectAccessRequest(options) {
+    return this._answerAccess('rejectAccessRequest', options);
+  }
+
+  _answerAccess(method, options) {
+    const o = isObject(options) ? options : {};
+    if (typeof o.commandId !== 'string' || !o.commandId) return settle(o, invalid(method, 'commandId is required'));
+    const bad = checkEndpoint(method, 'to', o.to);
+    if (bad) return settle(o, invalid(method, bad));
+    return settle(o, this._call(method, { commandId: o.commandId, to: endpointOf(o.to) }));
+  }
+
+  // ------------------------------------------------------------------ seed §10-16
+
+  /** Seed §10: `success` receives the array itself. */
+  getMyDevices(options) {
+    return settle(options, this._list('getMyDevices'));
+  }
+
+  /** Seed §11. */
+  getAuthorizedDevices(options) {
+    return settle(options, this._list('getAuthorizedDevices'));
+  }
+
+  /** Seed §12. */
+  getAccessibleDevices(options) {
+    return settle(options, this._list('getAccessibleDevices'));
+  }
+
+  /** Seed §13. */
+  getAllDevices(options) {
+    return settle(options, this._call('getAllDevices', {}, (r) => {
+      if (!Array.isArray(r.authorizedDevices) || !Array.isArray(r.accessibleDevices)) throw 'authorizedDevices and accessibleDevices arrays';
+      return { authorizedDevices: r.authorizedDevices, accessibleDevices: r.accessibleDevices };
+    }));
+  }
+
+  _list(method) {
+    return this._call(method, {}, (r) => {
+      if (!Array.isArray(r.devices)) throw 'a devices array';
+      return r.devices;
+    });
+  }
+
+  /** Seed §14. */
+  removeAuthorizedDevice(options) {
+    return this._removeGrant('removeAuthorizedDevice', options);
+  }
+
+  /** Seed §15. */
+  removeAccessibleDevice(options) {
+    return this._removeGrant('removeAccessibleDevice', options);
+  }
+
+  _removeGrant(method, options) {
+    const o = isObject(options) ? options : {};
+    const bad = checkEndpoint(method, '', endpointOf(o));
+    if (bad) return settle(o, invalid(method, bad.replace(/^\./, '')));
+    return settle(o, this._call(method, endpointOf(o)));
+  }
+
+  /** Seed §16. */
+  removeMyDevice(options) {
+    const o = isObject(options) ? options : {};
+    if (typeof o.clientIdentify !== 'string' || !IDENT.test(o.clientIdentify)) {
+      return settle(o, invalid('removeMyDevice', 'clientIdentify must match [A-Za-z0-9._:-]{1,64}'));
+    }
+    return settle(o, this._call('removeMyDevice', { clientIdentify: o.clientIdentify }));
+  }
+
+  // ------------------------------------------------------------------ seed §17-19
+
+  /** Seed §17. */
+  sendCommand(options) {
+    const o = isObject(options) ? options : {};
+    if (typeof o.commandType !== 'string' || !IDENT.test(o.commandType)) {
+      return settle(o, invalid('sendCommand', 'commandType must match [A-Za-z0-9._:-]{1,64}'));
+    }
+    const bad = checkEndpoint('sendCommand', 'to', o.to);
+    if (bad) return settle(o, invalid('sendCommand', bad));
+    if (o.commandParams !== undefined && !isObject(o.commandParams)) {
+      return settle(o, invalid('sendCommand', 'commandParams must be an object'));
+    }
+    const params = { commandType: o.commandType, to: endpointOf(o.to), commandParams: o.commandParams || {} };
+    const onResponse = typeof o.onResponse === 'function' ? o.onResponse : null;
+    const onState = typeof o.onState === 'function' ? o.onState : null;
+    const p = this._call('sendCommand', params, (r) => {
+      if (typeof r.commandId !== 'string') throw 'a commandId';
+      return r;
+    }).then((r) => {
+      if (onResponse || onState) {
+        this.sent.set(r.commandId, { onResponse, onState, done: false, held: [] });
+      }
+      return r;
+    });
+    return settle(o, p, (r) => {
+      const entry = this.sent.get(r.commandId);
+      if (!entry) return;
+      const held = entry.held;
+      entry.held = null;
+      for (const [kind, ev] of [...this.early.take(`c:${r.commandId}`), ...held]) this._onCommandEvent(kind, ev);
+      if (FINAL_STATES.has(r.state)) this.sent.delete(r.commandId);
+    });
+  }
+
+  /** Seed §18. */
+  receiveCommand(callback) {
+    if (typeof callback !== 'function') throw hearthError('INVALID_REQUEST', 'receiveCommand: callback must be a function');
+    this.commandHandler = callback;
+    const waiting = this.waitingCommands;
+    this.waitingCommands = [];
+    for (const c of waiting) this._handOver(c);
+  }
+
+  /** Seed §19. Acknowledges the command too (the hub counts a reply as confirmation). */
+  replyCommand(options) {
+    const o = isObject(options) ? options : {};
+    if (typeof o.commandId !== 'string' || !IDENT.test(o.commandId)) {
+      return settle(o, invalid('replyCommand', 'commandId is required'));
+    }
+    const bad = checkEndpoint('replyCommand', 'to', o.to);
+    if (bad) return settle(o, invalid('replyCommand', bad));
+    if (o.commandParams !== undefined && !isObject(o.commandParams)) {
+      return settle(o, invalid('replyCommand', 'commandParams must be an object'));
+    }
+    // The reply confirms it: no separate ackCommand for this one.
+    this.toAck.delete(o.commandId);
+    this.replied.add(o.commandId);
+    return settle(o, this._call('replyCommand', { commandId: o.commandId, commandParams: o.commandParams || {}, to: endpointOf(o.to) }));
+  }
+
+  // ------------------------------------------------------------------ incoming
+
+  _onCommand(d) {
+    if (typeof d.commandId !== 'string' || typeof d.commandType !== 'string' || !isEndpoint(d.from)) return;
+    // Handed over before (the hub offers a command again until it is confirmed): confirm it
+    // again, do not show it twice.
+    if (this.seenCommands.has(d.commandId)) {
+      if (!this.replied.has(d.commandId)) this._ack(d.commandId);
+      return;
+    }
+    const cmd = {
+      commandId: d.commandId,
+      commandParams: isObject(d.commandParams) ? d.commandParams : {},
+      commandType: d.commandType,
+      from: endpointOf(d.from),
+    };
+    if (!this.commandHandler) {
+      if (!this.waitingCommands.some((c) => c.commandId === cmd.commandId)) {
+        // Not confirmed while waiting: if the app never registers, the hub offers it again.
+        if (this.waitingCommands.length < 10000) this.waitingCommands.push(cmd);
+      }
+      return;
+    }
+    this._handOver(cmd);
+  }
+
+  _handOver(cmd) {
+    if (this.seenCommands.has(cmd.commandId)) return;
+    this.seenCommands.add(cmd.commandId);
+    callApp(this.commandHandler, cmd);
+    if (!this.replied.has(cmd.commandId)) this._ack(cmd.commandId);
+  }
+
+  _ack(id) {
+    this.toAck.add(id);
+    this._scheduleAck();
+  }
+
+  _scheduleAck() {
+    if (this.ackTimer || this.toAck.size === 0) return;
+    // A short wait lets a quick replyCommand confirm the command by itself (one message
+    // instead of two on the common path); acknowledgements that pile up go in one request.
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = null;
+      this._flushAcks();
+    }, this.ackDelayMs === undefined ? 50 : this.ackDelayMs);
+  }
+
+  async _flushAcks() {
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    if (this.toAck.size === 0 || this.conn.status.state !== 'connected') return;
+    const ids = [...this.toAck].slice(0, 1000);
+    for (const id of ids) this.toAck.delete(id);
+    try {
+      await this.conn.request('ackCommand', { commandIds: ids });
+    } catch (e) {
+      // Not confirmed (connection lost, timeout): the hub offers them again on the next
+      // session and they are confirmed then; an INVALID_REQUEST would be ours to fix.
+      if (e.code === 'NOT_CONNECTED' || e.code === 'TIMEOUT') {
+        for (const id of ids) if (!this.replied.has(id)) this.toAck.add(id);
+      }
+    }
+    this._scheduleAck();
+  }
+
+  _onAccessRequest(d) {
+    if (typeof d.commandId !== 'string' || !isEndpoint(d.from)) return;
+    // Addressed to another terminal (an event only the hub should send, but a user's other
+    // terminals can publish into this tree): not ours.
+    if (d.to !== undefined && !(isEndpoint(d.to) && this._isSelf(d.to))) return;
+    if (this.seenRequests.has(d.commandId)) return;
+    const cp = isObject(d.commandParams) ? d.commandParams : {};
+    const req = {
+      commandId: d.commandId,
+      from: endpointOf(d.from),
+      commandParams: {
+        allPermissions: cp.allPermissions === true,
+        permissions: Array.isArray(cp.permissions) ? cp.permissions.filter((x) => typeof x === 'string') : [],
+      },
+    };
+    if (!this.accessHandler) {
+      if (this.waitingRequests.length < 1000 && !this.waitingRequests.some((r) => r.commandId === req.commandId)) {
+        this.waitingRequests.push(req);
+      }
+      return;
+    }
+    this.seenRequests.add(req.commandId);
+    callApp(this.accessHandler, req);
+  }
+
+  _isSelf(e) {
+    const s = this.conn.self;
+    return !!s && e.userId === s.userId && e.clientIdentify === s.clientIdentify && e.appId === s.appId;
+  }
+
+  _onAccessResponse(d) {
+    if (typeof d.commandId !== 'string' || typeof d.code !== 'number') return;
+    const cb = this.requested.get(d.commandId);
+    if (!cb) {
+      this.early.put(`a:${d.commandId}`, d);
+      return;
+    }
+    this.requested.delete(d.commandId); // one answer per request; repeats are dropped
+    const res = { code: d.code, commandId: d.commandId };
+    if (isEndpoint(d.from)) res.from = endpointOf(d.from);
+    if (typeof d.message === 'string') res.message = d.message;
+    callApp(cb, res);
+  }
+
+  _onCommandEvent(kind, d) {
+    if (typeof d.commandId !== 'string') return;
+    const entry = this.sent.get(d.commandId);
+    if (!entry) {
+      this.early.put(`c:${d.commandId}`, [kind, d]);
+      return;
+    }
+    if (entry.held) {
+      entry.held.push([kind, d]); // the sendCommand answer is being handed to `success` first
+      return;
+    }
+    if (entry.done) return; // a state after the final one (see docs/coop-api.md) is ignored
+    if (kind === 'commandResponse') {
+      entry.done = true;
+      this.sent.delete(d.commandId);
+      if (entry.onResponse) {
+        callApp(entry.onResponse, {
+          commandId: d.commandId,
+          commandParams: isObject(d.commandParams) ? d.commandParams : {},
+          commandType: d.commandType,
+          from: isEndpoint(d.from) ? endpointOf(d.from) : d.from,
+          state: 'replied',
+          stateCode: 3,
+        });
+      }
+      return;
+    }
+    if (typeof d.state !== 'string') return;
+    // commandState{replied} is the hint that accompanies commandResponse: the response wins.
+    if (d.state === 'replied') return;
+    if (FINAL_STATES.has(d.state)) {
+      entry.done = true;
+      this.sent.delete(d.commandId);
+    }
+    if (entry.onState) {
+      const ev = { commandId: d.commandId, commandType: d.commandType, state: d.state, stateCode: d.stateCode };
+      if (isEndpoint(d.to)) ev.to = endpointOf(d.to);
+      if (typeof d.reason === 'string') ev.reason = d.reason;
+      callApp(entry.onState, ev);
+    }
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  /**
+   * A request whose result `shape` checks (and maps); a shape that throws a string makes the
+   * call fail BAD_RESPONSE naming what was missing.
+   */
+  _call(method, params, shape) {
+    return this.conn.request(method, params).then((r) => {
+      if (!shape) return r;
+      try {
+        return shape(r);
+      } catch (what) {
+        throw hearthError('BAD_RESPONSE', `${method}: the hub's result lacks ${typeof what === 'string' ? what : 'expected fields'}`, method);
+      }
+    });
+  }
+}
