@@ -15,7 +15,7 @@ function browserName() {
 }
 
 /**
- * Logs in through the front door this page came from (wss://<this host>/mqtt) and resolves
+ * Logs in through the front door this page came from (wss://<this host:port>/mqtt) and resolves
  * with the connected client. Rejects with the library's {code, message}.
  */
 export async function connect({userId, password, clientId, onState}) {
@@ -23,7 +23,10 @@ export async function connect({userId, password, clientId, onState}) {
   const stop = onState ? client.onConnectionState(onState) : null;
   client.coop.initialize({
     server: location.hostname,
-    url: `wss://${location.host}/mqtt`,
+    // Relative: mqtt.js takes wss from this https page. Its default port for a relative URL is
+    // 443, not the page's, so transformWsUrl below names the page's own host:port: the app always
+    // talks to the front door it was loaded from.
+    url: '/mqtt',
     appId: APP_ID,
     clientIdentify: clientId,
     deviceModel: 'hearth web app',
@@ -31,6 +34,9 @@ export async function connect({userId, password, clientId, onState}) {
     requestTimeout: 10000,
     reconnectMinMs: 500,
     reconnectMaxMs: 5000,
+    // mqtt.js runs its keepalive timer in a Worker made from a blob: URL by default, which the
+    // front door's CSP (worker-src 'self') refuses; plain timers do the same job here.
+    mqttOptions: {timerVariant: 'native', transformWsUrl: () => `wss://${location.host}/mqtt`},
   });
   try {
     await client.coop.login({userId, password});

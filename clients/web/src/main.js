@@ -18,7 +18,7 @@ const ROUTES = [
   {path: 'devices', label: 'Devices', view: devicesView},
   {path: 'add', label: 'Add', view: addView},
   {path: 'scan', label: 'Scan', view: scanView},
-  {path: 'invitations', label: 'Invitations', view: invitationsView, badge: () => store.invitations.length},
+  {path: 'invitations', label: 'Invites', view: invitationsView, badge: () => store.invitations.length},
   {path: 'terminals', label: 'Terminals', view: coopView},
   {path: 'admin', label: 'Installer', view: adminView, admin: true},
 ];
@@ -38,11 +38,13 @@ function renderStatus() {
   const el = $('#conn');
   el.dataset.state = s.state;
   let text = STATE_TEXT[s.state] || s.state;
+  if (!store.client && s.state === 'disconnected') text = 'not logged in';
   if (s.state === 'reconnecting' && s.attempt) text += ` (try ${s.attempt})`;
   if (s.state === 'disconnected' && s.reasonName && !['OK', 'LOGOUT'].includes(s.reasonName)) {
     text += ` (${s.reasonName.toLowerCase().replace(/_/g, ' ')})`;
   }
   el.textContent = text;
+  el.classList.toggle('idle', !store.client && s.state === 'disconnected');
   el.title = s.message || '';
 }
 

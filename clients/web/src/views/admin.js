@@ -97,8 +97,9 @@ function auditSection() {
   const user = h('input', {id: 'audit-user', placeholder: 'user', maxlength: 64, 'aria-label': 'Filter by user'});
   const go = h('button.primary', {type: 'submit', id: 'audit-go'}, 'Show');
   const out = outcome();
-  const body = h('tbody', {id: 'audit-rows'});
-  const table = h('table.audit', h('thead', h('tr', ['When', 'Who', 'Device', 'What', 'Subject', 'Why'].map((t) => h('th', {scope: 'col'}, t)))), body);
+  const body = h('ol.audit', {id: 'audit-rows', reversed: true});
+  out.id = 'audit-outcome';
+  const matches = (u) => (e) => !u || e.actor === u || e.actor === 'admin:' + u || e.subject === u;
   const load = async () => {
     const params = {limit: 10000};
     const d = device.value.trim();
@@ -106,18 +107,20 @@ function auditSection() {
     const u = user.value.trim();
     const r = await act(go, out, 'Reading the audit log…', () => admin('auditLog', params), {
       done: ({entries}) => {
-        const rows = u ? entries.filter((e) => e.actor === u || e.actor === 'admin:' + u || e.subject === u) : entries;
-        return `${rows.length} entr${rows.length === 1 ? 'y' : 'ies'}${d || u ? ' matching' : ''}, newest first.`;
+        const n = entries.filter(matches(u)).length;
+        return `${n} entr${n === 1 ? 'y' : 'ies'}${d || u ? ' matching' : ''}, newest first${n > 300 ? ' (the last 300 shown)' : ''}.`;
       },
     });
     if (!r.ok) return;
-    const rows = (u ? r.result.entries.filter((e) => e.actor === u || e.actor === 'admin:' + u || e.subject === u) : r.result.entries).slice(-300).reverse();
-    fill(body, rows.map((e) => h('tr', {dataset: {action: e.action}}, [formatTime(e.at), e.actor, e.deviceId, e.action, e.subject, e.reason].map((v) => h('td', v ?? '')))));
+    const rows = r.result.entries.filter(matches(u)).slice(-300).reverse();
+    fill(body, rows.map((e) => h('li', {dataset: {actor: e.actor, action: e.action, subject: e.subject ?? '', deviceId: e.deviceId}},
+      h('span.what', h('strong', e.actor), ` ${e.action} `, h('code', e.deviceId)),
+      h('span.meta', [e.subject && `subject ${e.subject}`, e.reason, formatTime(e.at)].filter(Boolean).join(' · ')))));
   };
   load();
   return section('Audit log',
     h('form.inline', {onsubmit: (e) => (e.preventDefault(), load())}, device, user, go),
-    out, h('div.scroll', table));
+    out, body);
 }
 
 function pairingSection() {

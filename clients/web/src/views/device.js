@@ -56,6 +56,7 @@ export function deviceView({arg: deviceId, cleanup}) {
     );
     root.classList.add('gone');
     for (const el of root.querySelectorAll('button, input, select, textarea')) el.disabled = true;
+    if (root.isConnected) notice.scrollIntoView({block: 'center'});
   }
 
   function renderHead() {
