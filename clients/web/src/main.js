@@ -70,7 +70,7 @@ function renderNav() {
   );
   fill(
     $('#who'),
-    h('span.user', store.userId, store.isAdmin ? ' (installer)' : ''),
+    h('span.user', store.userId),
     h('button.link', {type: 'button', id: 'logout', onclick: logout}, 'Log out'),
   );
 }

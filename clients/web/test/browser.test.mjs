@@ -338,6 +338,7 @@ async function main() {
     assert.ok(bobRows.length > 0 && bobRows.every((r) => r.actor === 'bob' || r.subject === 'bob'), 'audit user filter');
     await admin.waitForSelector('#pair-link');
     assert.match(await text(admin, '#pair-link'), /^hearth:\/\/pair\?host=.*ca=sha256:/);
+    await admin.evaluate(() => scrollTo(0, 0));
     await shot(admin, '06-admin');
     await admin.evaluate(() => document.querySelector('#audit-device').scrollIntoView());
     await shot(admin, '06b-admin-audit');

@@ -85,7 +85,9 @@ export function deviceView({arg: deviceId, cleanup}) {
     }
   }
 
+  let userSent = false;
   async function send(button, command, params) {
+    userSent = true;
     reply.className = 'reply busy';
     reply.textContent = `Sending ${command}…`;
     if (button) button.disabled = true;
@@ -112,6 +114,7 @@ export function deviceView({arg: deviceId, cleanup}) {
 
   function renderLampState() {
     const s = me()?.state;
+    lampState.classList.toggle('unknown', !s);
     if (!s) {
       lampState.textContent = 'State not known yet: turn it on or off, or read it.';
       return;
@@ -368,5 +371,19 @@ export function deviceView({arg: deviceId, cleanup}) {
   renderHead();
   renderControls();
   loadDetail();
+  // A lamp whose state the page does not know yet is asked quietly (shown in the state line; a
+  // command the user sends meanwhile wins).
+  const d0 = me();
+  if (d0 && d0.online && !d0.state && isLamp(d0)) {
+    store.client.things.controlDevice({deviceId, command: 'get', params: {}}).then(
+      (result) => {
+        const d = me();
+        if (!d || userSent || !result || typeof result !== 'object') return;
+        d.state = {...d.state, ...(result.state || result)};
+        renderLampState();
+      },
+      () => {}, // the controls still work; errors of a command the user sends are shown
+    );
+  }
   return root;
 }

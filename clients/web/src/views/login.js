@@ -16,12 +16,11 @@ export function loginError(err) {
       ? 'Wrong user name or password. Careful: after 20 failed logins from this address within 15 minutes the hub refuses it for 15 minutes.'
       : 'Wrong user name or password.';
   }
-  if (code === 'TIMEOUT' || code === 'NOT_CONNECTED') {
+  if (code !== 'NOT_AUTHORIZED') {
     return failures >= 5
       ? 'The hub did not let this login through: it is unreachable, or it refuses this address for 15 minutes after too many failed logins.'
-      : 'Cannot reach the hub. Is it running, and is this page opened from its address?';
+      : `Cannot reach the hub. Is it running, and is this page opened from its address? (${code || 'ERROR'})`;
   }
-  return `Login failed: ${err?.message || code || 'unknown error'} (${code || 'ERROR'})`;
 }
 
 export function loginView({onLogin, message, userId}) {
