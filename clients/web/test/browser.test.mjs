@@ -363,6 +363,32 @@ async function main() {
     await shot(alice, '07b-recovered');
   });
 
+  await step('cooperation: bob asks alice\'s browser for access, she agrees, his command is answered', async () => {
+    await alice.evaluate(() => (location.hash = '#/terminals'));
+    await waitText(alice, '#my-terminals', /this browser/);
+    const openId = await text(alice, '#my-openid');
+    assert.match(openId, /^[A-Za-z0-9._:-]{8,}$/);
+    await bob.evaluate(() => (location.hash = '#/terminals'));
+    await bob.type('#coop-openid', openId);
+    await bob.type('#coop-perms', 'ping');
+    await bob.click('#coop-ask');
+    await waitText(bob, '#coop-ask-outcome', /waiting for the answer/);
+    await alice.waitForSelector('#access-requests li button.primary', {timeout: 10000});
+    await shot(alice, '07c-access-request');
+    await alice.click('#access-requests li button.primary');
+    await waitText(bob, '#coop-ask-outcome', /agreed/);
+    await bob.waitForSelector('#grants-received li form button', {timeout: 10000});
+    await bob.click('#grants-received li form button');
+    await bob.waitForSelector('#commands-sent li[data-command-id]');
+    await alice.waitForSelector('#commands-received li button:not([disabled])', {timeout: 10000});
+    await alice.click('#commands-received li button');
+    await bob.waitForSelector('#commands-sent li[data-state="replied"]', {timeout: 10000});
+    await shot(bob, '07d-command-replied');
+    await alice.waitForSelector('#grants-given li button');
+    await pressTwice(alice, await alice.$('#grants-given li button'));
+    await waitText(alice, '#grants-given', /granted no terminal/);
+  });
+
   await step('bad input: a device named with HTML is shown as text and runs nothing', async () => {
     await alice.evaluate(() => (location.hash = '#/add'));
     await alice.type('#provision-device', 'xss-0001');

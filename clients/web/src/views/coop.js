@@ -128,8 +128,9 @@ export function coopView({cleanup}) {
   // Asking another terminal for access by the openId it shows.
   const openId = h('input', {id: 'coop-openid', placeholder: 'openId shown by the other terminal', 'aria-label': 'openId', autocomplete: 'off'});
   const permsIn = h('input', {id: 'coop-perms', placeholder: 'command types, e.g. play, pause (empty = all)', 'aria-label': 'Permissions'});
-  const askBtn = h('button.primary', {type: 'submit'}, 'Ask for access');
+  const askBtn = h('button.primary', {type: 'submit', id: 'coop-ask'}, 'Ask for access');
   const askOut = outcome();
+  askOut.id = 'coop-ask-outcome';
   const ask = h('form', {onsubmit: (e) => {
     e.preventDefault();
     const list = permsIn.value.split(/[\s,]+/).filter(Boolean);
