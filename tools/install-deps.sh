@@ -18,6 +18,8 @@ PACKAGES=(
   gnuplot-nox
   # JavaScript clients (clients/*: npm ci) and their browser tests
   nodejs chromium
+  # web plugin: hearthctl pair draws the pairing link as a QR code
+  libqrencode-dev
 )
 
 # npm dependencies of the JavaScript clients (SPEC §1, §8): each clients/*/ with a committed

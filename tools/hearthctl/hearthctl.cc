@@ -8,6 +8,7 @@
 //     user add NAME [--password P]   create a broker account confined to hearth/v1/u/NAME/#
 //     user remove NAME
 //     user list
+//     pair                       the pairing link of the front door, as text and QR code
 //     call METHOD [JSON]         any admin method with raw JSON params
 //
 // Exit codes: 0 ok, 1 the hub answered with an error (its code is printed), 2 usage or
@@ -16,6 +17,7 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <qrencode.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -39,7 +41,7 @@ int usage() {
                "usage: hearthctl [--config FILE] [--set key=value]... [--json] [--timeout S] CMD\n"
                "  status | plugins | devices | user add NAME [--password P] |\n"
                "  user remove NAME |"
-               "  user list | call METHOD [JSON-PARAMS]\n");
+               "  user list | pair | call METHOD [JSON-PARAMS]\n");
   return 2;
 }
 
@@ -111,7 +113,51 @@ std::optional<std::string> request(const hearth::config::HubConfig& cfg, const s
   return answer;
 }
 
+// Draws text as a QR code with Unicode half blocks, two modules per character cell. Light
+// modules are drawn (a terminal's light foreground on its dark background), with the quiet zone
+// of 2 modules around the code that scanners need.
+bool printQr(const std::string& text) {
+  QRcode* qr = QRcode_encodeString(text.c_str(), 0, QR_ECLEVEL_M, QR_MODE_8, 1);
+  if (!qr) return false;
+  const int quiet = 2;
+  const int size = qr->width + 2 * quiet;
+  auto dark = [&](int x, int y) {
+    x -= quiet;
+    y -= quiet;
+    if (x < 0 || y < 0 || x >= qr->width || y >= qr->width) return false;
+    return (qr->data[y * qr->width + x] & 1) != 0;
+  };
+  for (int y = 0; y < size; y += 2) {
+    std::string line;
+    for (int x = 0; x < size; ++x) {
+      bool top = !dark(x, y);
+      bool bottom = y + 1 < size && !dark(x, y + 1);
+      line += top && bottom ? "\u2588" : top ? "\u2580" : bottom ? "\u2584" : " ";
+    }
+    std::printf("  %s\n", line.c_str());
+  }
+  QRcode_free(qr);
+  return true;
+}
+
+void printPair(const Poco::JSON::Object::Ptr& r) {
+  const std::string url = r->optValue<std::string>("url", "");
+  std::printf("Pair a phone, TV or browser with this hub: scan the code with the hearth app\n"
+              "or enter the link. ca= is the fingerprint of the hub's own CA.\n\n");
+  if (!printQr(url)) std::printf("  (the link is too long for a QR code)\n");
+  std::printf("\n%s\n\n", url.c_str());
+  if (r->has("web")) std::printf("  web app     %s\n", r->getValue<std::string>("web").c_str());
+  if (r->has("wss")) std::printf("  MQTT (wss)  %s\n", r->getValue<std::string>("wss").c_str());
+  if (r->has("mqtts")) {
+    std::printf("  MQTT (TLS)  %s\n", r->getValue<std::string>("mqtts").c_str());
+  }
+}
+
 void printHuman(const std::string& method, const Poco::JSON::Object::Ptr& r) {
+  if (method == "pair") {
+    printPair(r);
+    return;
+  }
   if (method == "status" || method == "plugins") {
     if (r->has("state")) {
       std::printf("hearthd %s: %s (user management: %s)\n",
@@ -221,6 +267,8 @@ int main(int argc, char** argv) {
     params.set("userId", args[2]);
   } else if (args[0] == "user" && args.size() == 2 && args[1] == "list") {
     method = "userList";
+  } else if (args[0] == "pair" && args.size() == 1) {
+    method = "pair";
   } else if (args[0] == "call" && (args.size() == 2 || args.size() == 3)) {
     method = args[1];
     if (args.size() == 3) {
@@ -263,6 +311,10 @@ int main(int argc, char** argv) {
       std::printf("%s\n", toJson(res).c_str());
     }
     std::fprintf(stderr, "error: %s: %s\n", code.c_str(), message.c_str());
+    if (method == "pair" && code == "UNKNOWN_METHOD") {
+      std::fprintf(stderr, "hearthctl: the front door (plugin web) is not running; see "
+                           "hearthctl plugins\n");
+    }
     return 1;
   }
   auto result = res->getObject("result");

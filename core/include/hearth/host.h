@@ -263,6 +263,14 @@ class PluginContext {
   // What hub/status shows for this plugin; detailJson (an object, may be empty) appears
   // under "details".<plugin> in hub/status.
   virtual void setState(PluginState state, const std::string& detailJson = "") = 0;
+
+  // Where the hub keeps its state (hub.state_dir) and the local broker it uses (broker.host,
+  // broker.port), for a plugin that keeps files of its own (in a subdirectory named after it)
+  // or opens its own connections to the broker. The defaults serve contexts that do not know
+  // them (test fakes).
+  virtual std::string stateDir() const { return {}; }
+  virtual std::string brokerHost() const { return "127.0.0.1"; }
+  virtual int brokerPort() const { return 1883; }
 };
 
 // A loaded plugin instance. start() and stop() run on the hub loop. start() returning an

@@ -55,6 +55,9 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   size_t sendEvent(const std::string& userId, const std::string& clientId, const std::string& event,
                    const std::string& dataJson) override;
   void statusChanged() override;
+  std::string stateDir() const override { return cfg_.stateDir; }
+  std::string brokerHost() const override { return cfg_.brokerHost; }
+  int brokerPort() const override { return cfg_.brokerPort; }
 
  private:
   // Publisher (responses)

@@ -88,6 +88,9 @@ class PluginHost::Context : public PluginContext, private Devices {
     p.detailJson = detailJson;
     core_.statusChanged();
   }
+  std::string stateDir() const override { return core_.stateDir(); }
+  std::string brokerHost() const override { return core_.brokerHost(); }
+  int brokerPort() const override { return core_.brokerPort(); }
 
  private:
   // Devices, forwarded to the binding engine with this plugin as the owner.

@@ -39,6 +39,10 @@ class CoreServices {
   virtual size_t sendEvent(const std::string& userId, const std::string& clientId,
                            const std::string& event, const std::string& dataJson) = 0;
   virtual void statusChanged() = 0;
+  // hub.state_dir, broker.host and broker.port of the configuration the hub runs with.
+  virtual std::string stateDir() const { return {}; }
+  virtual std::string brokerHost() const { return "127.0.0.1"; }
+  virtual int brokerPort() const { return 1883; }
 };
 
 class PluginHost {

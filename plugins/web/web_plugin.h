@@ -1,0 +1,52 @@
+#pragma once
+// Plugin `web`, the front door (SPEC §7, docs/front-door.md): everything from the LAN enters
+// hearth here, always over TLS. It owns the hub CA and the server certificate, the listeners
+// (FrontDoor), the `pair` admin method and what hub/status shows about the door. The plugin
+// object lives on the hub loop; the connections run on the front door's own threads.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "front_door.h"
+#include "hearth/host.h"
+#include "hearth/plugin.h"
+#include "hub_ca.h"
+
+namespace hearth::web {
+
+class WebPlugin : public Plugin {
+ public:
+  explicit WebPlugin(PluginContext& ctx);
+  ~WebPlugin() override;
+
+  Status start() override;
+  void stop() override;
+
+  static const hearth_config_key* configKeys();
+  static size_t configKeyCount();
+
+ private:
+  Status loadConfig(FrontDoorConfig* out);
+  Status prepareCertificates();
+  void checkAddresses();
+  void publishStatus(bool force);
+  std::string pairingHost() const;
+  std::string pairJson() const;
+
+  PluginContext& ctx_;
+  std::unique_ptr<FrontDoor> door_;
+  std::unique_ptr<HubCa> ca_;  // null when the installer's certificate is used
+  ServerIdentity identity_;
+  CertFiles certs_;
+  std::string fingerprint_;
+  std::vector<std::string> listen_;
+  int httpsPort_ = 0;
+  int mqttsPort_ = 0;
+  std::string publicHost_;
+  TimerId statusTimer_ = 0;
+  TimerId addressTimer_ = 0;
+  std::string lastDetail_;
+};
+
+}  // namespace hearth::web
