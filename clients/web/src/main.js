@@ -5,7 +5,7 @@ import {h, fill, $} from './dom.js';
 import {connect, probeAdmin} from './hub.js';
 import * as session from './session.js';
 import {store, on, emit, attach, refreshDevices, refreshInvitations} from './store.js';
-import {loginView, loginError} from './views/login.js';
+import {loginView, loginError, loginSucceeded} from './views/login.js';
 import {devicesView} from './views/devices.js';
 import {deviceView} from './views/device.js';
 import {addView} from './views/add.js';
@@ -68,6 +68,11 @@ function renderNav() {
       );
     }),
   );
+  // The tabs scroll sideways on a phone: keep the current one in sight.
+  const cur = nav.querySelector('[aria-current="page"]');
+  if (cur && (cur.offsetLeft < nav.scrollLeft || cur.offsetLeft + cur.offsetWidth > nav.scrollLeft + nav.clientWidth)) {
+    nav.scrollLeft = cur.offsetLeft - 8;
+  }
   fill(
     $('#who'),
     h('span.user', store.userId),
@@ -122,6 +127,7 @@ async function login({userId, password, remember, auto}) {
     renderStatus();
     return err;
   }
+  loginSucceeded();
   store.client = client;
   store.userId = userId;
   store.status = client.status;

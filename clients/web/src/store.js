@@ -142,11 +142,11 @@ export function attach(client) {
   onEvt('shareAccepted', (data) => {
     emit('toast', `${data.userId} accepted your share of ${data.deviceId}.`);
     emit('members:' + data.deviceId, data);
-    emit('shares');
+    emit('shares', {...data, accepted: true});
   });
   onEvt('shareRejected', (data) => {
     emit('toast', `${data.userId} declined your share of ${data.deviceId}.`);
-    emit('shares');
+    emit('shares', data);
   });
   onEvt('provisionFailed', (data) => emit('provisionFailed', data));
 

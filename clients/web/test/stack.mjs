@@ -135,6 +135,7 @@ export class Stack {
           mqtts_port: this.mqttsPort,
           www_dir: this.www,
           max_failed_logins: this.opts.maxFailedLogins,
+          metrics_listen: '',
         })}`,
         '  coop_relay: {}',
         '',

@@ -131,7 +131,9 @@ function pairingSection() {
       const canvas = h('canvas', {id: 'pair-canvas', 'aria-label': 'Pairing QR code'});
       await QRCode.toCanvas(canvas, link, {errorCorrectionLevel: 'M', margin: 2, width: 232});
       fill(box, canvas, h('p', h('code', {id: 'pair-link'}, link)),
-        h('p.hint', 'A phone app scans this to find the hub and pin its certificate (the CA fingerprint in the link).'));
+        h('p.hint', 'A phone app scans this to find the hub and pin its certificate (the CA fingerprint in the link).'),
+        res.web ? h('p', 'Web app for the household: ', h('code', res.web)) : null,
+        h('p', h('a', {href: '/ca.crt', download: 'hearth-ca.crt'}, 'Download the hub’s CA certificate'), ' (install it on a device so browsers trust the hub without a warning).'));
     },
     (err) => fill(box, h('p.error', explain(err, {UNKNOWN_METHOD: 'The front door (plugin web) is not running, so there is no pairing link.'}))),
   );

@@ -179,7 +179,7 @@ export function deviceView({arg: deviceId, cleanup}) {
     const last = me()?.lastReply;
     if (last && last.userId && last.userId !== store.userId) {
       reply.className = 'reply';
-      reply.textContent = `${last.userId} sent ${last.command}: ${last.ok ? describeReply(last.result) : explain(last.error)}`;
+      reply.textContent = `${last.userId} sent ${last.command} → ${last.ok ? 'the device replied: ' + describeReply(last.result) : explain(last.error)}`;
     }
   }
 
@@ -257,6 +257,7 @@ export function deviceView({arg: deviceId, cleanup}) {
         shareOut.textContent = 'This key has expired. Press “Share by QR” for a fresh one.';
       })),
     );
+    qrBox.scrollIntoView({block: 'center'});
     loadShares();
   }
 
@@ -349,12 +350,22 @@ export function deviceView({arg: deviceId, cleanup}) {
       const last = me()?.lastReply;
       if (last && last.userId !== store.userId && !reply.classList.contains('busy')) {
         reply.className = 'reply';
-        reply.textContent = `${last.userId} sent ${last.command}: ${last.ok ? describeReply(last.result) : explain(last.error)}`;
+        reply.textContent = `${last.userId} sent ${last.command} → ${last.ok ? 'the device replied: ' + describeReply(last.result) : explain(last.error)}`;
       }
     }),
   );
   cleanup(on('members:' + deviceId, () => store.devices.has(deviceId) && loadDetail()));
-  cleanup(on('shares', loadShares));
+  cleanup(
+    on('shares', (data) => {
+      const canvas = qrBox.querySelector('canvas');
+      if (data?.accepted && canvas && canvas.dataset.sharingId === data.sharingId) {
+        canvas.classList.add('expired');
+        const cd = qrBox.querySelector('.countdown');
+        if (cd) cd.replaceWith(h('strong.ok', `Used by ${data.userId}: this key works no more.`));
+      }
+      loadShares();
+    }),
+  );
   cleanup(on('reconnected', loadDetail));
 
   fill(

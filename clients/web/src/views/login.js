@@ -1,26 +1,41 @@
 import {h} from '../dom.js';
 import {canRemember} from '../session.js';
 
-let failures = 0;
+// Failed logins of this tab in the last 15 minutes (the front door's window): the door refuses
+// a locked-out address by closing the connection, which looks like an unreachable hub, so the
+// page says which is likely from what it has seen.
+const WINDOW_MS = 15 * 60 * 1000;
+const KEY = 'hearth-login-failures';
+
+function recentFailures(add = false) {
+  let list = [];
+  try {
+    list = JSON.parse(sessionStorage.getItem(KEY) || '[]').filter((t) => t > Date.now() - WINDOW_MS);
+  } catch {
+    list = [];
+  }
+  if (add) list.push(Date.now());
+  sessionStorage.setItem(KEY, JSON.stringify(list));
+  return list.length;
+}
 
 /** The sentence for a failed login. */
 export function loginError(err) {
   const code = err?.code;
-  const text = `${err?.message || ''}`.toLowerCase();
-  if (code === 'LOCKED_OUT' || /banned|locked|too many/.test(text)) {
-    return 'Too many failed logins from this address: the hub refuses it for 15 minutes. Try again later.';
-  }
   if (code === 'NOT_AUTHORIZED') {
-    failures++;
-    return failures >= 5
-      ? 'Wrong user name or password. Careful: after 20 failed logins from this address within 15 minutes the hub refuses it for 15 minutes.'
+    const n = recentFailures(true);
+    return n >= 3
+      ? `Wrong user name or password (${n} failed logins here in 15 minutes). After 20 from this address the hub refuses it for 15 minutes.`
       : 'Wrong user name or password.';
   }
-  if (code !== 'NOT_AUTHORIZED') {
-    return failures >= 5
-      ? 'The hub did not let this login through: it is unreachable, or it refuses this address for 15 minutes after too many failed logins.'
-      : `Cannot reach the hub. Is it running, and is this page opened from its address? (${code || 'ERROR'})`;
-  }
+  return recentFailures() > 0
+    ? `The hub did not let this login through: it is unreachable, or it refuses this address for 15 minutes after too many failed logins. (${code || 'ERROR'})`
+    : `Cannot reach the hub. Is it running, and is this page opened from its address? (${code || 'ERROR'})`;
+}
+
+/** A successful login clears the count. */
+export function loginSucceeded() {
+  sessionStorage.removeItem(KEY);
 }
 
 export function loginView({onLogin, message, userId}) {
