@@ -261,7 +261,15 @@ export function deviceView({arg: deviceId, cleanup}) {
     loadShares();
   }
 
-  const guest = h('input', {id: 'share-guest', placeholder: 'their user name', maxlength: 64, autocapitalize: 'none', 'aria-label': 'User to invite'});
+  const guest = h('input', {id: 'share-guest', placeholder: 'their user name', maxlength: 64, autocapitalize: 'none', 'aria-label': 'User to invite', list: 'share-guests'});
+  // Only installers may list the hub's accounts; everyone else types the name.
+  const guests = h('datalist', {id: 'share-guests'});
+  if (store.isAdmin) {
+    store.client.adminRequest('userList', {}).then(
+      ({users}) => fill(guests, users.filter((u) => u.userId !== store.userId).map((u) => h('option', {value: u.userId}))),
+      () => {},
+    );
+  }
   async function shareAccount(button) {
     const g = guest.value.trim();
     if (!g) {
@@ -310,7 +318,7 @@ export function deviceView({arg: deviceId, cleanup}) {
       shareBox,
       h('div.buttons', h('button.primary', {type: 'button', id: 'share-qr', onclick: (e) => shareQr(e.currentTarget)}, 'Share by QR')),
       qrBox,
-      h('div.inline', guest, h('button', {type: 'button', id: 'share-account', onclick: (e) => shareAccount(e.currentTarget)}, 'Invite')),
+      h('div.inline', guest, guests, h('button', {type: 'button', id: 'share-account', onclick: (e) => shareAccount(e.currentTarget)}, 'Invite')),
       shareOut,
       sharesList,
       isOwner() || myRole() === 'special' ? null : h('p.hint', `Only the owner${ownerName(detail) ? ` (${ownerName(detail)})` : ''} may share this device.`),

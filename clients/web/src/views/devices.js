@@ -4,6 +4,8 @@ import {explain} from '../errors.js';
 import {roleLabel, empty} from '../ui.js';
 
 const LAMP = /lamp|light|bulb/i;
+const FIRST_ROWS = 40; // more than a tall phone screen shows
+const CHUNK_ROWS = 100;
 const collator = new Intl.Collator(undefined, {numeric: true, sensitivity: 'base'});
 
 export function deviceTitle(d) {
@@ -83,6 +85,10 @@ export function devicesView({cleanup}) {
   });
   const head = h('p.summary', {id: 'device-summary'});
   const rows = new Map(); // deviceId -> {sig, el}
+  let target = []; // the row elements the list holds once complete, in order
+  let targetIds = [];
+  let appended = 0; // how many of target are in the list
+  let raf = 0;
 
   const render = () => {
     performance.mark('devices-render-start');
@@ -104,6 +110,10 @@ export function devicesView({cleanup}) {
     );
     if (!devs.length) {
       rows.clear();
+      cancelAnimationFrame(raf);
+      target = [];
+      targetIds = [];
+      list.dataset.complete = 'true';
       fill(
         list,
         empty('No devices yet. Add one (a WiFi device with a setup token, or a nearby Bluetooth device), or scan a share from someone in your household.'),
@@ -128,12 +138,39 @@ export function devicesView({cleanup}) {
       els.push(r.el);
     }
     for (const id of [...rows.keys()]) if (!seen.has(id)) rows.delete(id);
-    const same = list.children.length === els.length && els.every((el, i) => list.children[i] === el);
-    if (!same) list.replaceChildren(...els);
+    const ids = devs.map((d) => d.deviceId);
+    const sameOrder = ids.length === targetIds.length && ids.every((id, i) => id === targetIds[i]);
+    target = els; // changed rows were swapped in place above; rows not yet shown come from here
+    if (!sameOrder) {
+      // A long list goes in by screenfuls: the first rows are on screen in the next frame, the
+      // rest follow one chunk per frame, so the page never stalls on style and layout of all.
+      targetIds = ids;
+      cancelAnimationFrame(raf);
+      list.replaceChildren(...els.slice(0, FIRST_ROWS));
+      appended = Math.min(FIRST_ROWS, els.length);
+      if (appended < els.length) {
+        delete list.dataset.complete;
+        raf = requestAnimationFrame(appendMore);
+      } else {
+        list.dataset.complete = 'true';
+      }
+    }
     if (focusedId) rows.get(focusedId)?.el.querySelector('a')?.focus({preventScroll: true});
     performance.mark('devices-render-end');
     performance.measure('devices-render', 'devices-render-start', 'devices-render-end');
   };
+  const appendMore = () => {
+    list.append(...target.slice(appended, appended + CHUNK_ROWS));
+    appended = Math.min(appended + CHUNK_ROWS, target.length);
+    if (appended < target.length) {
+      raf = requestAnimationFrame(appendMore);
+    } else {
+      list.dataset.complete = 'true';
+      performance.mark('devices-render-all');
+      performance.measure('devices-render-all', 'devices-render-start', 'devices-render-all');
+    }
+  };
+  cleanup(() => cancelAnimationFrame(raf));
   cleanup(on('devices', render));
   render();
   if (!store.devicesLoaded) refreshDevices();
