@@ -7,6 +7,10 @@ MAKEFLAGS += --no-print-directory
 BUILD ?= build
 JOBS ?= $(shell nproc)
 PORT ?= 1883
+# make run's front door (plugin web, on 127.0.0.1): https:// + wss://, mqtts://, /metrics.
+WEB_PORT ?= 8443
+MQTTS_PORT ?= 8883
+METRICS_PORT ?= 9883
 RUN_DIR ?= .run
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
@@ -36,7 +40,7 @@ build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	@tools/hearth-run $(BUILD) $(RUN_DIR) $(PORT)
+	@tools/hearth-run $(BUILD) $(RUN_DIR) $(PORT) $(WEB_PORT) $(MQTTS_PORT) $(METRICS_PORT)
 
 test: test-default test-asan test-fuzz
 

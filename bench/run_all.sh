@@ -30,6 +30,9 @@ run "durable binding operations" bench/binding_bench.py --json "$out/binding.jso
 if [ -f bench/coop_roundtrip.py ] && [ -e "$HEARTH_BUILD_DIR/plugins/coop_relay.so" ]; then
   run "coop_relay command round trip" bench/coop_roundtrip.py --json "$out/coop.json"
 fi
+if [ -e "$HEARTH_BUILD_DIR/plugins/web.so" ]; then
+  run "front door round trip and RSS per connection" bench/web_bench.py --json "$out/web.json"
+fi
 run "RSS" bench/rss_bench.py --json "$out/rss.json"
 run "start-up to READY=1" bench/startup_bench.py --json "$out/startup.json"
 run "scale" bench/scale_bench.py --json "$out/scale.json"

@@ -32,6 +32,14 @@ void ConnectionRegistry::clearDeadline(uint64_t id) {
   if (it != entries_.end()) it->second.deadline = Clock::time_point::max();
 }
 
+void ConnectionRegistry::setDeadline(uint64_t id, Clock::time_point deadline) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  it->second.deadline = deadline;
+  cv_.notify_all();
+}
+
 bool ConnectionRegistry::timedOut(uint64_t id) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = entries_.find(id);

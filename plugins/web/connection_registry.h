@@ -29,6 +29,8 @@ class ConnectionRegistry {
   uint64_t add(int fd, Clock::time_point deadline);
   // The connection met its deadline (CONNECT complete, or a plain HTTPS request read).
   void clearDeadline(uint64_t id);
+  // A new deadline (the next request of a kept-alive HTTPS connection).
+  void setDeadline(uint64_t id, Clock::time_point deadline);
   // Whether the deadline cut this connection off.
   bool timedOut(uint64_t id);
   void remove(uint64_t id);

@@ -236,16 +236,25 @@ class WebSocketHandler : public Poco::Net::HTTPRequestHandler {
 
 class FileHandler : public StaticFileHandler {
  public:
-  FileHandler(DoorShared& shared) : StaticFileHandler(shared.files, shared.guard->counters()) {}
+  explicit FileHandler(DoorShared& shared)
+      : StaticFileHandler(shared.files, shared.guard->counters()), shared_(shared) {}
   void handleRequest(Poco::Net::HTTPServerRequest& request,
                      Poco::Net::HTTPServerResponse& response) override {
-    // A request was read in full: the connection met its deadline (keep-alive reads are
-    // bounded by the HTTP server's own timeout).
-    if (ConnectionScope* scope = ConnectionScope::current()) {
-      scope->registry->clearDeadline(scope->id);
-    }
+    // A request was read in full: the connection met its deadline while it is answered...
+    ConnectionScope* scope = ConnectionScope::current();
+    if (scope) scope->registry->clearDeadline(scope->id);
     StaticFileHandler::handleRequest(request, response);
+    // ...and the next request on the kept-alive connection must come in full in time too
+    // (however slowly it dribbles): the keep-alive wait (after which POCO's HTTP server
+    // closes an idle connection itself) plus the CONNECT deadline.
+    if (scope) {
+      scope->registry->setDeadline(
+          scope->id, ConnectionRegistry::Clock::now() + shared_.keepAlive + shared_.connectTimeout);
+    }
   }
+
+ private:
+  DoorShared& shared_;
 };
 
 }  // namespace

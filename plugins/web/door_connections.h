@@ -27,6 +27,7 @@ struct DoorShared {
   StaticSettings files;
   std::chrono::milliseconds connectTimeout{10000};
   std::chrono::milliseconds ioTimeout{30000};  // one read or write that has begun
+  std::chrono::seconds keepAlive{10};          // an HTTPS connection waiting for a request
 };
 
 enum class DoorProtocol { kMqtts, kHttps };

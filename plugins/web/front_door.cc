@@ -151,7 +151,7 @@ Status FrontDoor::bindAll() {
         params->setTimeout(Poco::Timespan(config_.ioTimeout.count() * 1000));
         params->setKeepAlive(true);
         params->setMaxKeepAliveRequests(100);
-        params->setKeepAliveTimeout(Poco::Timespan(10, 0));
+        params->setKeepAliveTimeout(Poco::Timespan(shared_.keepAlive.count(), 0));
         Poco::Net::TCPServerConnectionFactory::Ptr http =
             new Poco::Net::HTTPServerConnectionFactory(params,
                                                        new DoorRequestHandlerFactory(shared_));
@@ -220,6 +220,14 @@ Status FrontDoor::start() {
 
 void FrontDoor::housekeep() {
   if (!running_) return;
+  // Connections POCO's dispatcher refused because its queue was full (a flood faster than the
+  // workers take them): refused at a full door, too.
+  int64_t pocoRefused = 0;
+  for (const auto& server : servers_) pocoRefused += server->refusedConnections();
+  if (pocoRefused > pocoRefused_) {
+    guard_.counters().refusedFull += pocoRefused - pocoRefused_;
+    pocoRefused_ = pocoRefused;
+  }
   pool_->collect();
   metricsPool_->collect();
   int64_t inside = guard_.inside();

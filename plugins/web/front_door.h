@@ -78,6 +78,7 @@ class FrontDoor {
   std::vector<std::string> warnings_;
   bool running_ = false;
   int64_t peakSinceTrim_ = 0;
+  int64_t pocoRefused_ = 0;
 };
 
 }  // namespace hearth::web

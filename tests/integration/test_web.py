@@ -13,7 +13,9 @@ import http.client
 import json
 import os
 import resource
+import signal
 import socket
+import sys
 import ssl
 import subprocess
 import tempfile
@@ -495,6 +497,36 @@ class FrontDoorTest(unittest.TestCase):
         self.assertNotIn(b"hearth_web_", self.hub.https("GET", "/metrics")[2])
 
 
+class ReloadTest(unittest.TestCase):
+    def test_sighup_with_a_new_www_dir_restarts_the_door_with_clients_inside(self):
+        with WebHub() as hub:
+            pw = hub.add_user("alice")
+            held = [mqtts_login(hub, "alice", pw)[0] for _ in range(20)]
+            www2 = os.path.join(hub.root, "www2")
+            os.makedirs(www2)
+            with open(os.path.join(www2, "index.html"), "w") as f:
+                f.write("second www\n")
+            hub.plugin_config["web"]["www_dir"] = www2
+            hub.write_config()
+            hub.proc.send_signal(signal.SIGHUP)
+
+            def second():
+                try:
+                    return b"second www" in hub.https("GET", "/")[2]
+                except (OSError, ssl.SSLError, http.client.HTTPException):
+                    return False
+
+            wait_for(second, timeout=30, what="the new www_dir served")
+            # The clients inside when it stopped were let go; new ones are served.
+            for s in held:
+                self.assertTrue(closed_by_peer(s, 20))
+                s.close()
+            s, code = mqtts_login(hub, "alice", pw)
+            self.assertEqual(code, 0)
+            s.close()
+            self.assertEqual(hub.status()["plugins"]["web"], "running")
+
+
 class InstallerCertificateTest(unittest.TestCase):
     """cert_file/key_file/ca_file: the installer's own certificate instead of the hub CA."""
 
@@ -552,5 +584,48 @@ class InstallerCertificateTest(unittest.TestCase):
                 self.assertIn("mqtts://127.0.0.1:%d" % port, json.dumps(st["details"]["web"]))
 
 
+def reissue_child():
+    """Runs in a network namespace of its own (test_server_certificate_follows_the_addresses):
+    a hub, then a new address; the door must present a certificate naming
+    it, from the same CA, without a restart."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with WebHub() as hub:
+        hub.add_user("alice")
+        server_pem = os.path.join(hub.state_dir, "web", "server.pem")
+        ca_before = fingerprint(hub.ca_file)
+
+        def presented_ips():
+            with tls_socket(hub, hub.mqtts_port) as s:
+                sans = s.getpeercert().get("subjectAltName", ())
+            return {v for k, v in sans if k == "IP Address"}
+
+        if "10.213.0.1" in presented_ips():
+            raise AssertionError("the address is named before it exists")
+        # The namespace's own lo (no dummy or veth driver needed): a new address all the same.
+        subprocess.run(["ip", "addr", "add", "10.213.0.1/32", "dev", "lo"], check=True)
+        wait_for(lambda: "10.213.0.1" in presented_ips(), timeout=90, interval=1,
+                 what="a certificate naming the new address")
+        if fingerprint(hub.ca_file) != ca_before:
+            raise AssertionError("the CA changed")
+        if "re-issued" not in hub.log_text():
+            raise AssertionError("no log line about the re-issue")
+        print("re-issued for 10.213.0.1 by the same CA:", open(server_pem).read().count("BEGIN"),
+              "certificates in the chain")
+
+
+class ReissueTest(unittest.TestCase):
+    def test_server_certificate_follows_the_addresses(self):
+        probe = subprocess.run(["unshare", "--net", "true"], capture_output=True)
+        if probe.returncode != 0:
+            self.skipTest("cannot make a network namespace: %s" % probe.stderr.decode().strip())
+        r = subprocess.run(["unshare", "--net", sys.executable, os.path.abspath(__file__),
+                            "reissue-child"], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("re-issued for 10.213.0.1", r.stdout)
+
+
 if __name__ == "__main__":
-    unittest.main()
+    if sys.argv[1:] == ["reissue-child"]:
+        reissue_child()
+    else:
+        unittest.main()
