@@ -34,6 +34,11 @@ if [ -e "$HEARTH_BUILD_DIR/plugins/web.so" ]; then
   run "front door round trip and RSS per connection" bench/web_bench.py --json "$out/web.json"
 fi
 run "RSS" bench/rss_bench.py --json "$out/rss.json"
+if command -v node >/dev/null && [ -d clients/js/node_modules/mqtt ]; then
+  echo "== hearth-client overhead (JavaScript library vs raw mqtt.js)"
+  node bench/js_client_bench.mjs --json "$out/js_client.json" || failed+=("hearth-client overhead")
+  echo
+fi
 run "start-up to READY=1" bench/startup_bench.py --json "$out/startup.json"
 run "scale" bench/scale_bench.py --json "$out/scale.json"
 

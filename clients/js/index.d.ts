@@ -27,14 +27,16 @@ export type HubErrorCode =
   | 'INTERNAL';
 
 /**
- * Library codes: `TIMEOUT` (no answer within `requestTimeout`), `NOT_CONNECTED` (not logged in,
- * or the connection dropped and the call could not be sent), `NOT_AUTHORIZED` (the broker
- * refused the user name / password at login), `BAD_RESPONSE` (the hub answered something that
+ * Library codes: `TIMEOUT` (no answer within `requestTimeout`, also for a call in flight when
+ * the connection dropped: its outcome is unknown), `NOT_CONNECTED` (not logged in, or
+ * reconnecting: the call was not sent), `NOT_AUTHORIZED` (the broker
+ * refused the user name / password at login), `CA_MISMATCH` (a pairing link's CA was not
+ * presented), `BAD_RESPONSE` (the hub answered something that
  * is not a valid response envelope/result), `LIMIT_REACHED` (too many calls in flight locally,
  * see `maxPending`), `INVALID_REQUEST` (an argument failed the library's own check; nothing was
  * sent).
  */
-export type LibraryErrorCode = 'TIMEOUT' | 'NOT_CONNECTED' | 'NOT_AUTHORIZED' | 'BAD_RESPONSE';
+export type LibraryErrorCode = 'TIMEOUT' | 'NOT_CONNECTED' | 'NOT_AUTHORIZED' | 'BAD_RESPONSE' | 'CA_MISMATCH';
 
 export type ErrorCode = HubErrorCode | LibraryErrorCode;
 
@@ -141,8 +143,10 @@ export interface InitializeOptions {
   transport?: 'mqtt' | 'mqtts' | 'wss' | 'ws';
   /**
    * A pairing link `hearth://pair?host=…&port=…&ca=sha256:…` (from `hearthctl pair` or the web
-   * app). Sets server/port and, in Node, pins the hub's CA: a server whose chain does not
-   * contain a certificate with that SHA-256 fingerprint is refused (reason CA_MISMATCH).
+   * app). Sets the host and the wss:// port (the front door's https port) and, in Node, pins
+   * the hub's CA: a server whose chain does not contain a CA certificate with that SHA-256
+   * fingerprint is refused (reason CA_MISMATCH). With `transport: 'mqtts'` the port is
+   * `serverSSLPort` (default 8883) on the link's host, pinned the same way.
    */
   pairing?: string;
   /** Trusted CA certificate(s), PEM (Node). */
@@ -405,12 +409,15 @@ export type ThingsEventName =
   | 'controlReply';
 
 export interface Things {
+  /** A single-use WiFi provisioning token (hand it to the device during its WiFi set-up); deviceId to re-provision a known device. */
   provisionBegin(
     options?: { deviceId?: string } & Callbacks<{ token: string; expiresAt: number }>,
   ): Promise<{ token: string; expiresAt: number }>;
+  /** Binds a present BLE device directly. SHARE_REQUIRED, NOT_BINDABLE, LIMIT_REACHED. */
   bindDevice(
     options: { deviceId: string } & Callbacks<{ deviceId: string; role: Role }>,
   ): Promise<{ deviceId: string; role: Role }>;
+  /** Shares a device by QR key (`way: 'qr'`) or invites an account (`way: 'account', guest`). NOT_OWNER, NOT_FOUND, CONFLICT, LIMIT_REACHED. */
   shareDevice(
     options: { deviceId: string; way: 'qr' | 'account'; guest?: string } & Callbacks<{
       sharingId: string;
@@ -418,30 +425,39 @@ export interface Things {
       expiresAt: number;
     }>,
   ): Promise<{ sharingId: string; qrKey?: string; expiresAt: number }>;
+  /** Binds the caller as guest with a scanned QR key. TOKEN_INVALID/EXPIRED/USED, ALREADY_BOUND, RATE_LIMITED. */
   scanShare(
-    options: { qrKey: string } & Callbacks<{ deviceId: string; model: string; name: string }>,
-  ): Promise<{ deviceId: string; model: string; name: string }>;
+    options: { qrKey: string } & Callbacks<{ deviceId: string; model: string; name: string; role: Role }>,
+  ): Promise<{ deviceId: string; model: string; name: string; role: Role }>;
+  /** Shares to me (invitations) or from me; `success` receives the array. */
   listShares(
     options?: { direction?: 'toMe' | 'fromMe' } & Callbacks<Share[]>,
   ): Promise<Share[]>;
+  /** Accepts an account invitation (the invitee only: FORBIDDEN otherwise). */
   acceptShare(
     options: { sharingId: string } & Callbacks<Record<string, unknown>>,
   ): Promise<Record<string, unknown>>;
+  /** Rejects an account invitation (the invitee only). */
   rejectShare(
     options: { sharingId: string } & Callbacks<Record<string, unknown>>,
   ): Promise<Record<string, unknown>>;
+  /** Cancels a share the caller made. FORBIDDEN, CONFLICT (no longer pending). */
   cancelShare(
     options: { sharingId: string } & Callbacks<Record<string, unknown>>,
   ): Promise<Record<string, unknown>>;
+  /** Owner only: removes a member, who gets bindingChanged{reason:'removed'}. NOT_OWNER, NOT_FOUND. */
   removeMember(
     options: { deviceId: string; userId: string } & Callbacks<Record<string, unknown>>,
   ): Promise<Record<string, unknown>>;
+  /** Leaves a device; the owner's unbind removes every binding and share. FORBIDDEN if not bound. */
   unbindDevice(
     options: { deviceId: string } & Callbacks<Record<string, unknown>>,
   ): Promise<Record<string, unknown>>;
   /** `success` receives the array itself (like the seed's lists). */
   getBoundDevices(options?: Callbacks<BoundDevice[]>): Promise<BoundDevice[]>;
+  /** The device and its members (relAccounts). FORBIDDEN if not bound. */
   getDeviceDetail(options: { deviceId: string } & Callbacks<DeviceDetail>): Promise<DeviceDetail>;
+  /** Sends a command to a bound device through its transport; the device's result, or OFFLINE / TIMEOUT / FORBIDDEN. */
   controlDevice(
     options: {
       deviceId: string;

@@ -116,15 +116,15 @@ export class Connection {
     const ssl = o.serverEnableSSL !== false;
     let transport = o.transport;
     if (!transport) {
-      if (!isNode) transport = ssl ? 'wss' : 'ws';
-      else if (o.pair) transport = 'mqtts';
+      // A pairing link names the front door's https port, which also serves wss:///mqtt.
+      if (!isNode || o.pair) transport = ssl || o.pair ? 'wss' : 'ws';
       else transport = ssl ? 'mqtts' : 'mqtt';
     }
     if (!isNode && transport !== 'wss' && transport !== 'ws') {
       throw hearthError('INVALID_REQUEST', `a browser connects with wss:// only (transport ${transport})`);
     }
     let port;
-    if (o.pair) port = o.pair.port;
+    if (o.pair && (transport === 'wss' || transport === 'ws')) port = o.pair.port;
     else if (transport === 'wss' || transport === 'ws') port = o.wssPort || 8443;
     else if (transport === 'mqtts') port = o.serverSSLPort || 8883;
     else port = o.serverPort || 1883;
@@ -262,6 +262,10 @@ export class Connection {
       connectTimeout: Math.max(1000, o.connectTimeout || o.requestTimeout),
       resubscribe: false, // subscribed again on every connect (clean start)
       queueQoSZero: false,
+      // mqtt.js's default keeps its timers in a Web Worker made from a blob: URL, which a strict
+      // Content-Security-Policy (the front door's: worker-src 'self') refuses with a console
+      // error. Plain timers do; a page hidden for long may see its keepalive late and reconnect.
+      timerVariant: 'native',
       will: {
         topic: `${this.base()}/presence`,
         payload: 'offline',
@@ -300,7 +304,6 @@ export class Connection {
         mqttOpts.ca = Array.isArray(o.ca) ? o.ca : [o.ca];
       }
     }
-    if (/^wss?:/.test(url)) mqttOpts.protocol = undefined;
 
     let mq;
     try {
@@ -309,6 +312,7 @@ export class Connection {
       return this._fatal(ReasonCode.PROTOCOL, e);
     }
     this.mq = mq;
+    noDelay(mq);
     const live = () => seq === this.connectSeq && this.mq === mq;
 
     mq.on('connect', () => {
@@ -376,7 +380,8 @@ export class Connection {
       }
       return this._fatal(ReasonCode.HELLO_FAILED, e);
     }
-    this.attempt = 0;
+    // The back-off starts again only once a session has lasted (see _onClosed).
+    this.connectedAt = Date.now();
     this._disconnectReason = undefined;
     this._setState('connected', ReasonCode.OK);
     if (this.loginWaiter) this.loginWaiter.resolve();
@@ -392,8 +397,15 @@ export class Connection {
   }
 
   _onClosed() {
-    this._failPending('NOT_CONNECTED', 'the connection to the hub dropped before the answer', true);
+    // Calls in flight stay pending: the hub may have got them (their outcome is unknown), and
+    // they end with their answer or TIMEOUT, never hang. New calls fail NOT_CONNECTED at once.
     if (!this.loggedIn) return;
+    // A session that ends soon after it began does not reset the back-off. Two app instances
+    // with one clientIdentify throw each other off the broker (mosquitto closes the older
+    // connection without a DISCONNECT reason code, so KICKED cannot be told from a network
+    // drop); growing delays keep that from becoming a tight loop.
+    if (this.connectedAt && Date.now() - this.connectedAt >= 10000) this.attempt = 0;
+    this.connectedAt = 0;
     const reason = this._disconnectReason || ReasonCode.NETWORK;
     if (reason === ReasonCode.KICKED) {
       return this._fatal(ReasonCode.KICKED, hearthError('NOT_CONNECTED', 'another connection logged in with this clientIdentify'));
@@ -420,18 +432,30 @@ export class Connection {
   }
 
   _fatal(reason, err) {
-    this._teardown(reason, err && err.message);
+    if (!err || typeof err.code !== 'string') {
+      err = hearthError('NOT_CONNECTED', `cannot connect to ${this._safeUrl()}: ${err && err.message}`);
+    }
+    this._teardown(reason, err.message);
     if (this.loginWaiter) this.loginWaiter.reject(err);
   }
 
-  /** Ends the session without publishing anything (state disconnected). */
-  _teardown(reason, message) {
+  /**
+   * Stops the session machinery (no more reconnects; callbacks of the current connection are
+   * ignored from now on) and returns the MQTT client, which the caller ends.
+   */
+  _detach() {
     this.loggedIn = false;
     this.connectSeq += 1;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     const mq = this.mq;
     this.mq = null;
+    return mq;
+  }
+
+  /** Ends the session without publishing anything (state disconnected). */
+  _teardown(reason, message) {
+    const mq = this._detach();
     if (mq) mq.end(true);
     this._failPending('NOT_CONNECTED', message || 'disconnected');
     this._setState('disconnected', reason, message);
@@ -443,12 +467,7 @@ export class Connection {
       this._setState('disconnected', ReasonCode.LOGOUT);
       return;
     }
-    this.loggedIn = false;
-    this.connectSeq += 1;
-    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = null;
-    const mq = this.mq;
-    this.mq = null;
+    const mq = this._detach();
     this._failPending('NOT_CONNECTED', 'logged out');
     if (mq && mq.connected) {
       try {
@@ -456,7 +475,8 @@ export class Connection {
       } catch {
         // The Will says offline anyway if the broker never got this.
       }
-      await new Promise((resolve) => mq.end(false, {}, () => resolve()));
+      // A clean DISCONNECT; if the broker went away meanwhile the callback may never come.
+      await withTimeout(new Promise((resolve) => mq.end(false, {}, () => resolve())), 2000).catch(() => mq.end(true));
     } else if (mq) {
       mq.end(true);
     }
@@ -495,14 +515,26 @@ export class Connection {
     }
     const mq = this.mq;
     const resBase = `hearth/v1/admin/res/${this.self.clientIdentify}`;
-    const ready = this.adminSubscribed ? Promise.resolve() : mq.subscribeAsync(`${resBase}/#`, { qos: 1 }).then(() => {
-      this.adminSubscribed = true;
-    });
-    return ready.then(
-      () => this._send(method, params || {}, options || {}, mq, { reqTopic: `hearth/v1/admin/req/${method}`, resTopic: `${resBase}/${method}` }),
-      (e) => {
-        throw hearthError('NOT_CONNECTED', `${method}: ${e.message}`, method);
-      },
+    const ready = this.adminSubscribed
+      ? Promise.resolve()
+      : mq.subscribeAsync(`${resBase}/#`, { qos: 1 }).then(
+          (granted) => {
+            // The broker refuses the subscription (SUBACK 0x80+) to accounts without admin rights.
+            if (!Array.isArray(granted) || granted.some((g) => !g || g.qos >= 128)) {
+              throw hearthError('FORBIDDEN', `${method}: ${this.self.userId} is not an admin account (the broker refused hearth/v1/admin/)`, method);
+            }
+            this.adminSubscribed = true;
+          },
+          (e) => {
+            // mqtt.js rejects a SUBACK with a failure reason code (0x87 not authorized).
+            if ((e && e.code === 135) || /not authori/i.test(String(e && e.message))) {
+              throw hearthError('FORBIDDEN', `${method}: ${this.self.userId} is not an admin account (the broker refused hearth/v1/admin/)`, method);
+            }
+            throw hearthError('NOT_CONNECTED', `${method}: ${e.message}`, method);
+          },
+        );
+    return ready.then(() =>
+      this._send(method, params || {}, options || {}, mq, { reqTopic: `hearth/v1/admin/req/${method}`, resTopic: `${resBase}/${method}` }),
     );
   }
 
@@ -519,24 +551,16 @@ export class Connection {
         this.pending.delete(id);
         reject(hearthError('TIMEOUT', `${method}: no answer from the hub within ${timeout} ms`, method));
       }, timeout);
-      this.pending.set(id, { method, resolve, reject, timer, mq });
+      this.pending.set(id, { method, resolve, reject, timer });
       const payload = JSON.stringify({ id, params });
-      mq.publish(reqTopic, payload, { qos: 1, properties: { responseTopic: resTopic, correlationData: encodeId(id) } }, (err) => {
-        if (!err) return;
-        const p = this.pending.get(id);
-        if (!p) return;
-        this.pending.delete(id);
-        clearTimeout(p.timer);
-        reject(hearthError('NOT_CONNECTED', `${method}: could not be sent (${err.message})`, method));
-      });
+      // A publish error (the connection closed under it) says nothing certain: the broker may
+      // have the request. The call ends with its answer or TIMEOUT.
+      mq.publish(reqTopic, payload, { qos: 1, properties: { responseTopic: resTopic, correlationData: encodeId(id) } }, () => {});
     });
   }
 
-  _failPending(code, message, onlyStaleSession) {
+  _failPending(code, message) {
     for (const [id, p] of this.pending) {
-      // Calls published on a session that is gone can no longer be answered; they fail now
-      // rather than wait for their timeout.
-      if (onlyStaleSession && p.mq && p.mq === this.mq && this.mq && this.mq.connected) continue;
       this.pending.delete(id);
       clearTimeout(p.timer);
       p.reject(hearthError(code, `${p.method}: ${message}`, p.method));
@@ -592,6 +616,13 @@ export class Connection {
     const message = typeof err.message === 'string' ? err.message : `${p.method} failed`;
     p.reject(hearthError(code, message, p.method));
   }
+}
+
+// Nagle plus the broker's delayed ACKs add ~40 ms to a QoS 1 round trip (SPEC §6); mqtt.js
+// leaves the TCP (and TLS) socket as Node makes it. Browsers do not expose the option.
+function noDelay(mq) {
+  const s = mq.stream;
+  if (s && typeof s.setNoDelay === 'function') s.setNoDelay(true);
 }
 
 function encodeId(id) {

@@ -5,6 +5,7 @@ import { Connection, ConnectionState, ReasonCode } from './client.js';
 import { Coop } from './coop.js';
 import { Things } from './things.js';
 import { parsePairingLink } from './pairing.js';
+import { registry } from './internals.js';
 
 export { ConnectionState, ReasonCode, parsePairingLink };
 
@@ -61,7 +62,7 @@ export function createClient() {
     for (const t of Object.keys(SYNC_LISTS)) refetch(t);
   });
 
-  return {
+  const client = {
     coop,
     things,
     get status() {
@@ -86,6 +87,8 @@ export function createClient() {
     request: (method, params, options) => conn.request(method, params, options),
     adminRequest: (method, params, options) => conn.adminRequest(method, params, options),
   };
+  registry.set(client, { conn, coop });
+  return client;
 }
 
 /** The default client, shared with mtl.coop. */

@@ -36,6 +36,15 @@ function killGroup(proc, signal) {
   }
 }
 
+/** SIGKILLs a child's process group and waits until it is gone. */
+async function kill9(p) {
+  if (!p) return;
+  const gone = new Promise((r) => p.once('exit', r));
+  killGroup(p, 'SIGKILL');
+  if (p.exitCode === null && p.signalCode === null) await gone;
+  live.delete(p);
+}
+
 /** Why the real hub cannot run here, or null. Tests call t.skip(reason) with it. */
 export function missing(plugins = ['coop_relay']) {
   if (!existsSync(HEARTHD)) return `hearthd is not built (${HEARTHD})`;
@@ -102,13 +111,9 @@ export class Broker {
   }
 
   async kill() {
-    if (!this.proc) return;
     const p = this.proc;
     this.proc = null;
-    const gone = new Promise((r) => p.once('exit', r));
-    killGroup(p, 'SIGKILL');
-    if (p.exitCode === null && p.signalCode === null) await gone;
-    live.delete(p);
+    await kill9(p);
   }
 }
 
@@ -177,13 +182,9 @@ export class Hub {
   }
 
   async kill9() {
-    if (!this.proc) return;
     const p = this.proc;
     this.proc = null;
-    const gone = new Promise((r) => p.once('exit', r));
-    killGroup(p, 'SIGKILL');
-    if (p.exitCode === null && p.signalCode === null) await gone;
-    live.delete(p);
+    await kill9(p);
   }
 
   async ctl(args, { check = true, timeout = 10 } = {}) {

@@ -1,0 +1,155 @@
+// Delivery confirmed end to end (SPEC §4a): the target terminal is a separate Node process that
+// is SIGKILLed, SIGSTOPped past its keepalive, or leaves with a plain MQTT DISCONNECT (no
+// "offline"); commands sent meanwhile reach its app after it returns, each exactly once and in
+// send order; and the same with hearthd SIGKILLed in between. The sender hears `delivered`
+// for every one (the target's library acknowledged it).
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test, before, after } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { Hub, child, missing, waitFor, sleep } from './harness.js';
+import { loggedIn, noUnhandledRejections } from './util.js';
+
+noUnhandledRejections();
+const here = path.dirname(fileURLToPath(import.meta.url));
+const why = missing();
+const opts = why ? { skip: why } : {};
+let hub;
+let n = 0;
+
+before(async () => {
+  if (why) return;
+  hub = await new Hub().open();
+  await hub.addUser('alice', 'alice-secret-1');
+});
+after(async () => {
+  if (hub) await hub.close();
+});
+
+function target(t, clientId, extraEnv = {}) {
+  const c = child(path.join(here, 'fixtures', 'target.mjs'), [], {
+    PORT: String(hub.broker.port),
+    USER_ID: 'alice',
+    PASSWORD: 'alice-secret-1',
+    CLIENT: clientId,
+    ...extraEnv,
+  });
+  t.after(() => c.kill('SIGKILL'));
+  return c;
+}
+
+const commandsOf = (c) => c.lines.filter((l) => l.command).map((l) => l.n);
+
+/** Sends `count` numbered commands from `phone` to the target; returns the numbers sent. */
+async function sendSome(phone, clientIdentify, count, states) {
+  const sent = [];
+  for (let i = 0; i < count; i++) {
+    const k = ++n;
+    const r = await phone.coop.sendCommand({
+      commandType: 'step',
+      to: { appId: 'appTarget', userId: 'alice', clientIdentify },
+      commandParams: { n: k },
+      onState: (s) => states.push([k, s.state]),
+    });
+    assert.ok(['queued', 'offered'].includes(r.state), r.state);
+    sent.push(k);
+  }
+  return sent;
+}
+
+/** The new target process gets exactly `expected` (after what it got before), in order. */
+async function assertDeliveredOnce(tgt, expected, states) {
+  await tgt.waitLine(() => commandsOf(tgt).length >= expected.length, { what: `${expected.length} commands`, timeout: 30000 });
+  await sleep(1500); // a repeat handed to the app would show up now
+  assert.deepEqual(commandsOf(tgt), expected, 'each command once, in send order');
+  await waitFor(() => expected.every((k) => states.some(([m, s]) => m === k && s === 'delivered')), {
+    timeout: 15000,
+    what: 'delivered states at the sender',
+  });
+}
+
+async function setup(t) {
+  const clientIdentify = `tv${++n}`;
+  const phone = await loggedIn(hub, 'alice', `phone${++n}`, 'appPhone');
+  t.after(() => phone.coop.logout());
+  const first = target(t, clientIdentify);
+  await first.waitLine((l) => l.ready, { what: 'the target to log in' });
+  return { phone, clientIdentify, first };
+}
+
+test('target SIGKILLed: commands sent meanwhile arrive once, in order, when it returns', opts, async (t) => {
+  const { phone, clientIdentify, first } = await setup(t);
+  first.kill('SIGKILL');
+  await first.exited;
+  const states = [];
+  const sent = await sendSome(phone, clientIdentify, 6, states);
+  const again = target(t, clientIdentify);
+  await assertDeliveredOnce(again, sent, states);
+});
+
+test('target SIGSTOPped past its keepalive: commands arrive once, in order, after SIGCONT', opts, async (t) => {
+  const clientIdentify = `tv${++n}`;
+  const phone = await loggedIn(hub, 'alice', `phone${++n}`, 'appPhone');
+  t.after(() => phone.coop.logout());
+  const tgt = target(t, clientIdentify, { KEEPALIVE: '1' });
+  await tgt.waitLine((l) => l.ready, { what: 'the target to log in' });
+  const states = [];
+  tgt.kill('SIGSTOP');
+  // Some commands go out while the broker still holds the frozen session, some after it gave
+  // up on it (keepalive 1 s: the Will fires after 1.5 s) and the hub shows it offline.
+  const sent = await sendSome(phone, clientIdentify, 3, states);
+  await waitFor(async () => {
+    const mine = await phone.coop.getMyDevices();
+    return mine.some((d) => d.clientIdentify === clientIdentify && !d.online);
+  }, { timeout: 15000, what: 'the hub to see the target offline' });
+  sent.push(...(await sendSome(phone, clientIdentify, 3, states)));
+  tgt.kill('SIGCONT');
+  await assertDeliveredOnce(tgt, sent, states);
+  // It reconnected by itself: connected again after a reconnecting state.
+  const stateLines = tgt.lines.filter((l) => l.state).map((l) => l.state);
+  assert.ok(stateLines.includes('reconnecting'), JSON.stringify(stateLines));
+  assert.equal(stateLines.at(-1), 'connected');
+});
+
+test('target left with a plain DISCONNECT: commands arrive once, in order, on its next run', opts, async (t) => {
+  const { phone, clientIdentify, first } = await setup(t);
+  first.send({ do: 'plainDisconnect' });
+  await first.exited;
+  // No Will, no "offline": the hub still believes it online and offers the commands into a
+  // session that no longer exists.
+  const states = [];
+  const sent = await sendSome(phone, clientIdentify, 6, states);
+  const mine = await phone.coop.getMyDevices();
+  assert.equal(mine.find((d) => d.clientIdentify === clientIdentify).online, true);
+  await sleep(300);
+  assert.deepEqual(states.filter(([, s]) => s === 'delivered'), [], 'nothing confirmed while away');
+  const again = target(t, clientIdentify);
+  await assertDeliveredOnce(again, sent, states);
+});
+
+test('plain DISCONNECT, then hearthd SIGKILLed and restarted: still once, in order', opts, async (t) => {
+  const { phone, clientIdentify, first } = await setup(t);
+  first.send({ do: 'plainDisconnect' });
+  await first.exited;
+  const states = [];
+  const sent = await sendSome(phone, clientIdentify, 5, states);
+  await hub.kill9();
+  await hub.start();
+  await waitFor(() => phone.status.state === 'connected', { what: 'the phone (it stayed connected to the broker)' });
+  const again = target(t, clientIdentify);
+  await assertDeliveredOnce(again, sent, states);
+});
+
+test('target SIGKILLed, then hearthd SIGKILLed and restarted: still once, in order', opts, async (t) => {
+  const { phone, clientIdentify, first } = await setup(t);
+  first.kill('SIGKILL');
+  await first.exited;
+  const states = [];
+  const sent = await sendSome(phone, clientIdentify, 5, states);
+  await hub.kill9();
+  await hub.start();
+  const again = target(t, clientIdentify);
+  await assertDeliveredOnce(again, sent, states);
+});
