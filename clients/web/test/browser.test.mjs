@@ -12,6 +12,7 @@ import {existsSync, mkdirSync, rmSync} from 'node:fs';
 import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import assert from 'node:assert/strict';
+import {gzipSync} from 'node:zlib';
 
 const SKIP = 77;
 const skip = (why) => {
@@ -90,7 +91,13 @@ async function newUser(name) {
   await page.setViewport(PHONE);
   watch(page, name);
   pages[name] = page;
-  await page.goto(stack.url, {waitUntil: 'load'});
+  // What the first page load transfers (a fresh context: nothing cached), body by body.
+  const bodies = [];
+  const collect = (r) => bodies.push(r.buffer().then((b) => ({url: r.url(), bytes: b.length, gz: gzipSync(b, {level: 9}).length}), () => null));
+  page.on('response', collect);
+  await page.goto(stack.url, {waitUntil: 'networkidle0'});
+  page.off('response', collect);
+  page.firstLoad = (await Promise.all(bodies)).filter(Boolean);
   return page;
 }
 
@@ -169,6 +176,17 @@ async function main() {
   });
 
   const alice = await newUser('alice');
+  await step('first page load: at most 250 KB gzipped', async () => {
+    const raw = alice.firstLoad.reduce((n, f) => n + f.bytes, 0);
+    const gz = alice.firstLoad.reduce((n, f) => n + f.gz, 0);
+    figures.firstLoadFiles = alice.firstLoad.map((f) => new URL(f.url).pathname);
+    figures.firstLoadBytes = raw;
+    figures.firstLoadGzipBytes = gz;
+    console.log(`     first load: ${alice.firstLoad.length} files, ${(raw / 1024).toFixed(1)} KiB as sent, ${(gz / 1024).toFixed(1)} KiB gzipped`);
+    assert.ok(alice.firstLoad.some((f) => f.url.endsWith('/app.js')), 'app.js is part of the first load');
+    assert.ok(!alice.firstLoad.some((f) => /jsQR/.test(f.url)), 'the camera scanner is not part of the first load');
+    assert.ok(gz <= 250 * 1024, `first load is ${gz} B gzipped (limit 250 KB)`);
+  });
   let firstKey, firstKeyAt, bobKey;
 
   await step('login: wrong password says so; staying logged in across a reload', async () => {

@@ -4,7 +4,7 @@ import {explain} from '../errors.js';
 import {roleLabel, empty} from '../ui.js';
 
 const LAMP = /lamp|light|bulb/i;
-const FIRST_ROWS = 40; // more than a tall phone screen shows
+const FIRST_ROWS = 20; // more than a tall phone screen shows (about 12)
 const CHUNK_ROWS = 100;
 const collator = new Intl.Collator(undefined, {numeric: true, sensitivity: 'base'});
 
