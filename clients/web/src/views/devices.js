@@ -40,7 +40,8 @@ function row(d) {
   if (d.state && typeof d.state.on === 'boolean') {
     extra.push(d.state.on ? `on${d.state.brightness != null ? ' · ' + d.state.brightness + ' %' : ''}` : 'off');
   }
-  meta.textContent = [d.model, d.transport, roleLabel(d.role), ...extra].filter(Boolean).join(' · ');
+  // Most telling first: a narrow phone cuts the end of the line.
+  meta.textContent = [roleLabel(d.role), ...extra, d.transport, d.model].filter(Boolean).join(' · ');
   pill.className = 'pill ' + (d.online ? 'on' : 'off');
   pill.dataset.online = d.online ? 'true' : 'false';
   pill.textContent = d.online ? 'online' : 'offline';
