@@ -8,7 +8,7 @@
 // multicast on `lo` never leaves the test and every port is its own. Exit 77 = skipped.
 
 import {spawnSync} from 'node:child_process';
-import {existsSync, mkdirSync, rmSync} from 'node:fs';
+import {existsSync, mkdirSync, readdirSync, readFileSync, rmSync} from 'node:fs';
 import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import assert from 'node:assert/strict';
@@ -138,6 +138,18 @@ async function openDevice(page, id) {
   await page.waitForSelector(`.device[data-device-id="${id}"] #members li`);
 }
 
+/** Clicks the element a selector names, looking it up again if a re-render replaced it. */
+async function clickFresh(page, sel) {
+  for (let i = 0; ; i++) {
+    try {
+      return await page.click(sel);
+    } catch (e) {
+      if (i >= 4 || !/detached|not clickable|No node/i.test(e.message)) throw e;
+      await sleep(200);
+    }
+  }
+}
+
 async function pressTwice(page, handle) {
   await handle.click();
   await handle.click();
@@ -175,6 +187,14 @@ async function main() {
       '--disable-component-update', '--disable-sync', `--user-data-dir=${join(stack.root, 'chrome')}`],
   });
 
+  await step('the app has no way to parse HTML from data (no innerHTML & co. in clients/web/src)', async () => {
+    const src = join(process.env.HEARTH_SOURCE_DIR, 'clients', 'web', 'src');
+    const files = readdirSync(src, {recursive: true}).filter((f) => f.endsWith('.js'));
+    assert.ok(files.length > 5);
+    for (const f of files) {
+      assert.doesNotMatch(readFileSync(join(src, f), 'utf8'), /innerHTML|outerHTML|insertAdjacentHTML|document\.write/, f);
+    }
+  });
   const alice = await newUser('alice');
   await step('first page load: at most 250 KB gzipped', async () => {
     const raw = alice.firstLoad.reduce((n, f) => n + f.bytes, 0);
@@ -400,13 +420,13 @@ async function main() {
     await waitText(bob, '#coop-ask-outcome', /waiting for the answer/);
     await alice.waitForSelector('#access-requests li button.primary', {timeout: 10000});
     await shot(alice, '07c-access-request');
-    await alice.click('#access-requests li button.primary');
+    await clickFresh(alice, '#access-requests li button.primary');
     await waitText(bob, '#coop-ask-outcome', /agreed/);
     await bob.waitForSelector('#grants-received li form button', {timeout: 10000});
-    await bob.click('#grants-received li form button');
+    await clickFresh(bob, '#grants-received li form button');
     await bob.waitForSelector('#commands-sent li[data-command-id]');
     await alice.waitForSelector('#commands-received li button:not([disabled])', {timeout: 10000});
-    await alice.click('#commands-received li button');
+    await clickFresh(alice, '#commands-received li button');
     await bob.waitForSelector('#commands-sent li[data-state="replied"]', {timeout: 10000});
     await shot(bob, '07d-command-replied');
     await alice.waitForSelector('#grants-given li button');

@@ -102,9 +102,15 @@ export function coopView({cleanup}) {
     }}, type, go);
   }
 
+  let lastSig = '';
   async function load() {
     try {
       const [my, all] = await Promise.all([c().getMyDevices(), c().getAllDevices()]);
+      // Re-fill a list only when what it shows changed: a sync hint must not wipe a form the
+      // user is typing in (or a button under the pointer).
+      const sig = JSON.stringify([my, all]);
+      if (sig === lastSig) return;
+      lastSig = sig;
       fill(mine, my.length ? my.map((t) => h('li', {dataset: {clientIdentify: t.clientIdentify}},
         h('span.name', t.deviceName || t.clientIdentify, t.clientIdentify === self?.clientIdentify ? ' (this browser)' : ''),
         h('span.meta', `${t.deviceModel || ''} · ${t.appId} · ${t.clientIdentify}`), onlinePill(t.online),
