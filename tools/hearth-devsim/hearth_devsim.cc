@@ -52,6 +52,7 @@ struct Options {
   int count = 1;
   std::string prefix = "sim-";
   std::string model = "hearth-sim-lamp";
+  std::string name;  // empty: "Simulated <id>"
   std::string firmware = "1.0.0";
   std::string group = lan::kDefaultGroup;
   uint16_t port = lan::kDefaultPort;
@@ -127,6 +128,7 @@ void usage() {
          "  --count N              devices to simulate (default 1), ids PREFIX0001...\n"
          "  --prefix P             device id prefix (default sim-)\n"
          "  --model M              model of every device (default hearth-sim-lamp)\n"
+         "  --name N               name of every device (default \"Simulated <id>\")\n"
          "  --firmware F           firmware version (default 1.0.0)\n"
          "  --group ADDR           multicast group (default 239.255.72.1)\n"
          "  --port N               multicast port (default 47800)\n"
@@ -157,7 +159,7 @@ class Simulator {
       char id[80];
       std::snprintf(id, sizeof(id), "%s%04d", opt_.prefix.c_str(), i + 1);
       d.id = id;
-      d.name = "Simulated " + d.id;
+      d.name = opt_.name.empty() ? "Simulated " + d.id : opt_.name;
       d.silent = opt_.silent;
       setWindow(d, opt_.bindWindow);
       // Wall-clock microseconds: a restarted simulator stays above what the hub has seen.
@@ -596,6 +598,9 @@ int main(int argc, char** argv) {
         o.prefix = value();
       } else if (a == "--model") {
         o.model = value();
+      } else if (a == "--name") {
+        o.name = value();
+        if (o.name.size() > 128) throw std::out_of_range("name");
       } else if (a == "--firmware") {
         o.firmware = value();
       } else if (a == "--group") {
