@@ -12,7 +12,7 @@ set(HEARTH_INSTALL_PLUGINDIR "${CMAKE_INSTALL_LIBDIR}/hearth/plugins" CACHE STRI
     "Plugin modules (*.so), relative to CMAKE_INSTALL_PREFIX or absolute; hub.plugin_dir's default")
 set(HEARTH_INSTALL_WWWDIR "${CMAKE_INSTALL_DATADIR}/hearth/www" CACHE STRING
     "The web app's files, relative to CMAKE_INSTALL_PREFIX or absolute")
-set(HEARTH_WEB_APP_BUILD_DIR "${CMAKE_BINARY_DIR}/clients/web/dist" CACHE PATH
+set(HEARTH_WEB_APP_BUILD_DIR "${CMAKE_BINARY_DIR}/web" CACHE PATH
     "Built web app (clients/web) installed to HEARTH_INSTALL_WWWDIR when it exists at install time")
 
 # The Debian 12 unit directory is /lib/systemd/system (what systemd.pc says); other prefixes get

@@ -211,7 +211,8 @@ def make_base_root():
     if not os.path.exists(tar):
         os.makedirs(CACHE, exist_ok=True)
         log("creating the base root %s from %s (once)" % (tar, MIRROR))
-        proc = run(["mmdebstrap", "--variant=apt", "--mode=root", "--architectures=" + ARCH,
+        proc = run(["mmdebstrap", "--variant=apt", "--mode=root", "--format=tar",
+                    "--architectures=" + ARCH,
                     "--skip=cleanup/apt/lists", "bookworm", tar + ".tmp", MIRROR],
                    check=False, timeout=1800)
         if proc.returncode != 0:
@@ -243,7 +244,7 @@ class DebianPackage(unittest.TestCase):
         env = dict(os.environ, DEB_BUILD_OPTIONS="nocheck", JOBS=os.environ.get("JOBS", "2"))
         build = run([os.path.join(SOURCE_DIR, "tools", "hearth-deb"), out, ARCH], env=env,
                     timeout=3000)
-        cls.lintian_output = build.stdout
+        log(build.stdout.strip().splitlines()[-1] if build.stdout.strip() else "no output")
         version = run(["dpkg-parsechangelog", "-l", os.path.join(SOURCE_DIR, "debian/changelog"),
                        "-S", "Version"]).stdout.strip()
         cls.deb = os.path.join(out, "hearth_%s_%s.deb" % (version, ARCH))
@@ -263,6 +264,10 @@ class DebianPackage(unittest.TestCase):
                 log("installing the package's dependencies into a copy of the base root (once)")
                 extract(base, cls.root_path)
                 root = Root(cls.root_path)
+                resolv = os.path.join(cls.root_path, "etc/resolv.conf")
+                if os.path.lexists(resolv):
+                    os.unlink(resolv)
+                shutil.copy("/etc/resolv.conf", resolv)  # apt reaches the mirror
                 try:
                     proc = root.sh("apt-get satisfy -y -q --no-install-recommends %s"
                                    % shlex.quote(depends), check=False)
@@ -272,6 +277,7 @@ class DebianPackage(unittest.TestCase):
                     root.sh("apt-get satisfy -y -q --no-install-recommends %s"
                             % shlex.quote(depends))
                     os.unlink(os.path.join(cls.root_path, "usr/sbin/policy-rc.d"))
+                    os.unlink(resolv)
                 finally:
                     root.close()
                 run(["tar", "-C", cls.root_path, "--numeric-owner", "-cf", deps_tar + ".tmp",
