@@ -18,7 +18,8 @@ and the broker store, and leaves mosquitto's files as its package installed them
 
 Needs root, mmdebstrap, unshare/nsenter and network access to Debian's mirror for the first
 run; without them the test is skipped. Env: HEARTH_SOURCE_DIR, HEARTH_BUILD_DIR,
-HEARTH_ROOT_CACHE, HEARTH_MIRROR.
+HEARTH_DEB_BUILD (where the packages are built, default HEARTH_BUILD_DIR/deb; make deb uses
+build-deb), HEARTH_ROOT_CACHE, HEARTH_MIRROR.
 """
 
 import hashlib
@@ -240,7 +241,7 @@ class DebianPackage(unittest.TestCase):
                 raise unittest.SkipTest("%s not installed (tools/install-deps.sh)" % tool)
         cls.timings = []
         t = time.monotonic()
-        out = os.path.join(BUILD_DIR, "deb")
+        out = os.environ.get("HEARTH_DEB_BUILD", os.path.join(BUILD_DIR, "deb"))
         env = dict(os.environ, DEB_BUILD_OPTIONS="nocheck", JOBS=os.environ.get("JOBS", "2"))
         build = run([os.path.join(SOURCE_DIR, "tools", "hearth-deb"), out, ARCH], env=env,
                     timeout=3000)
