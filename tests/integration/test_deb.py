@@ -359,10 +359,11 @@ class DebianPackage(unittest.TestCase):
         dev = os.path.join(self.tmp, "hearth-dev")
         run(["dpkg-deb", "-x", self.dev_deb, dev])
         pc_dir = run(["sh", "-c", "dirname %s/usr/lib/*/pkgconfig/hearth.pc" % dev]).stdout.strip()
-        env = dict(os.environ, PKG_CONFIG_PATH=pc_dir)
-        cflags = run(["pkg-config", "--define-prefix", "--cflags", "hearth"], env=env).stdout
+        env = dict(os.environ, PKG_CONFIG_PATH=pc_dir, PKG_CONFIG_SYSROOT_DIR=dev)
+        cflags = run(["pkg-config", "--cflags", "hearth"], env=env).stdout
         self.assertTrue(os.path.exists(os.path.join(cflags.split()[0][2:], "hearth/plugin.h")),
                         cflags)
+        env.pop("PKG_CONFIG_SYSROOT_DIR")
         plugindir = run(["pkg-config", "--variable=plugindir", "hearth"], env=env).stdout.strip()
         build = os.path.join(self.tmp, "hello-build")
         run(["cmake", "-S", os.path.join(SOURCE_DIR, "examples", "hello_sdk"), "-B", build,
