@@ -16,6 +16,8 @@ PACKAGES=(
   clang libclang-rt-14-dev llvm-14
   # benchmarks: the plot in docs/performance.png
   gnuplot-nox
+  # Debian packages (make deb, tests/integration/test_deb.py)
+  debhelper dpkg-dev fakeroot lintian mmdebstrap
 )
 
 missing=()
