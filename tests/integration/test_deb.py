@@ -235,6 +235,12 @@ class DebianPackage(unittest.TestCase):
     def setUpClass(cls):
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root (chroot, mount and network namespaces)")
+        cache_file = os.path.join(BUILD_DIR, "CMakeCache.txt")
+        if os.path.exists(cache_file) and re.search(r"^HEARTH_SANITIZE:\w+=ON$",
+                                                   open(cache_file).read(), re.M):
+            # The package is built from the tree, not from this build: the normal build's run
+            # of this test covers it.
+            raise unittest.SkipTest("sanitizer build (make test-asan): the package is tested once")
         for tool in ("mmdebstrap", "unshare", "nsenter", "dpkg-buildpackage", "lintian",
                      "mosquitto_rr"):
             if shutil.which(tool) is None:
@@ -270,13 +276,15 @@ class DebianPackage(unittest.TestCase):
                     os.unlink(resolv)
                 shutil.copy("/etc/resolv.conf", resolv)  # apt reaches the mirror
                 try:
-                    proc = root.sh("apt-get satisfy -y -q --no-install-recommends %s"
-                                   % shlex.quote(depends), check=False)
-                    if proc.returncode != 0:  # stale package lists: fetch them again
-                        root.sh("apt-get update -q && apt-get satisfy -y -q "
-                                "--no-install-recommends %s" % shlex.quote(depends), check=False)
-                    root.sh("apt-get satisfy -y -q --no-install-recommends %s"
-                            % shlex.quote(depends))
+                    satisfy = ("apt-get satisfy -y -q --no-install-recommends %s"
+                               % shlex.quote(depends))
+                    if root.sh(satisfy, check=False).returncode != 0:
+                        # Stale package lists: fetch them again. No mirror: skipped, not failed.
+                        update = root.sh("apt-get update -q", check=False)
+                        if update.returncode != 0 or "Err:" in update.stdout:
+                            raise unittest.SkipTest("Debian's mirror is unreachable:\n"
+                                                    + update.stdout[-2000:] + update.stderr[-2000:])
+                        root.sh(satisfy)
                     os.unlink(os.path.join(cls.root_path, "usr/sbin/policy-rc.d"))
                     os.unlink(resolv)
                 finally:
