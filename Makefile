@@ -14,6 +14,9 @@ METRICS_PORT ?= 9883
 RUN_DIR ?= .run
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
+# make deb [ARCH=arm64]: the Debian packages, in $(DEB_BUILD) (docs/building.md).
+DEB_BUILD ?= build-deb
+ARCH ?= $(shell dpkg --print-architecture)
 # A sanitizer finding in any process (unit test, hearthd, hearthctl, a plugin) is written to
 # $(ASAN_BUILD)/sanitizer-reports and fails the run, also when the test itself did not notice.
 SAN_REPORTS = $(abspath $(ASAN_BUILD))/sanitizer-reports
@@ -26,7 +29,7 @@ ASAN_FLAGS = -DHEARTH_SANITIZE=ON -DHEARTH_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=De
 FUZZ_FLAGS = -DCMAKE_CXX_COMPILER=clang++ -DHEARTH_BUILD_FUZZERS=ON -DHEARTH_BUILD_TESTS=OFF \
 	-DHEARTH_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1"
 
-.PHONY: all deps configure build run test test-default test-asan test-fuzz bench clean
+.PHONY: all deps configure build run test test-default test-asan test-fuzz bench clean deb
 
 all: build
 
@@ -66,5 +69,8 @@ SDCARD ?=
 bench: build
 	@SDCARD=$(SDCARD) bench/run_all.sh $(BUILD)
 
+deb: deps
+	@tools/hearth-deb $(DEB_BUILD) $(ARCH)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(RUN_DIR)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(DEB_BUILD) $(RUN_DIR)

@@ -15,7 +15,8 @@ function(hearth_add_plugin name)
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/core/include)
   target_link_options(${name} PRIVATE -Wl,--no-undefined)
   hearth_warnings(${name})
-  install(TARGETS ${name} LIBRARY DESTINATION lib/hearth/plugins)
+  # Every plugin is installed where hearthd looks by default (cmake/HearthInstall.cmake).
+  install(TARGETS ${name} LIBRARY DESTINATION ${HEARTH_INSTALL_PLUGINDIR})
 endfunction()
 
 # hearth_unit_test_links(TEST lib...) links extra libraries into the unit test

@@ -20,6 +20,8 @@ PACKAGES=(
   nodejs chromium
   # web plugin: hearthctl pair draws the pairing link as a QR code
   libqrencode-dev
+  # Debian packages (make deb, tests/integration/test_deb.py)
+  debhelper dpkg-dev fakeroot lintian mmdebstrap
 )
 
 # npm dependencies of the JavaScript clients (SPEC §1, §8): each clients/*/ with a committed

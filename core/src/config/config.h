@@ -16,6 +16,7 @@
 
 #include "hearth/host.h"
 #include "hearth/plugin.h"
+#include "hearth_install_paths.h"
 
 namespace hearth::config {
 
@@ -38,7 +39,7 @@ struct HubConfig {
 
   // hub:
   std::string stateDir = "/var/lib/hearth";
-  std::string pluginDir = "/usr/lib/hearth/plugins";
+  std::string pluginDir = install::kPluginDir;  // follows the install prefix
   std::string logLevel = "info";  // debug | info | warn | error
 
   // broker:

@@ -1,5 +1,7 @@
 #include "config/schema.h"
 
+#include "hearth_install_paths.h"
+
 namespace hearth::config {
 
 namespace {
@@ -28,7 +30,7 @@ const std::vector<CoreKey>& coreSchema() {
   static const std::vector<CoreKey> schema = {
       {"hub.state_dir", T::kPath, "/var/lib/hearth", 1, kMaxPathLength, {},
        "Directory of the hub database (SQLite) and other durable state.", &H::stateDir},
-      {"hub.plugin_dir", T::kPath, "/usr/lib/hearth/plugins", 1, kMaxPathLength, {},
+      {"hub.plugin_dir", T::kPath, install::kPluginDir, 1, kMaxPathLength, {},
        "Directory searched for plugin modules (*.so).", &H::pluginDir},
       {"hub.log_level", T::kEnum, "info", 0, 0, {"debug", "info", "warn", "error"},
        "Least severe log level written.", &H::logLevel},
