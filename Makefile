@@ -56,6 +56,15 @@ test-fuzz: deps
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target hearth_fuzzers
 	@cd $(FUZZ_BUILD) && ctest --output-on-failure -j 2 -L fuzz
 
+# Each fuzz target for FUZZ_SECONDS (default 1 h) from its corpus, all at once at nice 19;
+# prints executions, exec/s, coverage and findings per target (docs/reliability.md).
+FUZZ_SECONDS ?= 3600
+.PHONY: fuzz-long
+fuzz-long: deps
+	@cmake -S . -B $(FUZZ_BUILD) $(FUZZ_FLAGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target hearth_fuzzers
+	@tests/fuzz/fuzz_long.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 bench: build
 	@bench/run_all.sh $(BUILD)
 

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "config/schema.h"
+#include "config/yaml_syntax.h"
 #include "hearth/status.h"
 
 namespace hearth::config {
@@ -64,6 +65,33 @@ std::optional<milliseconds> parseDuration(const std::string& text) {
 }
 
 namespace {
+
+// A hearth.yaml is a few KiB; anything this large is not one (and is never read whole).
+constexpr size_t kMaxFileBytes = 1 << 20;
+
+// yaml-cpp only ever sees text that libyaml's syntax pass accepted (config/yaml_syntax.h):
+// yaml-cpp 0.7 loops without bound on some malformed inputs. A syntax error becomes the
+// ParserException yaml-cpp would throw, so every caller handles both alike.
+void checkSyntax(const std::string& text) {
+  if (auto error = checkYamlSyntax(text)) {
+    YAML::Mark mark;
+    mark.line = error->line - 1;
+    mark.column = error->column - 1;
+    throw YAML::ParserException(
+        mark, "YAML syntax error at column " + std::to_string(error->column) + ": " +
+                  error->message);
+  }
+}
+
+YAML::Node parseYaml(const std::string& text) {
+  checkSyntax(text);
+  return YAML::Load(text);
+}
+
+std::vector<YAML::Node> parseYamlDocuments(const std::string& text) {
+  checkSyntax(text);
+  return YAML::LoadAll(text);
+}
 
 bool isPluginName(std::string_view name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
@@ -369,7 +397,7 @@ void applyOverrides(YAML::Node& root, const std::vector<std::string>& overrides,
     }
     YAML::Node value;
     try {
-      value = withoutMarks(YAML::Load(item.substr(eq + 1)));
+      value = withoutMarks(parseYaml(item.substr(eq + 1)));
     } catch (const YAML::Exception& e) {
       sink.add(0, key, "the value is not valid YAML: " + e.msg + " (in --set " + item + ")");
       continue;
@@ -444,7 +472,7 @@ class CoreLoader {
         fillKey(spec, key, entry.value, entryLine(entry.key, entry.value),
                 !entry.value.Mark().is_null(), config);
       } else {
-        fillKey(spec, key, YAML::Load(std::string(spec.defaultYaml)), 0, false, config);
+        fillKey(spec, key, parseYaml(std::string(spec.defaultYaml)), 0, false, config);
       }
     }
     checkAcrossKeys(config);
@@ -630,9 +658,13 @@ class CoreLoader {
 LoadResult loadText(const std::string& text, const std::string& file, const fs::path& baseDir,
                     const std::vector<std::string>& overrides) {
   ErrorSink sink(file);
+  if (text.size() > kMaxFileBytes) {
+    sink.add(0, "", "the file is larger than 1 MiB; a hearth.yaml is a few KiB");
+    return {std::nullopt, sink.take()};
+  }
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAll(text);
+    documents = parseYamlDocuments(text);
   } catch (const YAML::Exception& e) {
     sink.add(e.mark.is_null() ? 0 : e.mark.line + 1, "", e.msg);
     return {std::nullopt, sink.take()};
@@ -833,12 +865,15 @@ LoadResult loadFile(const std::string& path, const std::vector<std::string>& ove
   if (fs::is_directory(path, ec)) {
     return {std::nullopt, {{path, 0, "", "cannot read: is a directory"}}};
   }
-  std::ostringstream text;
-  text << in.rdbuf();
+  // At most one byte more than a config may have, so /dev/zero or a huge file is refused
+  // without reading it whole.
+  std::string text(kMaxFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   if (in.bad()) {
     return {std::nullopt, {{path, 0, "", std::string("cannot read: ") + std::strerror(errno)}}};
   }
-  return loadText(text.str(), path, directoryOf(path), overrides);
+  text.resize(static_cast<size_t>(in.gcount()));
+  return loadText(text, path, directoryOf(path), overrides);
 }
 
 LoadResult loadString(const std::string& yamlText, const std::string& nameForErrors,
@@ -924,7 +959,7 @@ PluginConfigResult validatePluginConfig(const HubConfig& config, const std::stri
     }
     YAML::Node defaultNode;
     try {
-      defaultNode = YAML::Load(spec->default_value);
+      defaultNode = parseYaml(spec->default_value);
     } catch (const YAML::Exception& e) {
       sink.add(0, key, "the plugin's default is not valid YAML: " + e.msg);
       continue;
