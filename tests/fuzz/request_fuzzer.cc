@@ -247,8 +247,8 @@ class Baseline {
       // "copy_" because sqlite_sequence (AUTOINCREMENT) is a reserved name.
       const std::string live = "main.\"" + t + "\"", copy = "baseline.\"copy_" + t + "\"";
       sql.exec("CREATE TABLE " + copy + " AS SELECT * FROM " + live);
-      reset_.push_back(
-          std::make_unique<SQLite::Statement>(sql, "INSERT INTO " + live + " SELECT * FROM " + copy));
+      reset_.push_back(std::make_unique<SQLite::Statement>(
+          sql, "INSERT INTO " + live + " SELECT * FROM " + copy));
     }
   }
 

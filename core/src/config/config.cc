@@ -21,7 +21,7 @@
 #include <utility>
 
 #include "config/schema.h"
-#include "config/yaml_syntax.h"
+#include "config/yaml_load.h"
 #include "hearth/status.h"
 
 namespace hearth::config {
@@ -69,29 +69,9 @@ namespace {
 // A hearth.yaml is a few KiB; anything this large is not one (and is never read whole).
 constexpr size_t kMaxFileBytes = 1 << 20;
 
-// yaml-cpp only ever sees text that libyaml's syntax pass accepted (config/yaml_syntax.h):
-// yaml-cpp 0.7 loops without bound on some malformed inputs. A syntax error becomes the
-// ParserException yaml-cpp would throw, so every caller handles both alike.
-void checkSyntax(const std::string& text) {
-  if (auto error = checkYamlSyntax(text)) {
-    YAML::Mark mark;
-    mark.line = error->line - 1;
-    mark.column = error->column - 1;
-    throw YAML::ParserException(
-        mark, "YAML syntax error at column " + std::to_string(error->column) + ": " +
-                  error->message);
-  }
-}
-
-YAML::Node parseYaml(const std::string& text) {
-  checkSyntax(text);
-  return YAML::Load(text);
-}
-
-std::vector<YAML::Node> parseYamlDocuments(const std::string& text) {
-  checkSyntax(text);
-  return YAML::LoadAll(text);
-}
+// Every YAML text (the file, --set values, declared defaults) goes through loadYamlDocument,
+// which always ends (config/yaml_load.h).
+YAML::Node parseYaml(const std::string& text) { return loadYamlDocument(text); }
 
 bool isPluginName(std::string_view name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
@@ -662,17 +642,13 @@ LoadResult loadText(const std::string& text, const std::string& file, const fs::
     sink.add(0, "", "the file is larger than 1 MiB; a hearth.yaml is a few KiB");
     return {std::nullopt, sink.take()};
   }
-  std::vector<YAML::Node> documents;
+  YAML::Node root;
   try {
-    documents = parseYamlDocuments(text);
+    root = parseYaml(text);
   } catch (const YAML::Exception& e) {
     sink.add(e.mark.is_null() ? 0 : e.mark.line + 1, "", e.msg);
     return {std::nullopt, sink.take()};
   }
-  if (documents.size() > 1) {
-    sink.add(lineOf(documents[1]), "", "only one YAML document is allowed");
-  }
-  YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
   if (root.IsNull() || !root.IsDefined()) {
     root = YAML::Node(YAML::NodeType::Map);  // an empty file means all defaults
   } else if (!root.IsMap()) {

@@ -24,8 +24,9 @@ std::optional<YamlSyntaxError> checkYamlSyntax(std::string_view text) {
         const std::string_view before = text.substr(0, parser.problem_offset);
         const size_t lastNewline = before.rfind('\n');
         error.line = static_cast<int>(std::count(before.begin(), before.end(), '\n')) + 1;
-        error.column = static_cast<int>(
-            lastNewline == std::string_view::npos ? before.size() + 1 : before.size() - lastNewline);
+        error.column =
+            static_cast<int>(lastNewline == std::string_view::npos ? before.size() + 1
+                                                                   : before.size() - lastNewline);
       } else {
         error.line = static_cast<int>(parser.problem_mark.line) + 1;
         error.column = static_cast<int>(parser.problem_mark.column) + 1;
