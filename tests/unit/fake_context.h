@@ -184,6 +184,11 @@ class FakeDevices : public Devices {
     auto it = bound.find(deviceId);
     return it == bound.end() ? std::vector<std::string>{} : it->second;
   }
+  Status refuseProvisionToken(const std::string& deviceId, const std::string& token) override {
+    refused.emplace_back(deviceId, token);
+    return tokens.count(token) ? Status::ok()
+                               : Status::error(ErrorCode::kTokenInvalid, "unknown token");
+  }
 
   size_t reportsOf(const std::string& deviceId) const {
     return std::count_if(reports.begin(), reports.end(),
@@ -202,6 +207,7 @@ class FakeDevices : public Devices {
   std::map<std::string, std::vector<std::string>> bound;       // deviceId -> users
   std::vector<std::string> resets;
   std::vector<Note> notified;
+  std::vector<std::pair<std::string, std::string>> refused;  // refuseProvisionToken (id, token)
 };
 
 // A PluginContext whose parts are the fakes above, public for the test to set up and inspect.
