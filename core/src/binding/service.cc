@@ -494,9 +494,8 @@ Status BindingService::refuseProvisionToken(const std::string& deviceId, const s
   Poco::JSON::Object data;
   data.set("deviceId", deviceId);
   data.set("reason", "taken");
-  data.set("message", "device " + deviceId +
-                          " was set up by someone else first and is bound to them; reset it to "
-                          "set it up again");
+  data.set("message",
+           "device " + deviceId + " was set up by someone else first and is bound to them");
   deps_.notifyUser(t.userId, "provisionFailed", toJson(data));
   return Status::ok();
 }
