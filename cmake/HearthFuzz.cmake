@@ -57,6 +57,10 @@ function(hearth_add_fuzzer name)
     list(APPEND options -dict=${F_DICT})
   endif()
   list(JOIN options " " options)
+  # For `make fuzz-long` (tests/fuzz/fuzz_long.sh): one line per target, written by
+  # tests/fuzz/CMakeLists.txt to fuzz-targets.txt in the build tree.
+  set_property(GLOBAL APPEND PROPERTY HEARTH_FUZZ_TARGETS
+    "${name} $<TARGET_FILE:${name}> ${F_MAX_LEN} ${seeds} ${F_DICT}")
   add_test(NAME fuzz.${name} COMMAND sh -c
     "rm -rf '${scratch}' && mkdir -p '${scratch}' && exec '$<TARGET_FILE:${name}>' ${options} '${scratch}' '${seeds}'")
   set_tests_properties(fuzz.${name} PROPERTIES LABELS fuzz TIMEOUT 600

@@ -8,6 +8,7 @@ PACKAGES=(
   cmake make g++ pkg-config ccache
   libpoco-dev libmosquitto-dev libsqlitecpp-dev libsqlite3-dev libyaml-cpp-dev
   libsdbus-c++-dev libsystemd-dev libgtest-dev libgmock-dev googletest
+  libyaml-dev
   # run
   mosquitto mosquitto-clients sqlite3 openssl
   # test

@@ -1,6 +1,7 @@
 #include "ble_plugin.h"
 
 #include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <Poco/JSON/Stringifier.h>
 
 #include <algorithm>
@@ -534,7 +535,9 @@ void BlePlugin::observeDevice(const std::string& path, bool seenNow) {
   if (id.empty()) return;
 
   Advertisement adv;
-  adv.name = d.name.value_or("");
+  // A device that advertises no name is matched by the name BlueZ shows for it (Alias: one the
+  // user gave it, else its address), as docs/ble.md says.
+  adv.name = d.name ? *d.name : d.alias.value_or("");
   if (d.uuids) adv.serviceUuids = *d.uuids;
   if (d.manufacturerData) adv.manufacturerData = *d.manufacturerData;
   if (d.serviceData) adv.serviceData = *d.serviceData;
@@ -692,6 +695,7 @@ void BlePlugin::control(const std::string& deviceId, const std::string& userId,
   job.id = id;
   job.deviceId = deviceId;
   job.command = command;
+  job.userId = userId;
   job.rule = &rule;
   job.payload = std::move(payload).value();
   job.done = std::move(done);
@@ -948,42 +952,42 @@ void BlePlugin::writeNow(uint64_t id) {
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
   const Job& job = it->second;
-  client_->writeValue(job.charPath, job.payload, job.rule->control->withResponse, controlTimeout_,
-                      [this, id](const MaybeError& err) {
-                        auto it = jobs_.find(id);
-                        if (it == jobs_.end()) return;
-                        Job& job = it->second;
-                        if (err) {
-                          finishJob(id, mapBluezError(err->name, err->message));
-                          return;
-                        }
-                        job.written = true;
-                        switch (job.rule->control->reply) {
-                          case ReplyMode::kNone:
-                            finishJob(id, resultJson(job, std::nullopt));
-                            return;
-                          case ReplyMode::kRead:
-                            client_->readValue(job.replyPath, controlTimeout_,
-                                               [this, id](const MaybeError& err, Bytes value) {
-                                                 auto it = jobs_.find(id);
-                                                 if (it == jobs_.end()) return;
-                                                 if (err) {
-                                                   finishJob(
-                                                       id, mapBluezError(err->name, err->message));
-                                                 } else {
-                                                   finishJob(id, resultJson(it->second, value));
-                                                 }
-                                               });
-                            return;
-                          case ReplyMode::kNotify:
-                            if (job.notified) {
-                              finishJob(id, resultJson(job, job.notified));
-                            } else {
-                              job.phase = Job::Phase::kReplying;
-                            }
-                            return;
-                        }
-                      });
+  client_->writeValue(
+      job.charPath, job.payload, job.rule->control->withResponse, controlTimeout_,
+      [this, id](const MaybeError& err) {
+        auto it = jobs_.find(id);
+        if (it == jobs_.end()) return;
+        Job& job = it->second;
+        if (err) {
+          finishJob(id, mapBluezError(err->name, err->message), kFromDevice);
+          return;
+        }
+        job.written = true;
+        switch (job.rule->control->reply) {
+          case ReplyMode::kNone:
+            finishJob(id, resultJson(job, std::nullopt), kFromDevice);
+            return;
+          case ReplyMode::kRead:
+            client_->readValue(
+                job.replyPath, controlTimeout_, [this, id](const MaybeError& err, Bytes value) {
+                  auto it = jobs_.find(id);
+                  if (it == jobs_.end()) return;
+                  if (err) {
+                    finishJob(id, mapBluezError(err->name, err->message), kFromDevice);
+                  } else {
+                    finishJob(id, resultJson(it->second, value), kFromDevice);
+                  }
+                });
+            return;
+          case ReplyMode::kNotify:
+            if (job.notified) {
+              finishJob(id, resultJson(job, job.notified), kFromDevice);
+            } else {
+              job.phase = Job::Phase::kReplying;
+            }
+            return;
+        }
+      });
 }
 
 void BlePlugin::onNotification(const std::string& path, const Bytes& value) {
@@ -991,7 +995,7 @@ void BlePlugin::onNotification(const std::string& path, const Bytes& value) {
     if (!job.notifying || job.replyPath != path) continue;
     if (job.phase != Job::Phase::kWriting && job.phase != Job::Phase::kReplying) continue;
     if (job.written) {
-      finishJob(id, resultJson(job, value));
+      finishJob(id, resultJson(job, value), kFromDevice);
     } else if (!job.notified) {
       job.notified = value;
     }
@@ -1024,7 +1028,7 @@ std::string BlePlugin::resultJson(const Job& job, const std::optional<Bytes>& re
   return toText(o);
 }
 
-void BlePlugin::finishJob(uint64_t id, Result<std::string> result) {
+void BlePlugin::finishJob(uint64_t id, Result<std::string> result, bool fromDevice) {
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
   Job job = std::move(it->second);
@@ -1043,8 +1047,38 @@ void BlePlugin::finishJob(uint64_t id, Result<std::string> result) {
     ctx_.logger().info("command " + job.command + " for " + job.deviceId +
                        " failed: " + result.status().toString());
   }
+  if (fromDevice) notifyControlReply(job, result);
   job.done(std::move(result));
   pump();
+}
+
+// Bound users hear every answer a device gave (controlReply, as from wifi_lan): the command's
+// result, or the error the device itself answered a write or read of its characteristic with.
+// No answer — TIMEOUT, OFFLINE (it disconnected), a command that never reached the device — is
+// controlDevice's answer alone.
+void BlePlugin::notifyControlReply(const Job& job, const Result<std::string>& result) {
+  if (!result.isOk() && (result.status().code() == ErrorCode::kTimeout ||
+                         result.status().code() == ErrorCode::kOffline)) {
+    return;
+  }
+  Object data(Poco::JSON_PRESERVE_KEY_ORDER);
+  data.set("deviceId", job.deviceId);
+  data.set("userId", job.userId);
+  data.set("command", job.command);
+  data.set("ok", result.isOk());
+  if (result.isOk()) {
+    try {
+      data.set("result", Poco::JSON::Parser().parse(result.value()));
+    } catch (const Poco::Exception&) {
+      return;  // resultJson() made it, so this does not happen
+    }
+  } else {
+    Object::Ptr error = new Object;
+    error->set("code", errorCodeName(result.status().code()));
+    error->set("message", result.status().message());
+    data.set("error", error);
+  }
+  ctx_.devices().notifyBoundUsers(job.deviceId, "controlReply", toText(data));
 }
 
 void BlePlugin::failAllJobs(ErrorCode code, const std::string& why) {

@@ -92,6 +92,7 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
     uint64_t id = 0;
     std::string deviceId;
     std::string command;
+    std::string userId;  // who sent it, for controlReply
     const ProductRule* rule = nullptr;
     Bytes payload;
     std::function<void(Result<std::string>)> done;
@@ -162,7 +163,10 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   void writeNow(uint64_t id);
   void onDeviceDisconnected(const std::string& deviceId);
   void onNotification(const std::string& path, const Bytes& value);
-  void finishJob(uint64_t id, Result<std::string> result);
+  // fromDevice: the result is the device's own answer (sent to bound users as controlReply).
+  static constexpr bool kFromDevice = true;
+  void finishJob(uint64_t id, Result<std::string> result, bool fromDevice = false);
+  void notifyControlReply(const Job& job, const Result<std::string>& result);
   void failAllJobs(ErrorCode code, const std::string& why);
   void releaseHeld(const std::string& deviceId);
   void closeHeld(const std::string& deviceId);

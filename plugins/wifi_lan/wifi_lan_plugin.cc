@@ -444,6 +444,14 @@ void WifiLanPlugin::handleProvisioning(const Message& m, const std::string& host
     count(DropReason::kUnauthorized);
     ctx_.logger().warn("refused a provisioning announcement for bound device " + m.id + " from " +
                        host + " without its current key");
+    // Two setups raced and this one lost (or a host with a token of its own tried): the token's
+    // user hears provisionFailed{reason:"taken"} once, so the app stops waiting. Nothing else
+    // happens: the token stays unspent, the device and its bindings are untouched.
+    if (d->takenTokenHash != tokenHash) {
+      d->takenTokenHash = tokenHash;
+      Status told = ctx_.devices().refuseProvisionToken(m.id, m.token);
+      if (!told.isOk()) ctx_.logger().debug("nobody told about " + m.id + ": " + told.toString());
+    }
     return;
   }
   if (keyed && coSigned) {

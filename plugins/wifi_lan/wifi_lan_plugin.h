@@ -99,6 +99,7 @@ class WifiLanPlugin : public Plugin, public DeviceTransport {
     uint64_t counterHighWater = 0;
     bool counterDirty = false;
     std::string refusedTokenHash;  // a token the core refused: not presented again
+    std::string takenTokenHash;    // lost a setup race; its user was told (provisionFailed)
   };
 
   struct SsdpDevice {

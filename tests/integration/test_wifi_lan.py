@@ -318,6 +318,45 @@ class WifiLanTest(unittest.TestCase):
 
     # -------------------------------------------------------------------------------------
 
+    def test_the_loser_of_a_setup_race_is_told_taken(self):
+        # Two phones set up the same devices at the same moment. Whoever's token reaches the
+        # device first binds it; the other user must hear so (provisionFailed, reason
+        # "taken"), never silence -- or, if the device had confirmed the first setup before the
+        # second arrived, take it over as a re-setup does.
+        hub = self.start_hub()
+        hub.add_user("alice")
+        hub.add_user("bob")
+        alice = hub.terminal("alice", "alice-phone")
+        bob = hub.terminal("bob", "bob-phone")
+        sim = self.start_sim("--count", "4", "--prefix", "race-", "--period", "1s")
+        ids = ["race-%04d" % i for i in range(1, 5)]
+        for dev in ids:
+            self.wait_device(dev, lambda d: d["online"])
+        taken = 0
+        for dev in ids:
+            a = alice.call("provisionBegin")["token"]
+            b = bob.call("provisionBegin")["token"]
+            sim.cmd("provision %s %s" % (dev, a))
+            sim.cmd("provision %s %s" % (dev, b))
+
+            def outcome():
+                for e in bob.drain_events():
+                    if (e.get("event") == "provisionFailed"
+                            and e["data"].get("deviceId") == dev):
+                        return ("told", e["data"])
+                owner = self.devices()[dev].get("owner")
+                return ("owner", owner) if owner == "bob" else None
+            kind, data = wait_for(outcome, timeout=20, interval=0.2,
+                                  what="bob to hear how his setup of %s ended" % dev)
+            if kind == "told":
+                taken += 1
+                self.assertEqual(data["reason"], "taken", data)
+                self.assertIn("someone else", data["message"])
+                self.assertEqual(self.devices()[dev]["owner"], "alice")
+                self.assertIn(dev, self.bound(alice))
+                self.assertNotIn(dev, self.bound(bob))
+        print("setup races: %d of %d lost by bob and told 'taken'" % (taken, len(ids)))
+
     def test_provisioning_binds_and_reprovisioning_preempts(self):
         hub = self.start_hub()
         hub.add_user("alice")

@@ -1,7 +1,8 @@
 // BindingService's group commit: binding changes are committed to the WAL unsynced, and their
 // answers and notifications go out only after the hub loop's turn ends with one sync
 // (Database::syncWal), in the order they were produced. Also the API for principals acting for
-// an owner: controlAs, deviceInfo, detail providers and the bus events.
+// an owner (controlAs, deviceInfo, detail providers and the bus events) and the loser of a WiFi
+// setup race (refuseProvisionToken).
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -26,8 +27,7 @@ namespace {
 
 class RecordingPublisher : public Publisher {
  public:
-  void publish(const std::string& topic, const std::string& payload,
-               const std::string*) override {
+  void publish(const std::string& topic, const std::string& payload, const std::string*) override {
     published.push_back(topic + " " + payload);
   }
   std::vector<std::string> published;
@@ -54,8 +54,9 @@ class GroupCommitTest : public ::testing::Test {
     ASSERT_TRUE(identity_->addUser("alice"));
     bindings_ = std::make_unique<binding::BindingService>(binding::ServiceDeps{
         *db_, loop_, clock_, logger_, *identity_,
-        [this](const std::string& user, const std::string& event, const std::string&) {
+        [this](const std::string& user, const std::string& event, const std::string& data) {
           events_.push_back(user + " " + event);
+          eventData_.push_back(data);
         }});
     auto cfg = config::loadString("hub: {}\n", "test.yaml");
     ASSERT_TRUE(cfg.config) << config::formatErrors(cfg.errors);
@@ -96,6 +97,7 @@ class GroupCommitTest : public ::testing::Test {
   std::unique_ptr<IdentityService> identity_;
   std::unique_ptr<binding::BindingService> bindings_;
   std::vector<std::string> events_;
+  std::vector<std::string> eventData_;
 };
 
 TEST_F(GroupCommitTest, AnswersWaitForTheTurnsSyncAndKeepTheirOrder) {
@@ -195,6 +197,59 @@ TEST_F(GroupCommitTest, DetailProvidersAddKeysToGetDeviceDetailUntilTheirPluginS
   request("getDeviceDetail", "3", R"({"deviceId":"lock-1"})");
   ASSERT_EQ(pub_.published.size(), 3u);
   EXPECT_EQ(pub_.published[2].find("homeAssistant"), std::string::npos) << pub_.published[2];
+}
+
+// Two phones set up one WiFi device: alice's token reached it first and bound her; the
+// device's announcement with bob's token is refused by the transport (not co-signed under the
+// new key), which asks the core to tell bob.
+TEST_F(GroupCommitTest, TheLoserOfASetupRaceHearsTakenAndNothingElseChanges) {
+  ASSERT_TRUE(identity_->addUser("bob"));
+  ASSERT_TRUE(bindings_->registerTransport("wifi", &transport_, "test"));
+  DeviceReport r;
+  r.deviceId = "lamp-1";
+  r.transport = "wifi";
+  r.model = "lamp";
+  r.name = "Lamp";
+  ASSERT_TRUE(bindings_->report(r));
+  auto tokenOf = [&](const std::string& user) {
+    MqttMessage m;
+    m.topic = "hearth/v1/u/" + user + "/phone/req/provisionBegin";
+    m.payload = R"({"id":"p","params":{}})";
+    pub_.published.clear();
+    router_.handle(m);
+    loop_.runOnce();
+    EXPECT_EQ(pub_.published.size(), 1u);
+    const std::string& out = pub_.published.back();
+    const size_t at = out.find("\"token\":\"") + 9;
+    return out.substr(at, out.find('"', at) - at);
+  };
+  const std::string alice = tokenOf("alice"), bob = tokenOf("bob");
+  ASSERT_EQ(bindings_->presentProvisionToken("lamp-1", alice).value(), "alice");
+  loop_.runOnce();
+  events_.clear();
+  eventData_.clear();
+  const int64_t changes = db_->sql().getTotalChanges();
+
+  ASSERT_TRUE(bindings_->refuseProvisionToken("lamp-1", bob));
+  ASSERT_EQ(events_, std::vector<std::string>{"bob provisionFailed"});
+  EXPECT_NE(eventData_[0].find(R"("deviceId":"lamp-1")"), std::string::npos) << eventData_[0];
+  EXPECT_NE(eventData_[0].find(R"("reason":"taken")"), std::string::npos) << eventData_[0];
+  EXPECT_EQ(db_->sql().getTotalChanges(), changes);  // nothing stored, nothing spent
+
+  // What cannot have bound the device tells nobody: an unknown token, alice's spent one, a
+  // user who is bound already, an expired token.
+  EXPECT_EQ(bindings_->refuseProvisionToken("lamp-1", "forged").code(), ErrorCode::kTokenInvalid);
+  EXPECT_EQ(bindings_->refuseProvisionToken("lamp-1", alice).code(), ErrorCode::kTokenUsed);
+  const std::string aliceAgain = tokenOf("alice");
+  EXPECT_EQ(bindings_->refuseProvisionToken("lamp-1", aliceAgain).code(), ErrorCode::kConflict);
+  EXPECT_EQ(events_.size(), 1u);
+
+  // Bob's token was not spent: when he sets the device up again (now co-signed), he takes it
+  // over (WiFi's preemptive default).
+  ASSERT_EQ(bindings_->presentProvisionToken("lamp-1", bob).value(), "bob");
+  loop_.runOnce();
+  clock_.advance(std::chrono::minutes(11));  // past provision_ttl (10 min)
+  EXPECT_EQ(bindings_->refuseProvisionToken("lamp-1", aliceAgain).code(), ErrorCode::kTokenExpired);
 }
 
 }  // namespace

@@ -381,6 +381,29 @@ TEST_F(BlePluginTest, ReportsAdvertisingDevicesThatMatchARuleAndScansWithTheFilt
   EXPECT_TRUE(plugin->present("ble:" + kB));
 }
 
+TEST_F(BlePluginTest, ANamePatternMatchesTheAliasOfADeviceWithoutAName) {
+  ctx.cfg.json["products"] = R"([{"model": "acme.tag", "name_pattern": "Tag-*"}])";
+  tree[kAdapter] = adapterObject(true);
+  auto tagged = [](const std::string& address, std::optional<std::string> name, std::string alias) {
+    BluezObject o;
+    o.device = DeviceProps{};
+    o.device->address = address;
+    o.device->name = std::move(name);
+    o.device->alias = std::move(alias);
+    o.device->adapter = std::string(kAdapter);
+    o.device->rssi = -60;
+    return o;
+  };
+  tree[pathOf(kA)] = tagged(kA, std::nullopt, "Tag-7");         // no Name: the Alias counts
+  tree[pathOf(kB)] = tagged(kB, std::string("Lamp"), "Tag-8");  // a Name wins over the Alias
+  tree[pathOf(kC)] = tagged(kC, std::nullopt, "AA-00-00-00-00-03");
+  startPlugin();
+  ASSERT_EQ(ctx.devs.reports.size(), 1u);
+  EXPECT_EQ(ctx.devs.reports[0].deviceId, "ble:" + kA);
+  EXPECT_EQ(ctx.devs.reports[0].model, "acme.tag");
+  EXPECT_EQ(ctx.devs.reports[0].name, "Tag-7");
+}
+
 TEST_F(BlePluginTest, PresenceExpiresAndSilenceTurnsTheDeviceOffline) {
   ctx.cfg.durations["present_within"] = seconds(5);
   ctx.cfg.durations["offline_after"] = seconds(20);
@@ -731,6 +754,45 @@ TEST_F(BlePluginTest, BluezErrorsAreMappedWithTheirMessage) {
   ASSERT_TRUE(b->done);
   EXPECT_EQ(b->result.status().code(), ErrorCode::kUnavailable);
   EXPECT_NE(b->result.status().message().find("org.bluez.Error.NotPermitted"), std::string::npos);
+}
+
+TEST_F(BlePluginTest, BoundUsersHearEveryAnswerOfTheDeviceAsControlReply) {
+  withLocks({kA, kB});
+  startPlugin();
+  ctx.devs.notified.clear();
+  auto ok = control(kA, "lock");
+  connectAndResolve(kA);
+  bluez->take("WriteValue").done(std::nullopt);
+  ctx.drain();
+  ASSERT_TRUE(ok->result.isOk());
+  ASSERT_EQ(ctx.devs.notified.size(), 1u);
+  EXPECT_EQ(ctx.devs.notified[0].deviceId, "ble:" + kA);
+  EXPECT_EQ(ctx.devs.notified[0].event, "controlReply");
+  EXPECT_EQ(ctx.devs.notified[0].data,
+            R"({"deviceId":"ble:AA:00:00:00:00:01","userId":"alice","command":"lock","ok":true,)"
+            R"("result":{"command":"lock","deviceId":"ble:AA:00:00:00:00:01","written":"02"}})");
+
+  // The device refused the write: its error goes out too.
+  auto refused = control(kA, "unlock");
+  bluez->take("WriteValue").done(BluezError{"org.bluez.Error.NotPermitted", "Write not permitted"});
+  ctx.drain();
+  ASSERT_FALSE(refused->result.isOk());
+  ASSERT_EQ(ctx.devs.notified.size(), 2u);
+  EXPECT_EQ(ctx.devs.notified[1].data,
+            R"({"deviceId":"ble:AA:00:00:00:00:01","userId":"alice","command":"unlock","ok":false,)"
+            R"("error":{"code":"UNAVAILABLE","message":"BlueZ org.bluez.Error.NotPermitted: )"
+            R"(Write not permitted"}})");
+
+  // No answer is no controlReply: a write that timed out, a connection that failed.
+  auto silent = control(kA, "lock");
+  bluez->take("WriteValue").done(BluezError{"org.bluez.Error.Timeout", ""});
+  ctx.drain();
+  EXPECT_EQ(silent->result.status().code(), ErrorCode::kTimeout);
+  auto unreachable = control(kB, "lock");
+  bluez->take("Connect").done(BluezError{"org.bluez.Error.Failed", "Host is down"});
+  ctx.drain();
+  EXPECT_EQ(unreachable->result.status().code(), ErrorCode::kOffline);
+  EXPECT_EQ(ctx.devs.notified.size(), 2u);
 }
 
 TEST_F(BlePluginTest, RefusesWhatCannotWork) {

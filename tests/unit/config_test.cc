@@ -2,8 +2,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -645,6 +648,125 @@ TEST(PluginConfig, BrokenDeclarationsAreReported) {
   EXPECT_EQ(r.errors[0].key, "plugins.p.enabled");
   EXPECT_EQ(r.errors[1].key, "plugins.p.n");
   EXPECT_THAT(r.errors[1].message, HasSubstr("default"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing always ends: yaml-cpp 0.7 (Debian 12) loops, allocating without bound, on a flow entry
+// after a complete node outside a flow collection (upstream jbeder/yaml-cpp#1040, PRs
+// #1318/#1319). libyaml's syntax pass (config/yaml_syntax.h) rejects them first.
+
+// Runs loadString in a child with a time limit (and, outside ASan, whose allocator reserves
+// terabytes of address space up front, a 512 MiB address-space limit), so a regression fails
+// this test instead of eating the machine's memory. Returns the errors, one per line.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+constexpr bool kAddressSanitizer = __has_feature(address_sanitizer);
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
+std::string loadBounded(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  int fds[2];
+  if (pipe(fds) != 0) throw std::runtime_error("pipe");
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    if (!kAddressSanitizer) {
+      const rlimit limit{512u << 20, 512u << 20};
+      setrlimit(RLIMIT_AS, &limit);
+    }
+    alarm(20);
+    const LoadResult r = loadString(text, "test.yaml", overrides);
+    const std::string out = r.config ? "config" : formatErrors(r.errors);
+    if (write(fds[1], out.data(), out.size()) != static_cast<ssize_t>(out.size())) _exit(3);
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) out.append(buf, n);
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return "the load did not end: " + (WIFSIGNALED(status)
+                                           ? std::string(strsignal(WTERMSIG(status)))
+                                           : "exit status " + std::to_string(WEXITSTATUS(status)));
+  }
+  return out;
+}
+
+TEST(YamlSyntax, UpstreamLoopShapesAreErrorsWithTheirLine) {
+  struct Case {
+    const char* text;
+    const char* expected;
+  };
+  const Case cases[] = {
+      {",", "test.yaml:1: YAML syntax error at column 1: did not find expected node content"},
+      {"--- ,", "test.yaml:1: YAML syntax error at column 5: did not find expected node content"},
+      {"[a],",
+       "test.yaml:1: YAML syntax error at column 4: did not find expected <document start>"},
+      {"{a: b},", "test.yaml:1: YAML syntax error at column 7"},
+      {"\"a\" ,", "test.yaml:1: YAML syntax error at column 5"},
+      {"&a ,", "test.yaml:1: YAML syntax error at column 4"},
+      {"a: |\n  x\n,\n", "test.yaml:3: YAML syntax error at column 1"},
+      // jbeder/yaml-cpp#1040 as found through a parser playground.
+      {"- !+(.,.)\n", "test.yaml:1: YAML syntax error"},
+      // The falcosecurity/falco#3281 rule file behind PRs #1318/#1319: a plain scalar that
+      // runs on over lines starting with a quote.
+      {"- macro: exclude_commands\n"
+       "  condition:\n"
+       "    (user.uid = 1001 and proc.args in (\n"
+       "\"/usr/local/bin/script_metrics.sh\",\n"
+       "    \"-c rsync\"\n"
+       "    )  )\n",
+       "test.yaml:4: YAML syntax error"},
+      // Found by config_fuzzer: libyaml reads an anchor and the plain scalar ":,", yaml-cpp an
+      // anchor, a ':' and a ',' -- which its LoadAll loops on. yaml-cpp's own parser is asked
+      // for at most a second document, so this ends too.
+      {"&amax_members:,",
+       "test.yaml:1: YAML syntax error at column 15: unexpected text after the document"},
+      // The shape a user types: a stray comma after a flow list in a real section.
+      {"hub:\n  log_level: info\nadmin:\n  users: [alice, bob],\n",
+       "test.yaml:4: YAML syntax error"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_THAT(loadBounded(c.text), HasSubstr(c.expected)) << "input: " << c.text;
+  }
+}
+
+TEST(YamlSyntax, OverrideValuesGetTheSamePass) {
+  EXPECT_THAT(
+      loadBounded("", {"admin.users=[a],"}),
+      HasSubstr("test.yaml:0: admin.users: the value is not valid YAML: YAML syntax error"));
+}
+
+TEST(YamlSyntax, CommasInsideFlowCollectionsAndStringsStillWork) {
+  const HubConfig c = loadOk(
+      "admin:\n  users: [alice, bob]  # a, comment\nbinding:\n  products:\n"
+      "    - {model: 'a,b*', mode: share_free}\n");
+  EXPECT_THAT(c.adminUsers, ElementsAre("alice", "bob"));
+  ASSERT_THAT(c.products, SizeIs(1));
+  EXPECT_EQ(c.products[0].model, "a,b*");
+}
+
+TEST(YamlSyntax, BadEncodingNamesItsLine) {
+  EXPECT_THAT(loadBounded("hub:\n  log_level: info\n  state_dir: /x\xff\n"),
+              HasSubstr("test.yaml:3: YAML syntax error at column 16: invalid"));
+}
+
+TEST(YamlSyntax, AFileLargerThanAMebibyteIsRefusedUnread) {
+  TempDir dir;
+  const std::string path = dir.write("hearth.yaml", std::string(2 << 20, '#'));
+  const LoadResult r = loadFile(path);
+  ASSERT_THAT(r.errors, SizeIs(1));
+  EXPECT_EQ(r.errors[0].toString(),
+            path + ":0: the file is larger than 1 MiB; a hearth.yaml is a few KiB");
+  // /dev/zero never ends; only the first MiB and a byte are read.
+  const LoadResult zero = loadFile("/dev/zero");
+  ASSERT_THAT(zero.errors, SizeIs(1));
+  EXPECT_THAT(zero.errors[0].message, HasSubstr("larger than 1 MiB"));
 }
 
 }  // namespace

@@ -184,6 +184,11 @@ class FakeDevices : public Devices {
     auto it = bound.find(deviceId);
     return it == bound.end() ? std::vector<std::string>{} : it->second;
   }
+  Status refuseProvisionToken(const std::string& deviceId, const std::string& token) override {
+    refused.emplace_back(deviceId, token);
+    return tokens.count(token) ? Status::ok()
+                               : Status::error(ErrorCode::kTokenInvalid, "unknown token");
+  }
 
   std::optional<DeviceInfo> deviceInfo(const std::string& deviceId) const override {
     auto it = infos.find(deviceId);
@@ -228,6 +233,7 @@ class FakeDevices : public Devices {
   std::vector<Control> controlled;
   Result<std::string> controlResult = std::string("{}");
   std::map<std::string, std::function<std::string(const std::string&, const std::string&)>> details;
+  std::vector<std::pair<std::string, std::string>> refused;  // refuseProvisionToken (id, token)
 };
 
 // A PluginContext whose parts are the fakes above, public for the test to set up and inspect.

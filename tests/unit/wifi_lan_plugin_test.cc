@@ -294,6 +294,15 @@ TEST_F(WifiLanPluginTest, ABoundDeviceIsTakenOverOnlyWithItsCurrentKey) {
   receive(spoofer.provisioning(kBobToken, false));
   EXPECT_EQ(plugin_->dropped(DropReason::kUnauthorized), 1u);
   EXPECT_EQ(ctx_.devs.presented.size(), 1u);
+  // The token's user is told the device is taken (the loser of a setup race stops waiting),
+  // once however often the announcement repeats; nothing is presented or bound.
+  EXPECT_EQ(ctx_.devs.refused,
+            (std::vector<std::pair<std::string, std::string>>{{kDevice, kBobToken}}));
+  receive(spoofer.provisioning(kBobToken, false));
+  EXPECT_EQ(plugin_->dropped(DropReason::kUnauthorized), 2u);
+  EXPECT_EQ(ctx_.devs.refused.size(), 1u);
+  EXPECT_EQ(ctx_.devs.presented.size(), 1u);
+  EXPECT_EQ(ctx_.devs.bound[kDevice], std::vector<std::string>{"alice"});
   receive(dev.signedAnnounce());
   EXPECT_EQ(plugin_->dropped(DropReason::kReplay), 0u);
 

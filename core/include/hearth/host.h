@@ -239,6 +239,16 @@ class Devices {
   virtual Status addDetailProvider(
       const std::string& key,
       std::function<std::string(const std::string& deviceId, const std::string& userId)> fn) = 0;
+  // WiFi provisioning lost a race: the device announced this token, but it is bound to someone
+  // else who set it up first, and the transport refuses to let the token take it. Tells the
+  // token's user provisionFailed{deviceId, reason:"taken", message}; nothing else changes (the
+  // token stays unspent). A token that is unknown, used, expired or for another device tells
+  // nobody: TOKEN_INVALID / TOKEN_USED / TOKEN_EXPIRED. The transport calls this once per token.
+  virtual Status refuseProvisionToken(const std::string& deviceId, const std::string& token) {
+    (void)deviceId;
+    (void)token;
+    return Status::error(ErrorCode::kUnavailable, "not supported by this host");
+  }
 };
 
 enum class PluginState { kStarting, kRunning, kWaiting, kDegraded, kFailed, kStopped };

@@ -500,6 +500,38 @@ Result<std::string> BindingService::presentProvisionToken(const std::string& dev
   return tok->second.userId;
 }
 
+Status BindingService::refuseProvisionToken(const std::string& deviceId, const std::string& token) {
+  auto tok = tokens_.find(hashSecret(token));
+  if (tok == tokens_.end()) {
+    return Status::error(ErrorCode::kTokenInvalid, "unknown provisioning token");
+  }
+  const ProvisionToken& t = tok->second;
+  // Only a token that could still have bound the device earns its user the news: a used,
+  // expired or misdirected one tells nobody anything.
+  if (t.used) return Status::error(ErrorCode::kTokenUsed, "provisioning token was already used");
+  if (!t.deviceId.empty() && t.deviceId != deviceId) {
+    return Status::error(ErrorCode::kTokenInvalid,
+                         "provisioning token was issued for another device");
+  }
+  if (deps_.clock.nowMs() >= t.expiresAtMs) {
+    return Status::error(ErrorCode::kTokenExpired, "provisioning token has expired");
+  }
+  auto dev = devices_.find(deviceId);
+  if (dev == devices_.end()) {
+    return Status::error(ErrorCode::kNotFound, "device " + deviceId + " was never reported");
+  }
+  if (findBinding(dev->second, t.userId) != nullptr) {
+    return Status::error(ErrorCode::kConflict, "the token's user is bound to the device already");
+  }
+  Poco::JSON::Object data;
+  data.set("deviceId", deviceId);
+  data.set("reason", "taken");
+  data.set("message",
+           "device " + deviceId + " was set up by someone else first and is bound to them");
+  deps_.notifyUser(t.userId, "provisionFailed", toJson(data));
+  return Status::ok();
+}
+
 Status BindingService::reportReset(const std::string& deviceId) {
   Outcome out =
       mutate(deviceId, [&](Device& d) { return policy_.deviceReset(d, deps_.clock.nowMs()); });

@@ -61,6 +61,9 @@ class BindingService {
   Status report(const DeviceReport& report);
   void setOnline(const std::string& deviceId, bool online);
   Result<std::string> presentProvisionToken(const std::string& deviceId, const std::string& token);
+  // The device is bound to another user and did not vouch for this token (Devices::
+  // refuseProvisionToken): the token's user hears provisionFailed{reason:"taken"}.
+  Status refuseProvisionToken(const std::string& deviceId, const std::string& token);
   Status reportReset(const std::string& deviceId);
   size_t notifyBoundUsers(const std::string& deviceId, const std::string& event,
                           const std::string& dataJson);

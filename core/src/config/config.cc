@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "config/schema.h"
+#include "config/yaml_load.h"
 #include "hearth/status.h"
 
 namespace hearth::config {
@@ -64,6 +65,13 @@ std::optional<milliseconds> parseDuration(const std::string& text) {
 }
 
 namespace {
+
+// A hearth.yaml is a few KiB; anything this large is not one (and is never read whole).
+constexpr size_t kMaxFileBytes = 1 << 20;
+
+// Every YAML text (the file, --set values, declared defaults) goes through loadYamlDocument,
+// which always ends (config/yaml_load.h).
+YAML::Node parseYaml(const std::string& text) { return loadYamlDocument(text); }
 
 bool isPluginName(std::string_view name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
@@ -369,7 +377,7 @@ void applyOverrides(YAML::Node& root, const std::vector<std::string>& overrides,
     }
     YAML::Node value;
     try {
-      value = withoutMarks(YAML::Load(item.substr(eq + 1)));
+      value = withoutMarks(parseYaml(item.substr(eq + 1)));
     } catch (const YAML::Exception& e) {
       sink.add(0, key, "the value is not valid YAML: " + e.msg + " (in --set " + item + ")");
       continue;
@@ -444,7 +452,7 @@ class CoreLoader {
         fillKey(spec, key, entry.value, entryLine(entry.key, entry.value),
                 !entry.value.Mark().is_null(), config);
       } else {
-        fillKey(spec, key, YAML::Load(std::string(spec.defaultYaml)), 0, false, config);
+        fillKey(spec, key, parseYaml(std::string(spec.defaultYaml)), 0, false, config);
       }
     }
     checkAcrossKeys(config);
@@ -630,17 +638,17 @@ class CoreLoader {
 LoadResult loadText(const std::string& text, const std::string& file, const fs::path& baseDir,
                     const std::vector<std::string>& overrides) {
   ErrorSink sink(file);
-  std::vector<YAML::Node> documents;
+  if (text.size() > kMaxFileBytes) {
+    sink.add(0, "", "the file is larger than 1 MiB; a hearth.yaml is a few KiB");
+    return {std::nullopt, sink.take()};
+  }
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(text);
+    root = parseYaml(text);
   } catch (const YAML::Exception& e) {
     sink.add(e.mark.is_null() ? 0 : e.mark.line + 1, "", e.msg);
     return {std::nullopt, sink.take()};
   }
-  if (documents.size() > 1) {
-    sink.add(lineOf(documents[1]), "", "only one YAML document is allowed");
-  }
-  YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
   if (root.IsNull() || !root.IsDefined()) {
     root = YAML::Node(YAML::NodeType::Map);  // an empty file means all defaults
   } else if (!root.IsMap()) {
@@ -833,12 +841,15 @@ LoadResult loadFile(const std::string& path, const std::vector<std::string>& ove
   if (fs::is_directory(path, ec)) {
     return {std::nullopt, {{path, 0, "", "cannot read: is a directory"}}};
   }
-  std::ostringstream text;
-  text << in.rdbuf();
+  // At most one byte more than a config may have, so /dev/zero or a huge file is refused
+  // without reading it whole.
+  std::string text(kMaxFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   if (in.bad()) {
     return {std::nullopt, {{path, 0, "", std::string("cannot read: ") + std::strerror(errno)}}};
   }
-  return loadText(text.str(), path, directoryOf(path), overrides);
+  text.resize(static_cast<size_t>(in.gcount()));
+  return loadText(text, path, directoryOf(path), overrides);
 }
 
 LoadResult loadString(const std::string& yamlText, const std::string& nameForErrors,
@@ -924,7 +935,7 @@ PluginConfigResult validatePluginConfig(const HubConfig& config, const std::stri
     }
     YAML::Node defaultNode;
     try {
-      defaultNode = YAML::Load(spec->default_value);
+      defaultNode = parseYaml(spec->default_value);
     } catch (const YAML::Exception& e) {
       sink.add(0, key, "the plugin's default is not valid YAML: " + e.msg);
       continue;

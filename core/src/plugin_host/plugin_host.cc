@@ -112,6 +112,9 @@ class PluginHost::Context : public PluginContext, private Devices {
   Status reportReset(const std::string& deviceId) override {
     return core_.bindings().reportReset(deviceId);
   }
+  Status refuseProvisionToken(const std::string& deviceId, const std::string& token) override {
+    return core_.bindings().refuseProvisionToken(deviceId, token);
+  }
   size_t notifyBoundUsers(const std::string& deviceId, const std::string& event,
                           const std::string& dataJson) override {
     return core_.bindings().notifyBoundUsers(deviceId, event, dataJson);
