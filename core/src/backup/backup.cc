@@ -18,6 +18,8 @@
 #include <sqlite3.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+
+#include <cstdlib>
 #include <unistd.h>
 
 #include <algorithm>
@@ -120,15 +122,15 @@ class AsFileOwner {
     if (::geteuid() != 0 || ::stat(file.c_str(), &st) != 0 || st.st_uid == 0) return;
     if (::setegid(st.st_gid) != 0) return;
     if (::seteuid(st.st_uid) != 0) {
-      (void)::setegid(0);
+      if (::setegid(0) != 0) std::abort();  // cannot get root's group back: a broken invariant
       return;
     }
     switched_ = true;
   }
   ~AsFileOwner() {
     if (!switched_) return;
-    (void)::seteuid(0);
-    (void)::setegid(0);
+    // Back to root; failing would leave hearthctl running as another user (a broken invariant).
+    if (::seteuid(0) != 0 || ::setegid(0) != 0) std::abort();
   }
   AsFileOwner(const AsFileOwner&) = delete;
   AsFileOwner& operator=(const AsFileOwner&) = delete;
