@@ -92,8 +92,10 @@ string(REPLACE "${hearth_unit_exec}"
 hearth_write_if_changed(${CMAKE_BINARY_DIR}/systemd/hearth.service "${hearth_unit}")
 install(FILES ${CMAKE_BINARY_DIR}/systemd/hearth.service DESTINATION ${HEARTH_INSTALL_SYSTEMDUNITDIR})
 
-# The web app (clients/web builds it into the build tree), when it was built.
-install(DIRECTORY ${HEARTH_WEB_APP_BUILD_DIR}/ DESTINATION ${HEARTH_INSTALL_WWWDIR} OPTIONAL)
+# The web app (clients/web builds it into the build tree), when it was built; its source maps
+# (1.5 MB, for developers) stay in the build tree.
+install(DIRECTORY ${HEARTH_WEB_APP_BUILD_DIR}/ DESTINATION ${HEARTH_INSTALL_WWWDIR} OPTIONAL
+        PATTERN "*.map" EXCLUDE)
 
 # The plugin SDK (hearth-dev): headers, hearth.pc and a CMake package (find_package(hearth)).
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/core/include/hearth
