@@ -1,5 +1,6 @@
 #include "hub_ca.h"
 
+#include <Poco/DigestEngine.h>
 #include <Poco/Net/NetworkInterface.h>
 #include <fcntl.h>
 #include <openssl/bn.h>
@@ -305,13 +306,7 @@ Result<std::string> certificateFingerprint(const std::string& pemFile) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (X509_digest(cert.get(), EVP_sha256(), md, &len) != 1) return fail("digest failed");
-  static const char* hex = "0123456789abcdef";
-  std::string out = "sha256:";
-  for (unsigned int i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
+  return "sha256:" + Poco::DigestEngine::digestToHex(Poco::DigestEngine::Digest(md, md + len));
 }
 
 Result<ServerIdentity> certificateSans(const std::string& pemFile) {
