@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "hearth/status.h"
-#include "hub/hub_loop.h"
+#include "loop/hub_loop.h"
 
 namespace hearth {
 

@@ -1,4 +1,4 @@
-#include "hub/hub_loop.h"
+#include "loop/hub_loop.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>
