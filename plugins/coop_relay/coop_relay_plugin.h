@@ -8,6 +8,12 @@
 // before the request that caused it is answered, so a hub restart loses nothing acknowledged.
 //
 // Threading: everything runs on the hub loop (the PluginContext contract); no locks.
+//
+// One class, its member functions in one file per seam: coop_relay_plugin.cc (construction,
+// lifecycle, core events, lookups), coop_relay_methods.cc (the mtl.coop handlers),
+// coop_relay_state.cc (load, indexes, the change pipeline), coop_relay_delivery.cc (flush and
+// the delivery window), coop_relay_deadlines.cc (expiry and timeouts); coop_relay_shared.h holds
+// the constants and event bodies they share.
 
 #include <cstdint>
 #include <functional>
