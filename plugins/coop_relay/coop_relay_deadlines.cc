@@ -1,5 +1,5 @@
 // coop_relay's deadlines: command expiry and reply timeout, access request expiry, outbox
-// expiry, all in one ordered set served by one hub-loop timer.
+// expiry, all in one deadline queue (hearth/util/deadline_queue.h) served by one hub-loop timer.
 #include "coop_relay_plugin.h"
 
 #include <algorithm>
@@ -15,12 +15,10 @@ using namespace relay;
 // Deadlines
 
 void CoopRelayPlugin::addDeadline(int64_t atMs, const std::string& tag) {
-  deadlines_.insert({atMs, tag});
+  deadlines_.set(tag, atMs);
 }
 
-void CoopRelayPlugin::removeDeadline(int64_t atMs, const std::string& tag) {
-  deadlines_.erase({atMs, tag});
-}
+void CoopRelayPlugin::removeDeadline(const std::string& tag) { deadlines_.erase(tag); }
 
 void CoopRelayPlugin::armTimer() {
   if (!running_) return;
@@ -29,7 +27,7 @@ void CoopRelayPlugin::armTimer() {
     timer_ = 0;
     return;
   }
-  int64_t at = std::max(deadlines_.begin()->first, backoffUntilMs_);
+  int64_t at = std::max(deadlines_.earliest(), backoffUntilMs_);
   if (timer_ != 0 && timerAtMs_ == at) return;
   if (timer_ != 0) ctx_.cancelTimer(timer_);
   timerAtMs_ = at;
@@ -49,8 +47,7 @@ void CoopRelayPlugin::expireDue() {
   int64_t now = nowMs();
   if (now < backoffUntilMs_) return;
   Batch b;
-  for (auto it = deadlines_.begin(); it != deadlines_.end() && it->first <= now; ++it) {
-    const std::string& tag = it->second;
+  for (const std::string& tag : deadlines_.due(now)) {
     std::string id = tag.substr(2);
     switch (tag[0]) {
       case 'c': {

@@ -91,7 +91,7 @@ void CoopRelayPlugin::eraseCommand(const std::string& commandId) {
     if (f != inFlight_.end() && --f->second == 0) inFlight_.erase(f);
     freed_.insert(c.to.key());
   }
-  removeDeadline(c.deadlineMs(), "c:" + commandId);
+  removeDeadline("c:" + commandId);
   commands_.erase(it);
   // A sender still waiting for its sendCommand answer gets INTERNAL from the core once this
   // last copy of its responder is gone (only when its user was removed meanwhile).
@@ -106,7 +106,7 @@ void CoopRelayPlugin::insertRequest(const AccessRequest& r) {
 void CoopRelayPlugin::eraseRequest(const std::string& commandId) {
   auto it = requests_.find(commandId);
   if (it == requests_.end()) return;
-  removeDeadline(it->second.expiresAtMs, "r:" + commandId);
+  removeDeadline("r:" + commandId);
   requests_.erase(it);
 }
 
@@ -123,7 +123,7 @@ void CoopRelayPlugin::eraseOutbox(uint64_t seq) {
   if (box != outbox_.end()) {
     auto e = box->second.find(seq);
     if (e != box->second.end()) {
-      removeDeadline(e->second.expiresAtMs, "o:" + seqKey(seq));
+      removeDeadline("o:" + seqKey(seq));
       box->second.erase(e);
     }
     if (box->second.empty()) outbox_.erase(box);
