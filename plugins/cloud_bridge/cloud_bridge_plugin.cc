@@ -1,5 +1,7 @@
 #include "cloud_bridge_plugin.h"
 
+#include <Poco/DigestEngine.h>
+
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
@@ -58,14 +60,9 @@ Status requireReadable(const std::string& key, const std::string& path) {
 
 std::string randomHex(size_t bytes) {
   std::random_device rd;
-  std::string out;
-  static const char* kHex = "0123456789abcdef";
-  for (size_t i = 0; i < bytes; ++i) {
-    auto b = static_cast<unsigned>(rd() & 0xff);
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
-  return out;
+  Poco::DigestEngine::Digest random(bytes);
+  for (auto& b : random) b = static_cast<unsigned char>(rd() & 0xff);
+  return Poco::DigestEngine::digestToHex(random);
 }
 
 // FNV-1a, to give each set of local subscriptions its own persistent local session.
