@@ -245,14 +245,16 @@ void FrontDoor::housekeep() {
   int64_t inside = guard_.inside();
   // Worker threads end kThreadIdleSec after their client left, and what they held (their
   // arena's free chunks, OpenSSL's per-thread state) is free only then: a trim at the end of a
-  // burst alone would come too early.
+  // burst alone would come too early. collect() only tells them to end; they do so on their
+  // own a moment later, so the next housekeeping trims once more.
   int threads = pool_->allocated();
-  bool threadsEnded = threads < threadsAtTrim_;
-  if (peakSinceTrim_ - inside >= kTrimAfter || threadsEnded) {
+  if (threads < threadsAtTrim_) trimsDue_ = 2;
+  threadsAtTrim_ = threads;
+  if (peakSinceTrim_ - inside >= kTrimAfter || trimsDue_ > 0) {
     ::malloc_trim(0);
     peakSinceTrim_ = inside;
+    if (trimsDue_ > 0) --trimsDue_;
   }
-  threadsAtTrim_ = threads;
 }
 
 void FrontDoor::stop() {

@@ -80,6 +80,7 @@ class FrontDoor {
   int64_t peakSinceTrim_ = 0;
   int64_t pocoRefused_ = 0;
   int threadsAtTrim_ = 0;
+  int trimsDue_ = 0;
 };
 
 }  // namespace hearth::web
