@@ -149,9 +149,14 @@ def main():
               "%.1f KiB per connection" % (args.held, idle, loaded, per))
         for s in held:
             s.close()
+        # Worker threads end 10 s after their client; then the allocator gives back their memory.
+        time.sleep(16)
+        after = hub.rss_kib()
+        print("after they left: hub RSS %d KiB (%+d KiB against idle)" % (after, after - idle))
         result = {"requests": args.requests, "paths": rows, "paths_mqtt_js": js_rows,
                   "held": args.held,
-                  "rss_idle_kib": idle, "rss_held_kib": loaded, "rss_per_connection_kib": per}
+                  "rss_idle_kib": idle, "rss_held_kib": loaded, "rss_per_connection_kib": per,
+                  "rss_after_kib": after}
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=2)
