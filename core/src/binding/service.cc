@@ -157,42 +157,36 @@ Outcome BindingService::mutate(const std::string& deviceId,
 }
 
 void BindingService::markUnsynced() {
-  unsynced_ = true;
-  if (settlePosted_) return;
+  // With the hub's background sync the syncer was asked at commit; otherwise (tests, tools)
+  // one sync runs once the loop has handled what it read in this turn (every request already
+  // in the socket), so one fsync serves all of them.
+  if (deps_.db.backgroundSync() || settlePosted_) return;
   settlePosted_ = true;
-  // Runs once the loop has handled what it read in this turn (every request already in the
-  // socket), so one fsync serves all of them.
   deps_.loop.post([this] {
     settlePosted_ = false;
-    settle();
+    if (Status s = deps_.db.settle(); !s) {
+      deps_.logger.error("binding changes may not be on disk: " + s.message());
+    }
   });
 }
 
 void BindingService::afterDurable(std::function<void()> run, std::function<void()> failed) {
-  if (!unsynced_ && waiting_.empty()) return run();
-  waiting_.push_back({std::move(run), std::move(failed)});
+  // Database::afterSynced keeps the order: callbacks run by commit number, then as registered.
+  deps_.db.afterSynced([run = std::move(run), failed = std::move(failed)](bool ok) {
+    if (ok) {
+      run();
+    } else if (failed) {
+      failed();
+    }
+  });
 }
 
 bool BindingService::settle() {
-  bool ok = true;
-  if (unsynced_) {
-    Status s = deps_.db.syncWal();
-    unsynced_ = false;
-    if (!s) {
-      ok = false;
-      deps_.logger.error("binding changes may not be on disk: " + s.message());
-    }
-  }
-  std::vector<Waiting> due;
-  due.swap(waiting_);
-  for (auto& w : due) {
-    if (ok) {
-      w.run();
-    } else if (w.failed) {
-      w.failed();
-    }
-  }
-  return ok;
+  // The caller hands a result to a transport plugin that acts on it at once (a device's
+  // provisioning answer): the one place the hub loop waits for the disk.
+  Status s = deps_.db.syncNow();
+  if (!s) deps_.logger.error("binding changes may not be on disk: " + s.message());
+  return s.isOk();
 }
 
 namespace {
@@ -330,8 +324,12 @@ void BindingService::removeUser(const std::string& userId) {
       return out;
     });
   }
-  // Called while the account removal is being answered: its consequences are durable first.
-  if (!ids.empty()) settle();
+  // Called while the account removal is being answered: its consequences are durable before
+  // the answer (the hub holds answers until the commits before them are synced; without
+  // background sync this syncs now).
+  if (!ids.empty() && !deps_.db.settle()) {
+    deps_.logger.error("binding changes of removing " + userId + " may not be on disk");
+  }
 }
 
 // ---- Devices (transport plugins) --------------------------------------------------------------

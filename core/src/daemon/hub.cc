@@ -85,6 +85,23 @@ Status Hub::open() {
   bindings_->setBusPublisher(
       [this](const std::string& topic, const std::string& data) { bus_.publish(topic, data); });
   if (Status s = bindings_->load(cfg_); !s) return s;
+  // From here on no fsync runs on the hub loop: commits go to the WAL and the syncer thread
+  // flushes them; what tells someone about a commit waits in gate_ for that flush.
+  gate_ = std::make_unique<OutputGate>(*db_);
+  db_->setCallbackScope([this](const std::function<void()>& fn) {
+    OutputGate::Unit unit(*gate_);
+    fn();
+  });
+  db_->setSyncFailureHandler([this](const std::string& error) {
+    logger_.error(error + "; stopping at once: nothing more is acknowledged (systemd restarts "
+                  "the hub and SQLite recovers the WAL)");
+  });
+  if (Status s = db_->startBackgroundSync([this](std::function<void()> fn) {
+        loop_.post(std::move(fn));
+      });
+      !s) {
+    return s;
+  }
   return Status::ok();
 }
 
@@ -248,6 +265,12 @@ void Hub::stop() {
   logger_.info("stopping");
   plugins_->stopAll();
   bindings_->flushDiscovered();
+  // What is held for the disk goes out once it is there; the loop stops after this turn.
+  if (Status s = db_->syncNow(); s) {
+    gate_->releaseAll();
+  } else {
+    logger_.error("stopping with changes that may not be on disk: " + s.message());
+  }
   // A clean stop says so in the retained status; the Will covers crashes.
   int mid = 0;
   mqtt_->publish(kStatusTopic, statusJson(false), 1, true, nullptr, &mid);
@@ -345,6 +368,7 @@ void Hub::onMessage(const MqttMessage& msg) {
     onPresence(parts[3], parts[4], msg.payload);
     return;
   }
+  OutputGate::Unit unit(*gate_);
   router_.handle(msg);
   if (parts.count() == 7 && parts[2] == "u" && parts[5] == "req") {
     publishSeen(parts[3], parts[4], "request");
@@ -391,14 +415,17 @@ size_t Hub::sendEvent(const std::string& userId, const std::string& clientId,
     logger_.error("event " + event + " has invalid JSON data: " + e.what());
     return 0;
   }
-  std::string payload = toJson(env);
+  auto payload = std::make_shared<const std::string>(toJson(env));
   size_t sent = 0;
   for (const auto& t : identity_->onlineTerminals(userId)) {
     if (!clientId.empty() && t.clientId != clientId) continue;
-    if (mqtt_->publish("hearth/v1/u/" + userId + "/" + t.clientId + "/evt/" + event, payload, 1,
-                       false)) {
-      ++sent;
-    }
+    std::string topic = "hearth/v1/u/" + userId + "/" + t.clientId + "/evt/" + event;
+    std::optional<bool> now = gate_->send(
+        userId + "/" + t.clientId, [this, topic, payload] {
+          return mqtt_->publish(topic, *payload, 1, false);
+        });
+    // Held for the disk: counted as sent while the broker connection is up.
+    if (now ? *now : brokerUp_) ++sent;
   }
   return sent;
 }
@@ -409,9 +436,18 @@ void Hub::publish(const std::string& topic, const std::string& payload,
   std::optional<std::string> corr;
   if (correlationData != nullptr) corr = *correlationData;
   loop_.dispatch([this, topic, payload, corr] {
-    if (!mqtt_->publish(topic, payload, 1, false, corr ? &*corr : nullptr)) {
-      logger_.warn("could not publish the response on " + topic);
+    // hearth/v1/u/U/C/... or hearth/v1/admin/...: the terminal whose order it keeps.
+    std::string terminal = "admin";
+    if (topic.rfind("hearth/v1/u/", 0) == 0) {
+      size_t user = topic.find('/', 12);
+      size_t client = user == std::string::npos ? user : topic.find('/', user + 1);
+      terminal = topic.substr(12, client == std::string::npos ? client : client - 12);
     }
+    gate_->send(terminal, [this, topic, payload, corr] {
+      if (mqtt_->publish(topic, payload, 1, false, corr ? &*corr : nullptr)) return true;
+      logger_.warn("could not publish the response on " + topic);
+      return false;
+    });
   });
 }
 
