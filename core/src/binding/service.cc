@@ -611,7 +611,7 @@ Status BindingService::registerMethods(RequestRouter& router) {
   struct M {
     const char* name;
     MethodScope scope;
-    void (BindingService::*fn)(const Request&, const Responder&);
+    void (BindingService::*fn)(const Request&, const Params&, const Responder&);
   };
   const M methods[] = {
       {"provisionBegin", MethodScope::kUser, &BindingService::provisionBegin},
@@ -630,29 +630,24 @@ Status BindingService::registerMethods(RequestRouter& router) {
   };
   for (const auto& m : methods) {
     auto fn = m.fn;
-    Status s = router.registerMethod(
-        m.name, m.scope,
-        [this, fn](const Request& req, Responder res) {
-          (this->*fn)(req, durableResponder(std::move(res)));
-        },
-        "core");
+    Status s = router.registerCoreMethod(
+        m.name, m.scope, [this, fn](const Request& req, const Params& p, Responder res) {
+          (this->*fn)(req, p, durableResponder(std::move(res)));
+        });
     if (!s) return s;
   }
   for (const char* how : {"acceptShare", "rejectShare", "cancelShare"}) {
     std::string h = how;
-    Status s = router.registerMethod(
-        how, MethodScope::kUser,
-        [this, h](const Request& req, Responder res) {
-          answerShare(req, durableResponder(std::move(res)), h);
-        },
-        "core");
+    Status s = router.registerCoreMethod(
+        how, MethodScope::kUser, [this, h](const Request& req, const Params& p, Responder res) {
+          answerShare(req, p, durableResponder(std::move(res)), h);
+        });
     if (!s) return s;
   }
   return Status::ok();
 }
 
-void BindingService::provisionBegin(const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void BindingService::provisionBegin(const Request& req, const Params& p, const Responder& res) {
   std::string deviceId = p.optionalIdentifier("deviceId").value_or("");
   std::string token = randomHex(16);  // 128 bits
   ProvisionToken t =
@@ -667,8 +662,7 @@ void BindingService::provisionBegin(const Request& req, const Responder& res) {
   res.ok(toJson(r));
 }
 
-void BindingService::bindDevice(const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void BindingService::bindDevice(const Request& req, const Params& p, const Responder& res) {
   std::string deviceId = p.identifier("deviceId");
   auto it = devices_.find(deviceId);
   if (it == devices_.end()) return res.error(ErrorCode::kNotFound, "no device " + deviceId);
@@ -687,8 +681,7 @@ void BindingService::bindDevice(const Request& req, const Responder& res) {
   answer(res, out, r);
 }
 
-void BindingService::shareDevice(const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void BindingService::shareDevice(const Request& req, const Params& p, const Responder& res) {
   std::string deviceId = p.identifier("deviceId");
   std::string way = p.string("way", 16);
   int64_t now = deps_.clock.nowMs();
@@ -716,8 +709,7 @@ void BindingService::shareDevice(const Request& req, const Responder& res) {
   res.error(ErrorCode::kInvalidRequest, "\"way\" must be \"qr\" or \"account\"");
 }
 
-void BindingService::scanShare(const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void BindingService::scanShare(const Request& req, const Params& p, const Responder& res) {
   std::string key = p.string("qrKey", 128);
   int64_t now = deps_.clock.nowMs();
   if (Status s = limiter_.check(req.userId, now); !s) return res.error(s.code(), s.message());
@@ -742,8 +734,7 @@ void BindingService::scanShare(const Request& req, const Responder& res) {
   answer(res, out, r);
 }
 
-void BindingService::listShares(const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void BindingService::listShares(const Request& req, const Params& p, const Responder& res) {
   std::string direction = p.optionalString("direction", 16).value_or("toMe");
   if (direction != "toMe" && direction != "fromMe") {
     return res.error(ErrorCode::kInvalidRequest, "\"direction\" must be \"toMe\" or \"fromMe\"");
@@ -759,8 +750,8 @@ void BindingService::listShares(const Request& req, const Responder& res) {
   res.ok(toJson(r));
 }
 
-void BindingService::answerShare(const Request& req, const Responder& res, const std::string& how) {
-  Params p(req.paramsJson);
+void BindingService::answerShare(const Request& req, const Params& p, const Responder& res,
+                                 const std::string& how) {
   std::string sharingId = p.identifier("sharingId");
   auto it = deviceBySharingId_.find(sharingId);
   if (it == deviceBySharingId_.end()) {
@@ -780,8 +771,7 @@ void BindingService::answerShare(const Request& req, const Responder& res, const
   answer(res, out, r);
 }
 
-void BindingService::unbindDevice(const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void BindingService::unbindDevice(const Request& req, const Params& p, const Responder& res) {
   std::string deviceId = p.identifier("deviceId");
   Outcome out = mutate(
       deviceId, [&](Device& d) { return policy_.unbind(d, req.userId, deps_.clock.nowMs()); });
@@ -790,8 +780,7 @@ void BindingService::unbindDevice(const Request& req, const Responder& res) {
   answer(res, out, r);
 }
 
-void BindingService::removeMember(const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void BindingService::removeMember(const Request& req, const Params& p, const Responder& res) {
   std::string deviceId = p.identifier("deviceId");
   std::string member = p.identifier("userId");
   Outcome out = mutate(deviceId, [&](Device& d) {
@@ -803,7 +792,7 @@ void BindingService::removeMember(const Request& req, const Responder& res) {
   answer(res, out, r);
 }
 
-void BindingService::getBoundDevices(const Request& req, const Responder& res) {
+void BindingService::getBoundDevices(const Request& req, const Params&, const Responder& res) {
   Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
   for (const Device* d : devicesByUser_.devicesOf(req.userId)) {
     const Binding* b = findBinding(*d, req.userId);
@@ -823,8 +812,7 @@ void BindingService::getBoundDevices(const Request& req, const Responder& res) {
   res.ok(toJson(r));
 }
 
-void BindingService::getDeviceDetail(const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void BindingService::getDeviceDetail(const Request& req, const Params& p, const Responder& res) {
   std::string deviceId = p.identifier("deviceId");
   auto it = devices_.find(deviceId);
   if (it == devices_.end()) return res.error(ErrorCode::kNotFound, "no device " + deviceId);
@@ -859,8 +847,7 @@ void BindingService::getDeviceDetail(const Request& req, const Responder& res) {
   res.ok(toJson(r));
 }
 
-void BindingService::controlDevice(const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void BindingService::controlDevice(const Request& req, const Params& p, const Responder& res) {
   std::string deviceId = p.identifier("deviceId");
   std::string command = p.string("command", 64);
   std::string params = "{}";
@@ -889,8 +876,7 @@ void BindingService::controlDevice(const Request& req, const Responder& res) {
   });
 }
 
-void BindingService::adminUnbindDevice(const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void BindingService::adminUnbindDevice(const Request& req, const Params& p, const Responder& res) {
   std::string deviceId = p.identifier("deviceId");
   Outcome out = mutate(
       deviceId, [&](Device& d) { return policy_.adminUnbind(d, "admin", deps_.clock.nowMs()); });
@@ -899,8 +885,7 @@ void BindingService::adminUnbindDevice(const Request& req, const Responder& res)
   answer(res, out, r);
 }
 
-void BindingService::auditLog(const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void BindingService::auditLog(const Request& req, const Params& p, const Responder& res) {
   BindingStore::AuditQuery q;
   q.deviceId = p.optionalIdentifier("deviceId");
   q.sinceMs = p.optionalInt("since");
@@ -928,7 +913,7 @@ void BindingService::auditLog(const Request& req, const Responder& res) {
   res.ok(toJson(r));
 }
 
-void BindingService::listDevices(const Request&, const Responder& res) {
+void BindingService::listDevices(const Request&, const Params&, const Responder& res) {
   Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
   for (const auto& [id, d] : devices_) {
     const DeviceMeta& m = meta_.at(id);

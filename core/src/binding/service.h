@@ -116,20 +116,21 @@ class BindingService {
   std::string deviceEventData(const std::string& deviceId) const;
 
   // Request handlers.
-  void provisionBegin(const Request& req, const Responder& res);
-  void bindDevice(const Request& req, const Responder& res);
-  void shareDevice(const Request& req, const Responder& res);
-  void scanShare(const Request& req, const Responder& res);
-  void listShares(const Request& req, const Responder& res);
-  void answerShare(const Request& req, const Responder& res, const std::string& how);
-  void unbindDevice(const Request& req, const Responder& res);
-  void removeMember(const Request& req, const Responder& res);
-  void getBoundDevices(const Request& req, const Responder& res);
-  void getDeviceDetail(const Request& req, const Responder& res);
-  void controlDevice(const Request& req, const Responder& res);
-  void adminUnbindDevice(const Request& req, const Responder& res);
-  void auditLog(const Request& req, const Responder& res);
-  void listDevices(const Request& req, const Responder& res);
+  void provisionBegin(const Request& req, const Params& p, const Responder& res);
+  void bindDevice(const Request& req, const Params& p, const Responder& res);
+  void shareDevice(const Request& req, const Params& p, const Responder& res);
+  void scanShare(const Request& req, const Params& p, const Responder& res);
+  void listShares(const Request& req, const Params& p, const Responder& res);
+  void answerShare(const Request& req, const Params& p, const Responder& res,
+                   const std::string& how);
+  void unbindDevice(const Request& req, const Params& p, const Responder& res);
+  void removeMember(const Request& req, const Params& p, const Responder& res);
+  void getBoundDevices(const Request& req, const Params& p, const Responder& res);
+  void getDeviceDetail(const Request& req, const Params& p, const Responder& res);
+  void controlDevice(const Request& req, const Params& p, const Responder& res);
+  void adminUnbindDevice(const Request& req, const Params& p, const Responder& res);
+  void auditLog(const Request& req, const Params& p, const Responder& res);
+  void listDevices(const Request& req, const Params& p, const Responder& res);
 
   ServiceDeps deps_;
   BindingStore store_;

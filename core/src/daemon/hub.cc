@@ -3,8 +3,8 @@
 #include <Poco/File.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <Poco/JSONString.h>
 #include <Poco/Path.h>
-#include <Poco/StringTokenizer.h>
 #include <systemd/sd-daemon.h>
 
 #include <condition_variable>
@@ -363,25 +363,37 @@ void Hub::onMessage(const MqttMessage& msg) {
     dynsec_->handleResponse(msg.payload);
     return;
   }
-  Poco::StringTokenizer parts(msg.topic, "/");
-  if (parts.count() == 6 && parts[2] == "u" && parts[5] == "presence") {
-    onPresence(parts[3], parts[4], msg.payload);
+  // The topic is split once: a request goes to the router with its parts.
+  static constexpr std::string_view kUserTree = "hearth/v1/u/";
+  static constexpr std::string_view kPresence = "/presence";
+  std::string_view topic = msg.topic;
+  if (topic.size() > kUserTree.size() + kPresence.size() && topic.rfind(kUserTree, 0) == 0 &&
+      topic.substr(topic.size() - kPresence.size()) == kPresence) {
+    std::string_view ids = topic.substr(kUserTree.size(),
+                                        topic.size() - kUserTree.size() - kPresence.size());
+    size_t slash = ids.find('/');
+    if (slash != std::string_view::npos && ids.find('/', slash + 1) == std::string_view::npos) {
+      onPresence(std::string(ids.substr(0, slash)), std::string(ids.substr(slash + 1)),
+                 msg.payload);
+    }
     return;
   }
+  auto request = parseRequestTopic(topic);
+  if (!request) return;  // the subscriptions make this unreachable
   OutputGate::Unit unit(*gate_);
-  router_.handle(msg);
-  if (parts.count() == 7 && parts[2] == "u" && parts[5] == "req") {
-    publishSeen(parts[3], parts[4], "request");
-  }
+  router_.handle(msg, *request);
+  if (request->scope == MethodScope::kUser) publishSeen(request->userId, request->clientId, "request");
 }
 
 void Hub::publishSeen(const std::string& userId, const std::string& clientId, const char* via) {
   if (!isValidIdentifier(userId) || !isValidIdentifier(clientId)) return;
-  Poco::JSON::Object data;
-  data.set("userId", userId);
-  data.set("clientId", clientId);
-  data.set("via", via);
-  bus_.publish(events::kTerminalSeen, toJson(data));
+  // Validated identifiers need no escaping: the event's JSON is written directly (this runs
+  // for every request, for coop_relay's re-offer).
+  std::string data;
+  data.reserve(userId.size() + clientId.size() + 48);
+  data.append("{\"userId\":\"").append(userId).append("\",\"clientId\":\"").append(clientId);
+  data.append("\",\"via\":\"").append(via).append("\"}");
+  bus_.publish(events::kTerminalSeen, data);
 }
 
 void Hub::onPresence(const std::string& userId, const std::string& clientId,
@@ -406,16 +418,23 @@ void Hub::onPresence(const std::string& userId, const std::string& clientId,
 
 size_t Hub::sendEvent(const std::string& userId, const std::string& clientId,
                       const std::string& event, const std::string& dataJson) {
-  Poco::JSON::Object env;
-  env.set("event", event);
-  env.set("ts", clock_.nowMs());
-  try {
-    env.set("data", Poco::JSON::Parser().parse(dataJson.empty() ? "{}" : dataJson));
-  } catch (const std::exception& e) {
-    logger_.error("event " + event + " has invalid JSON data: " + e.what());
+  // The data goes into the envelope as the sender wrote it (serialised once), checked only.
+  static const std::string kEmpty = "{}";
+  const std::string& data = dataJson.empty() ? kEmpty : dataJson;
+  if (!isJsonText(data)) {
+    logger_.error("event " + event + " has invalid JSON data");
     return 0;
   }
-  auto payload = std::make_shared<const std::string>(toJson(env));
+  std::string env;
+  env.reserve(data.size() + event.size() + 48);
+  env += "{\"data\":";
+  env += data;
+  env += ",\"event\":";
+  env += Poco::toJSON(event);
+  env += ",\"ts\":";
+  env += std::to_string(clock_.nowMs());
+  env += '}';
+  auto payload = std::make_shared<const std::string>(std::move(env));
   size_t sent = 0;
   for (const auto& t : identity_->onlineTerminals(userId)) {
     if (!clientId.empty() && t.clientId != clientId) continue;
