@@ -198,9 +198,9 @@ Status CloudBridgePlugin::start() {
   settings_.local.clientId = "hearth-bridge-" + instance + "-" + shortHash(localFilters);
 
   std::random_device rd;
-  cloudBackoff_ = std::make_unique<Backoff>(settings_.reconnectMin, settings_.reconnectMax,
-                                            (uint64_t{rd()} << 32) | rd());
-  localBackoff_ = std::make_unique<Backoff>(kLocalReconnectMin, kLocalReconnectMax, rd());
+  cloudBackoff_ = std::make_unique<util::Backoff>(settings_.reconnectMin, settings_.reconnectMax,
+                                                  (uint64_t{rd()} << 32) | rd());
+  localBackoff_ = std::make_unique<util::Backoff>(kLocalReconnectMin, kLocalReconnectMax, rd());
   status_.endpoint = settings_.cloud.host + ":" + std::to_string(settings_.cloud.port);
   cursor_ = outbox_->oldestSeq().value_or(outbox_->nextSeq());
 
