@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 namespace hearth {
 namespace {
@@ -180,6 +181,51 @@ TEST_F(DatabaseTest, SaveDeviceWithBeforeWritesOnlyWhatChanged) {
   ASSERT_TRUE(store.saveDevice(renamed, {}, {}));
   EXPECT_EQ(sql.execAndGet("SELECT name FROM devices WHERE device_id='lamp'").getString(),
             "Desk lamp");
+}
+
+// loadAll reads the binding tables in table order and relies on a device's rows lying together
+// in seq order; rows that came apart or out of order are read again by seq. Every case loads in
+// seq order, with shares too, and rows of unknown devices are left out.
+TEST_F(DatabaseTest, LoadAllKeepsSeqOrderHoweverTheRowsLie) {
+  auto db = Database::open(path_);
+  ASSERT_TRUE(db) << db.status().toString();
+  SQLite::Database& sql = db.value()->sql();
+  sql.exec(
+      "INSERT INTO devices(device_id, transport, mode, first_seen, last_seen) VALUES"
+      "('a', 'ble', 'share_required', 1, 1), ('b', 'ble', 'share_required', 1, 1),"
+      "('c', 'wifi', 'preemptive', 1, 1)");
+  // a: in order; b: out of seq order; c: apart (an 'a' row between its rows); 'gone': unknown.
+  sql.exec(
+      "INSERT INTO bindings(device_id, user_id, role, bound_at, seq) VALUES"
+      "('a', 'u1', 'owner', 10, 0), ('a', 'u2', 'guest', 11, 1),"
+      "('b', 'u3', 'guest', 21, 1), ('b', 'u4', 'owner', 20, 0),"
+      "('c', 'u5', 'owner', 30, 0), ('gone', 'u9', 'owner', 1, 0), ('a', 'u6', 'guest', 12, 2),"
+      "('c', 'u7', 'guest', 31, 1)");
+  sql.exec(
+      "INSERT INTO shares(sharing_id, device_id, from_user, way, created_at, expires_at, state, "
+      "seq) VALUES ('s2', 'a', 'u1', 'qr', 2, 99, 'pending', 1),"
+      "('s1', 'a', 'u1', 'qr', 1, 99, 'pending', 0), ('s3', 'b', 'u4', 'qr', 3, 99, 'pending', 0)");
+  binding::BindingStore store(*db.value());
+  std::map<std::string, binding::Device> devices;
+  std::map<std::string, binding::DeviceMeta> meta;
+  std::map<std::string, binding::ProvisionToken> tokens;
+  ASSERT_TRUE(store.loadAll(&devices, &meta, &tokens));
+  ASSERT_EQ(devices.size(), 3u);
+  auto users = [&](const std::string& id) {
+    std::vector<std::string> out;
+    for (const auto& b : devices.at(id).bindings) out.push_back(b.userId);
+    return out;
+  };
+  EXPECT_EQ(users("a"), (std::vector<std::string>{"u1", "u2", "u6"}));
+  EXPECT_EQ(users("b"), (std::vector<std::string>{"u4", "u3"}));
+  EXPECT_EQ(users("c"), (std::vector<std::string>{"u5", "u7"}));
+  EXPECT_EQ(devices.at("b").bindings[0].role, binding::Role::kOwner);
+  EXPECT_EQ(devices.at("b").bindings[0].boundAtMs, 20);
+  ASSERT_EQ(devices.at("a").shares.size(), 2u);
+  EXPECT_EQ(devices.at("a").shares[0].sharingId, "s1");
+  EXPECT_EQ(devices.at("a").shares[1].sharingId, "s2");
+  EXPECT_EQ(devices.at("b").shares.size(), 1u);
+  EXPECT_EQ(devices.at("c").mode, binding::Mode::kPreemptive);
 }
 
 TEST_F(DatabaseTest, UnsyncedTransactionCommitsAndSyncWalMakesItDurable) {
