@@ -1,5 +1,7 @@
 #include "binding/service.h"
 
+#include <malloc.h>
+
 #include <Poco/JSON/Object.h>
 #include <Poco/SHA2Engine.h>
 
@@ -39,13 +41,21 @@ Status BindingService::load(const config::HubConfig& cfg) {
   configure(cfg);
   if (Status s = store_.loadAll(&devices_, &meta_, &tokens_); !s) return s;
   for (const auto& [id, d] : devices_) index(d);
-  // Shares and tokens that expired while the hub was down.
-  std::vector<std::string> ids;
-  for (const auto& [id, d] : devices_) ids.push_back(id);
-  for (const auto& id : ids)
-    mutate(id, [&](Device& d) { return policy_.expire(d, deps_.clock.nowMs()); });
+  devicesByUser_.compact();
+  // Shares and tokens that expired while the hub was down. Only devices with something due are
+  // copied through mutate (most devices hold no share at all).
+  const int64_t now = deps_.clock.nowMs();
+  std::vector<std::string> due;
+  for (const auto& [id, d] : devices_) {
+    std::optional<int64_t> at = policy_.nextExpiryMs(d);
+    if (at && *at <= now) due.push_back(id);
+  }
+  for (const auto& id : due) mutate(id, [&](Device& d) { return policy_.expire(d, now); });
   for (const auto& [id, d] : devices_) scheduleExpiry(d);
   armExpiryTimer();
+  // The load left its garbage in the heap (rows read, lists grown then made exact): give the
+  // free pages back to the system once, instead of holding the load's peak for the hub's life.
+  ::malloc_trim(0);
   deps_.logger.info("binding engine: " + std::to_string(devices_.size()) + " devices, " +
                     std::to_string(bindingCount()) + " bindings");
   return Status::ok();

@@ -105,6 +105,10 @@ const std::vector<const char*>& migrations() {
 
 }  // namespace
 
+namespace {
+constexpr int kCacheSize = -512;  // PRAGMA cache_size: negative means KiB (512 KiB), not pages
+}  // namespace
+
 Database::Database(std::string path, std::unique_ptr<SQLite::Database> db)
     : path_(std::move(path)), db_(std::move(db)) {}
 
@@ -138,6 +142,10 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path, bool q
     db->sql().exec("PRAGMA journal_mode=WAL");
     db->sql().exec("PRAGMA synchronous=FULL");
     db->sql().exec("PRAGMA foreign_keys=ON");
+    // SQLite's page cache, bounded well under its 2 MB default: start-up reads every table once
+    // (it would stay full of pages read once), and the pages a change touches (b-tree interior
+    // pages, the rows of one device) fit many times over. The OS page cache holds the file.
+    db->sql().exec("PRAGMA cache_size=" + std::to_string(kCacheSize));
   } catch (const std::exception& e) {
     return Status::error(ErrorCode::kInternal, "database " + path + " is unreadable or corrupt (" +
                                                    e.what() + ")" + advice);
