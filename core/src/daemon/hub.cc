@@ -441,7 +441,9 @@ size_t Hub::sendEvent(const std::string& userId, const std::string& clientId,
     std::string topic = "hearth/v1/u/" + userId + "/" + t.clientId + "/evt/" + event;
     std::optional<bool> now = gate_->send(
         userId + "/" + t.clientId, [this, topic, payload] {
-          return mqtt_->publish(topic, *payload, 1, false);
+          bool ok = mqtt_->publish(topic, *payload, 1, false);
+          mqtt_->flush();
+          return ok;
         });
     // Held for the disk: counted as sent while the broker connection is up.
     if (now ? *now : brokerUp_) ++sent;
@@ -463,7 +465,10 @@ void Hub::publish(const std::string& topic, const std::string& payload,
       terminal = topic.substr(12, client == std::string::npos ? client : client - 12);
     }
     gate_->send(terminal, [this, topic, payload, corr] {
-      if (mqtt_->publish(topic, payload, 1, false, corr ? &*corr : nullptr)) return true;
+      bool ok = mqtt_->publish(topic, payload, 1, false, corr ? &*corr : nullptr);
+      // Out of the process before anything later is committed (docs/coop-api.md, crashes).
+      mqtt_->flush();
+      if (ok) return true;
       logger_.warn("could not publish the response on " + topic);
       return false;
     });
