@@ -375,14 +375,16 @@ void Hub::onMessage(const MqttMessage& msg) {
     if (slash != std::string_view::npos && ids.find('/', slash + 1) == std::string_view::npos) {
       onPresence(std::string(ids.substr(0, slash)), std::string(ids.substr(slash + 1)),
                  msg.payload);
+      return;
     }
-    return;
   }
   auto request = parseRequestTopic(topic);
   if (!request) return;  // the subscriptions make this unreachable
   OutputGate::Unit unit(*gate_);
   router_.handle(msg, *request);
-  if (request->scope == MethodScope::kUser) publishSeen(request->userId, request->clientId, "request");
+  if (request->scope == MethodScope::kUser) {
+    publishSeen(request->userId, request->clientId, "request");
+  }
 }
 
 void Hub::publishSeen(const std::string& userId, const std::string& clientId, const char* via) {
