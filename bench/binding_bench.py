@@ -32,7 +32,15 @@ from harness import Hub  # noqa: E402
 
 
 def raw_commit_rate(directory, n):
-    """Single-row commits, each durable: what one fsync-bound transaction costs on this disk."""
+    """Single-row commits, each durable: what one fsync-bound transaction costs on this disk.
+    Under the SD-card model (HEARTH_SDCARD_SHIM) the baseline runs with the same slowed fsync,
+    in a child process that has the shim preloaded, so both sides pay the same disk."""
+    shim = os.environ.get("HEARTH_SDCARD_SHIM")
+    if shim and not os.environ.get("LD_PRELOAD"):
+        env = dict(os.environ, LD_PRELOAD=shim)
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--raw-only", directory,
+                              str(n)], env=env, check=True, capture_output=True, text=True)
+        return float(out.stdout.strip())
     path = os.path.join(directory, "raw-bench.db")
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -92,6 +100,9 @@ def percentile(values, p):
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--raw-only":
+        print(raw_commit_rate(sys.argv[2], int(sys.argv[3])))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--ops", type=int, default=2000)
     ap.add_argument("--devices", type=int, default=1000)
@@ -133,7 +144,7 @@ def main():
         "raw_sqlite_full_commits_per_s": round(raw, 1),
         "durable_binding_ops_per_s": round(ops_rate, 1),
         "ratio": round(ratio, 3),
-        "target_ratio": 0.4,
+        "target_ratio": 5.0 if os.environ.get("HEARTH_SDCARD_SHIM") else 0.6,
         "latency_ms_p50": round(percentile(lat, 50), 3),
         "latency_ms_p99": round(percentile(lat, 99), 3),
         "ops": len(phases) * len(devices),
@@ -141,7 +152,8 @@ def main():
     print("%-40s %12s" % ("measure", "value"))
     for k, v in result.items():
         print("%-40s %12s" % (k, v))
-    print("ratio %.2f %s target 0.4" % (ratio, ">=" if ratio >= 0.4 else "<"))
+    target = result["target_ratio"]
+    print("ratio %.2f %s target %.1f" % (ratio, ">=" if ratio >= target else "<", target))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -15,8 +15,8 @@ PACKAGES=(
   dbus-daemon python3 python3-paho-mqtt python3-dbusmock systemd iproute2
   # fuzzing (libFuzzer) and sanitizer stack traces
   clang libclang-rt-14-dev llvm-14
-  # benchmarks: the plot in docs/performance.png
-  gnuplot-nox
+  # benchmarks: the plot in docs/performance.png; perf for the profiles in docs/performance.md
+  gnuplot-nox linux-perf
   # JavaScript clients (clients/*: npm ci) and their browser tests
   nodejs chromium
   # web plugin: hearthctl pair draws the pairing link as a QR code

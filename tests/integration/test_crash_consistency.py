@@ -1,6 +1,11 @@
 """Crash consistency (docs/reliability.md): hearthd is killed with SIGKILL at random moments
 while a terminal streams binding changes (bind, share, unbind) and, when coop_relay is built,
-commands queued for an offline terminal. After every kill the database passes
+commands queued for an offline terminal and commands to an online terminal that replies to
+each (forwarded at once, their records and replies written behind the disk; docs/coop-api.md
+"What a crash can lose"). Every acknowledged command to the online terminal gets its reply to
+the sender in the end, the terminal's app sees each command once (the client library's
+de-duplication by commandId, emulated here), a command never comes back under another id, and
+the sender never gets two replies to one command. After every kill the database passes
 PRAGMA integrity_check, and every change the hub acknowledged (ok:true) is on disk and, after
 the restart, visible through the API. At the end the offline terminal comes back and receives
 every acknowledged command exactly once, in send order; it confirms half of them (ackCommand,
@@ -121,6 +126,57 @@ class Stream:
             return got[0] if got else None
 
 
+class Watch:
+    """An online terminal that replies to every command, as an app on hearth-client would: the
+    library hands a commandId to the app once (SPEC 4a); the app's reply is sent again if a
+    command comes back before the reply was answered ok (the reply was lost with the hub)."""
+
+    def __init__(self, terminal):
+        self.t = terminal
+        self.app_seen = {}        # commandId -> commandParams.n, the first time the app saw it
+        self.offers = []          # every commandId offered, in arrival order
+        self.replies = {}         # commandId -> request id of the latest replyCommand
+        self.done = set()         # replies answered ok (or NOT_FOUND: replied before a kill)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _settle_replies(self):
+        with self.t._cond:
+            for cid, rid in self.replies.items():
+                got = self.t.responses.get(rid)
+                if got and (got[0].get("ok") or
+                            got[0].get("error", {}).get("code") == "NOT_FOUND"):
+                    self.done.add(cid)
+
+    def _run(self):
+        import queue
+        while not self.stop.is_set():
+            try:
+                e = self.t.events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if not e or e.get("event") != "command":
+                continue
+            d = e["data"]
+            cid = d["commandId"]
+            self.offers.append(cid)
+            self.app_seen.setdefault(cid, d["commandParams"]["n"])
+            self._settle_replies()
+            if cid in self.done:
+                continue  # the library drops it: already handed over and replied
+            try:
+                self.replies[cid] = self.t.send("replyCommand", {
+                    "commandId": cid, "to": d["from"],
+                    "commandParams": {"n": d["commandParams"]["n"], "ok": True}})
+            except Exception:  # noqa: BLE001 - offered again after the restart
+                pass
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
 class CrashConsistencyTest(unittest.TestCase):
     def test_sigkill_during_binding_changes_and_queued_commands(self):
         rng = random.Random(SEED)
@@ -141,6 +197,9 @@ class CrashConsistencyTest(unittest.TestCase):
                 wait_for(lambda: not phone.call("getDeviceInfo", {"openId": target.open_id})[
                     "online"], timeout=10, what="a-tv offline")
             to_tv = {"appId": "crash", "userId": "alice", "clientIdentify": "a-tv"}
+            to_watch = {"appId": "crash", "userId": "alice", "clientIdentify": "a-watch"}
+            watch = Watch(hub.terminal("alice", "a-watch", app_id="crash")) if with_coop else None
+            live = []            # acknowledged commandIds to the online watch
             admin = AdminClient(hub)
             db_path = os.path.join(hub.state_dir, "hearth.db")
 
@@ -187,6 +246,11 @@ class CrashConsistencyTest(unittest.TestCase):
                         ops.append(("command", serial, {"commandType": "step", "to": to_tv,
                                                         "commandParams": {"n": serial}},
                                     "sendCommand"))
+                    if with_coop:
+                        serial += 1
+                        ops.append(("live", serial, {"commandType": "step", "to": to_watch,
+                                                     "commandParams": {"n": serial}},
+                                    "sendCommand"))
 
                 stream = Stream(phone, ops)
                 stream.start()
@@ -219,6 +283,9 @@ class CrashConsistencyTest(unittest.TestCase):
                         if ok:
                             self.assertEqual(res["result"]["state"], "queued", res)
                             commands.append(res["result"]["commandId"])
+                    elif kind == "live" and ok:
+                        self.assertIn(res["result"]["state"], ("offered", "delivered"), res)
+                        live.append(res["result"]["commandId"])
 
                 # On disk, straight after the kill.
                 db = sqlite3.connect(db_path, timeout=10)
@@ -254,6 +321,7 @@ class CrashConsistencyTest(unittest.TestCase):
                                "too few acknowledged changes for the test to mean anything")
 
             if with_coop:
+                self._check_live(phone, watch, live)
                 # The offline terminal comes back: every acknowledged command arrives once, in
                 # send order (unacknowledged ones may or may not have been stored).
                 target.connect()
@@ -299,6 +367,41 @@ class CrashConsistencyTest(unittest.TestCase):
         self.assertEqual(first_seen, unconfirmed, "unconfirmed commands out of order")
         print("crash consistency: %d commands confirmed before the last kill, %d offered again "
               "after it (%d offers)" % (len(confirmed), len(unconfirmed), len(again)))
+
+    def _check_live(self, phone, watch, live):
+        """Every acknowledged command to the online terminal was replied to and the reply
+        reached the sender once; the app saw every command once, under one id."""
+        def responses():
+            return [e["data"] for e in list(phone.all_events)
+                    if e and e.get("event") == "commandResponse"]
+        try:
+            wait_for(lambda: set(live) <= {r["commandId"] for r in responses()}, timeout=90,
+                     what="replies to %d acknowledged live commands" % len(live))
+        except AssertionError:
+            missing = [c for c in live if c not in {r["commandId"] for r in responses()}]
+            watch._settle_replies()
+            states = [e["data"] for e in list(phone.all_events)
+                      if e and e.get("event") == "commandState" and
+                      e["data"].get("commandId") in set(missing)]
+            raise AssertionError(
+                "%d of %d acknowledged live commands got no reply: %s; seen by the app %d, "
+                "reply answered %d; their states: %s" % (
+                    len(missing), len(live), missing[:5],
+                    sum(c in watch.app_seen for c in missing),
+                    sum(c in watch.done for c in missing), states[:5]))
+        time.sleep(1.0)  # a second reply would arrive now
+        watch.finish()
+        got = [r["commandId"] for r in responses()]
+        self.assertEqual(len(got), len(set(got)), "the sender got two replies to one command")
+        ids_by_n = {}
+        for cid, n in watch.app_seen.items():
+            ids_by_n.setdefault(n, set()).add(cid)
+        self.assertFalse({n: c for n, c in ids_by_n.items() if len(c) > 1},
+                         "a command came back under another commandId")
+        print("crash consistency: %d live commands acknowledged, all replied; the app saw %d "
+              "commands, %d offers in all (%d offered again after a kill)" % (
+                  len(live), len(watch.app_seen), len(watch.offers),
+                  len(watch.offers) - len(set(watch.offers))))
 
     @staticmethod
     def _commands(t):

@@ -97,16 +97,13 @@ class BindingService {
                  ProvisionToken* token = nullptr);
   void commitNotifications(const std::vector<Notification>& notes);
 
-  // Group commit. mutate() commits each change without waiting for the disk and schedules one
-  // sync of the WAL for everything the hub loop handles before it next waits (settle()).
-  // Answers to binding requests and the notifications of changes wait in `waiting_` until that
-  // sync, in the order they were produced, so nothing is acknowledged before it is on disk and
-  // an answer never overtakes an earlier one. Entry points that hand a result to a plugin
-  // (presentProvisionToken, reportReset) settle at once.
-  struct Waiting {
-    std::function<void()> run;     // after a good sync
-    std::function<void()> failed;  // after a failed one (may be empty)
-  };
+  // Group commit. mutate() commits each change without waiting for the disk. In hearthd the
+  // database's syncer thread flushes the WAL off the hub loop; without it (tests) one sync runs
+  // for everything the hub loop handles before it next waits (markUnsynced). Answers to binding
+  // requests and the notifications of changes wait (Database::afterSynced) until the flush
+  // that covers them, in the order they were produced, so nothing is acknowledged before it is
+  // on disk and an answer never overtakes an earlier one. Entry points that hand a result to a
+  // plugin (presentProvisionToken, reportReset) sync at once (settle()).
   void afterDurable(std::function<void()> run, std::function<void()> failed = {});
   void markUnsynced();
   bool settle();  // false if the sync failed
@@ -119,20 +116,21 @@ class BindingService {
   std::string deviceEventData(const std::string& deviceId) const;
 
   // Request handlers.
-  void provisionBegin(const Request& req, const Responder& res);
-  void bindDevice(const Request& req, const Responder& res);
-  void shareDevice(const Request& req, const Responder& res);
-  void scanShare(const Request& req, const Responder& res);
-  void listShares(const Request& req, const Responder& res);
-  void answerShare(const Request& req, const Responder& res, const std::string& how);
-  void unbindDevice(const Request& req, const Responder& res);
-  void removeMember(const Request& req, const Responder& res);
-  void getBoundDevices(const Request& req, const Responder& res);
-  void getDeviceDetail(const Request& req, const Responder& res);
-  void controlDevice(const Request& req, const Responder& res);
-  void adminUnbindDevice(const Request& req, const Responder& res);
-  void auditLog(const Request& req, const Responder& res);
-  void listDevices(const Request& req, const Responder& res);
+  void provisionBegin(const Request& req, const Params& p, const Responder& res);
+  void bindDevice(const Request& req, const Params& p, const Responder& res);
+  void shareDevice(const Request& req, const Params& p, const Responder& res);
+  void scanShare(const Request& req, const Params& p, const Responder& res);
+  void listShares(const Request& req, const Params& p, const Responder& res);
+  void answerShare(const Request& req, const Params& p, const Responder& res,
+                   const std::string& how);
+  void unbindDevice(const Request& req, const Params& p, const Responder& res);
+  void removeMember(const Request& req, const Params& p, const Responder& res);
+  void getBoundDevices(const Request& req, const Params& p, const Responder& res);
+  void getDeviceDetail(const Request& req, const Params& p, const Responder& res);
+  void controlDevice(const Request& req, const Params& p, const Responder& res);
+  void adminUnbindDevice(const Request& req, const Params& p, const Responder& res);
+  void auditLog(const Request& req, const Params& p, const Responder& res);
+  void listDevices(const Request& req, const Params& p, const Responder& res);
 
   ServiceDeps deps_;
   BindingStore store_;
@@ -160,9 +158,7 @@ class BindingService {
   std::map<std::string, Detail> detailProviders_;  // by key
   BusPublisher publishBus_;
   std::set<std::string> discoveredDirty_;
-  bool unsynced_ = false;       // changes committed since the last sync of the WAL
-  bool settlePosted_ = false;   // settle() is posted to the hub loop
-  std::vector<Waiting> waiting_;
+  bool settlePosted_ = false;  // a sync is posted to the hub loop (no background sync)
   TimerId discoveredTimer_ = 0;
   TimerId expiryTimer_ = 0;
   int64_t expiryTimerAt_ = 0;

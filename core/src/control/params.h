@@ -26,10 +26,16 @@ class InvalidParam : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Whether text is one well-formed JSON value. Checks without building a document (Poco's
+// parser with a handler that keeps nothing): for JSON that is passed on as it is.
+bool isJsonText(const std::string& text);
+
 class Params {
  public:
   explicit Params(const std::string& json)
       : obj_(Poco::JSON::Parser().parse(json).extract<Poco::JSON::Object::Ptr>()) {}
+  // The router's parse of the request (core methods): no second parse.
+  explicit Params(Poco::JSON::Object::Ptr obj) : obj_(std::move(obj)) {}
 
   std::string identifier(const std::string& name) const {
     std::string v = string(name, 64);

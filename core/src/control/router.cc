@@ -2,7 +2,7 @@
 
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
-#include <Poco/StringTokenizer.h>
+#include <Poco/JSONString.h>
 
 
 #include "control/params.h"
@@ -42,19 +42,24 @@ class MqttResponseSink : public ResponseSink {
 
   void sendOk(std::string resultJson) override {
     if (answered_.exchange(true)) return dropDuplicate();
-    Poco::JSON::Object env;
-    env.set("id", id_);
-    env.set("ok", true);
-    try {
-      env.set("result", Poco::JSON::Parser().parse(resultJson.empty() ? "{}" : resultJson));
-    } catch (const std::exception& e) {
+    if (resultJson.empty()) resultJson = "{}";
+    // The handler's JSON text goes into the envelope as it is (serialised once, by the
+    // handler); it is only checked, without building a document from it.
+    if (!isJsonText(resultJson)) {
       // A handler produced broken JSON: a bug, but the caller still gets its one answer.
-      logger_.error("handler of " + method_ + " returned invalid JSON: " + e.what());
+      logger_.error("handler of " + method_ + " returned invalid JSON");
       answered_ = false;
       sendError(ErrorCode::kInternal, "handler returned invalid JSON");
       return;
     }
-    send(toJson(env));
+    std::string env;
+    env.reserve(resultJson.size() + id_.size() + 32);
+    env += "{\"id\":";
+    env += Poco::toJSON(id_);
+    env += ",\"ok\":true,\"result\":";
+    env += resultJson;
+    env += '}';
+    send(env);
   }
 
   void sendError(ErrorCode code, std::string message) override {
@@ -98,11 +103,20 @@ class MqttResponseSink : public ResponseSink {
 
 }  // namespace
 
-std::optional<RequestTopic> parseRequestTopic(const std::string& topic) {
-  Poco::StringTokenizer parts(topic, "/");
+std::optional<RequestTopic> parseRequestTopic(std::string_view topic) {
+  // Split on '/' into at most 8 views (one more than the longest form, to reject longer ones).
+  std::string_view parts[8];
+  size_t n = 0;
+  for (size_t start = 0;;) {
+    size_t slash = topic.find('/', start);
+    if (n == 8) return std::nullopt;
+    parts[n++] = topic.substr(start, slash == std::string_view::npos ? slash : slash - start);
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  if (n < 5 || parts[0] != "hearth" || parts[1] != "v1") return std::nullopt;
   RequestTopic t;
-  if (parts.count() == 7 && parts[0] == "hearth" && parts[1] == "v1" && parts[2] == "u" &&
-      parts[5] == "req") {
+  if (n == 7 && parts[2] == "u" && parts[5] == "req") {
     t.scope = MethodScope::kUser;
     t.userId = parts[3];
     t.clientId = parts[4];
@@ -110,8 +124,7 @@ std::optional<RequestTopic> parseRequestTopic(const std::string& topic) {
     t.replyTopic = "hearth/v1/u/" + t.userId + "/" + t.clientId + "/res/" + t.method;
     return t;
   }
-  if (parts.count() == 5 && parts[0] == "hearth" && parts[1] == "v1" && parts[2] == "admin" &&
-      parts[3] == "req") {
+  if (n == 5 && parts[2] == "admin" && parts[3] == "req") {
     t.scope = MethodScope::kAdmin;
     t.method = parts[4];
     t.replyTopic = "hearth/v1/admin/res/" + t.method;
@@ -122,11 +135,20 @@ std::optional<RequestTopic> parseRequestTopic(const std::string& topic) {
 
 Status RequestRouter::registerMethod(const std::string& method, MethodScope scope,
                                      RequestHandler handler, const std::string& owner) {
+  return add(method, Entry{scope, std::move(handler), {}, owner});
+}
+
+Status RequestRouter::registerCoreMethod(const std::string& method, MethodScope scope,
+                                         CoreRequestHandler handler) {
+  return add(method, Entry{scope, {}, std::move(handler), "core"});
+}
+
+Status RequestRouter::add(const std::string& method, Entry entry) {
   if (!isValidMethodName(method)) {
     return Status::error(ErrorCode::kInvalidRequest, "invalid method name '" + method + "'");
   }
   // Method names are unique across scopes so that docs and logs never have to say which one.
-  auto [it, inserted] = methods_.try_emplace(method, Entry{scope, std::move(handler), owner});
+  auto [it, inserted] = methods_.try_emplace(method, std::move(entry));
   if (!inserted) {
     return Status::error(ErrorCode::kConflict,
                          "method '" + method + "' is already registered by " + it->second.owner);
@@ -139,9 +161,17 @@ void RequestRouter::unregisterOwner(const std::string& owner) {
 }
 
 void RequestRouter::handle(const MqttMessage& msg) {
-  counters_.requests++;
   auto topic = parseRequestTopic(msg.topic);
-  if (!topic) return;  // not a request topic; the subscription filters make this unreachable
+  if (!topic) {
+    counters_.requests++;
+    return;  // not a request topic; the subscription filters make this unreachable
+  }
+  handle(msg, *topic);
+}
+
+void RequestRouter::handle(const MqttMessage& msg, const RequestTopic& t) {
+  counters_.requests++;
+  const RequestTopic* topic = &t;
 
   std::string replyTopic = topic->replyTopic;
   std::optional<std::string> correlation;
@@ -205,13 +235,15 @@ void RequestRouter::handle(const MqttMessage& msg) {
                   std::nullopt);
   }
 
-  std::string paramsJson = "{}";
+  Poco::JSON::Object::Ptr params;
   if (envelope->has("params")) {
-    Poco::Dynamic::Var params = envelope->get("params");
-    if (params.type() != typeid(Poco::JSON::Object::Ptr)) {
+    Poco::Dynamic::Var p = envelope->get("params");
+    if (p.type() != typeid(Poco::JSON::Object::Ptr)) {
       return reject(ErrorCode::kInvalidRequest, "\"params\" must be an object", id);
     }
-    paramsJson = toJson(*params.extract<Poco::JSON::Object::Ptr>());
+    params = p.extract<Poco::JSON::Object::Ptr>();
+  } else {
+    params = new Poco::JSON::Object;
   }
 
   if (!isValidMethodName(topic->method)) {
@@ -227,14 +259,20 @@ void RequestRouter::handle(const MqttMessage& msg) {
   req.id = id;
   req.userId = topic->userId;
   req.clientId = topic->clientId;
-  req.paramsJson = std::move(paramsJson);
+  // A plugin gets the params as text (the plugin boundary carries no C++ objects); the core's
+  // methods get the parsed object itself.
+  if (!it->second.core) req.paramsJson = toJson(*params);
   req.isAdmin = topic->scope == MethodScope::kAdmin;
 
   auto sink = std::make_shared<MqttResponseSink>(publisher_, logger_, counters_, replyTopic,
                                                  correlation, id, req.method);
   Responder responder(sink);
   try {
-    it->second.handler(req, responder);
+    if (it->second.core) {
+      it->second.core(req, Params(params), responder);
+    } else {
+      it->second.handler(req, responder);
+    }
   } catch (const InvalidParam& e) {
     responder.error(ErrorCode::kInvalidRequest, e.what());
   } catch (const std::exception& e) {

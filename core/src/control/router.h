@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "control/mqtt_client.h"
 #include "hearth/host.h"
@@ -35,7 +36,12 @@ struct RequestTopic {
   std::string replyTopic;  // the default response topic
 };
 // Parses hearth/v1/u/U/C/req/M or hearth/v1/admin/req/M; nullopt for anything else.
-std::optional<RequestTopic> parseRequestTopic(const std::string& topic);
+std::optional<RequestTopic> parseRequestTopic(std::string_view topic);
+
+class Params;
+// A core method: handed the params the router parsed (the payload is parsed once; a plugin's
+// handler gets them as JSON text, Request::paramsJson, across the plugin boundary instead).
+using CoreRequestHandler = std::function<void(const Request&, const Params&, Responder)>;
 
 class RequestRouter {
  public:
@@ -44,10 +50,15 @@ class RequestRouter {
   // owner names who registered (core or a plugin) so a plugin's methods can be dropped.
   Status registerMethod(const std::string& method, MethodScope scope, RequestHandler handler,
                         const std::string& owner);
+  // The core's own methods (owner "core"): Request::paramsJson stays empty.
+  Status registerCoreMethod(const std::string& method, MethodScope scope,
+                            CoreRequestHandler handler);
   void unregisterOwner(const std::string& owner);
 
   // Handles one message that arrived on a request topic.
   void handle(const MqttMessage& msg);
+  // The same, for a caller that has parsed the topic already (the hub, to route the message).
+  void handle(const MqttMessage& msg, const RequestTopic& topic);
 
   struct Counters {
     std::atomic<uint64_t> requests{0};
@@ -59,9 +70,11 @@ class RequestRouter {
  private:
   struct Entry {
     MethodScope scope;
-    RequestHandler handler;
+    RequestHandler handler;  // a plugin's (or a test's): params as JSON text
+    CoreRequestHandler core;  // or the core's: params as parsed
     std::string owner;
   };
+  Status add(const std::string& method, Entry entry);
   Publisher& publisher_;
   Logger& logger_;
   std::map<std::string, Entry> methods_;

@@ -22,8 +22,7 @@ bool requireDynsec(const Deps& d, const Responder& res) {
   return false;
 }
 
-void hello(const Deps& d, const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void hello(const Deps& d, const Request& req, const Params& p, const Responder& res) {
   std::string appId = p.identifier("appId");
   std::string model = p.optionalString("deviceModel", 128).value_or("");
   std::string name = p.optionalString("deviceName", 128).value_or("");
@@ -57,8 +56,7 @@ void status(const Deps& d, const RequestRouter::Counters& routed, const Responde
   res.ok(toJson(*s));
 }
 
-void userAdd(const Deps& d, const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void userAdd(const Deps& d, const Request& req, const Params& p, const Responder& res) {
   std::string userId = p.identifier("userId");
   std::string password = p.string("password", 256, 8);
   if (!requireDynsec(d, res)) return;
@@ -77,8 +75,7 @@ void userAdd(const Deps& d, const Request& req, const Responder& res) {
   });
 }
 
-void userRemove(const Deps& d, const Request& req, const Responder& res) {
-  Params p(req.paramsJson);
+void userRemove(const Deps& d, const Request& req, const Params& p, const Responder& res) {
   std::string userId = p.identifier("userId");
   std::vector<std::string> admins = d->config.adminUsers;
   admins.push_back(d->config.brokerUsername);
@@ -92,6 +89,9 @@ void userRemove(const Deps& d, const Request& req, const Responder& res) {
     bool known = d->identity.userExists(userId);
     if (!s && !known) return res.error(s.code(), s.message());
     if (Status i = d->identity.removeUser(userId); !i) return res.error(i.code(), i.message());
+    // The user leaves every device now, before the answer (which waits for these commits to
+    // be on disk); plugins hear of it on the bus.
+    d->bindings.removeUser(userId);
     Poco::JSON::Object data;
     data.set("userId", userId);
     d->bus.publish(events::kUserRemoved, toJson(data));
@@ -127,32 +127,27 @@ void userList(const Deps& d, const Responder& res) {
 Status registerCoreMethods(RequestRouter& router, const CoreMethodDeps& deps) {
   auto d = std::make_shared<const CoreMethodDeps>(deps);
   const RequestRouter::Counters& routed = router.counters();
-  const std::vector<std::tuple<const char*, MethodScope, RequestHandler>> methods = {
-      {"hello", MethodScope::kUser, [d](const Request& req, Responder res) { hello(d, req, res); }},
+  const std::vector<std::tuple<const char*, MethodScope, CoreRequestHandler>> methods = {
+      {"hello", MethodScope::kUser,
+       [d](const Request& req, const Params& p, Responder res) { hello(d, req, p, res); }},
       {"status", MethodScope::kAdmin,
-       [d, &routed](const Request&, Responder res) { status(d, routed, res); }},
+       [d, &routed](const Request&, const Params&, Responder res) { status(d, routed, res); }},
       {"plugins", MethodScope::kAdmin,
-       [d](const Request&, Responder res) {
+       [d](const Request&, const Params&, Responder res) {
          Poco::JSON::Object s;
          d->pluginStatus(s);
          res.ok(toJson(s));
        }},
       {"userAdd", MethodScope::kAdmin,
-       [d](const Request& req, Responder res) { userAdd(d, req, res); }},
+       [d](const Request& req, const Params& p, Responder res) { userAdd(d, req, p, res); }},
       {"userRemove", MethodScope::kAdmin,
-       [d](const Request& req, Responder res) { userRemove(d, req, res); }},
-      {"userList", MethodScope::kAdmin, [d](const Request&, Responder res) { userList(d, res); }},
+       [d](const Request& req, const Params& p, Responder res) { userRemove(d, req, p, res); }},
+      {"userList", MethodScope::kAdmin,
+       [d](const Request&, const Params&, Responder res) { userList(d, res); }},
   };
   for (const auto& [name, scope, handler] : methods) {
-    if (Status s = router.registerMethod(name, scope, handler, "core"); !s) return s;
+    if (Status s = router.registerCoreMethod(name, scope, handler); !s) return s;
   }
-  deps.bus.subscribe(
-      events::kUserRemoved,
-      [d](const std::string&, const std::string& data) {
-        auto o = Poco::JSON::Parser().parse(data).extract<Poco::JSON::Object::Ptr>();
-        d->bindings.removeUser(o->getValue<std::string>("userId"));
-      },
-      "core");
   return Status::ok();
 }
 

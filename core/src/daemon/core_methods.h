@@ -52,9 +52,10 @@ struct CoreMethodDeps {
   std::function<uint64_t()> brokerConnects;
 };
 
-// Registers the core methods on router (owner "core") and subscribes the binding engine to
-// events::kUserRemoved, so that a removed user leaves every device. deps is copied. Call before
-// any plugin registers methods: the only failure is a method name that is already taken.
+// Registers the core methods on router (owner "core"; they get the router's parsed params).
+// userRemove takes the removed user off every device itself (BindingService::removeUser) and
+// then publishes events::kUserRemoved for the plugins. deps is copied. Call before any plugin
+// registers methods: the only failure is a method name that is already taken.
 Status registerCoreMethods(RequestRouter& router, const CoreMethodDeps& deps);
 
 }  // namespace hearth

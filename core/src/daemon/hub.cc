@@ -3,8 +3,8 @@
 #include <Poco/File.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <Poco/JSONString.h>
 #include <Poco/Path.h>
-#include <Poco/StringTokenizer.h>
 #include <systemd/sd-daemon.h>
 
 #include <condition_variable>
@@ -85,6 +85,23 @@ Status Hub::open() {
   bindings_->setBusPublisher(
       [this](const std::string& topic, const std::string& data) { bus_.publish(topic, data); });
   if (Status s = bindings_->load(cfg_); !s) return s;
+  // From here on no fsync runs on the hub loop: commits go to the WAL and the syncer thread
+  // flushes them; what tells someone about a commit waits in gate_ for that flush.
+  gate_ = std::make_unique<OutputGate>(*db_);
+  db_->setCallbackScope([this](const std::function<void()>& fn) {
+    OutputGate::Unit unit(*gate_);
+    fn();
+  });
+  db_->setSyncFailureHandler([this](const std::string& error) {
+    logger_.error(error + "; stopping at once: nothing more is acknowledged (systemd restarts "
+                  "the hub and SQLite recovers the WAL)");
+  });
+  if (Status s = db_->startBackgroundSync([this](std::function<void()> fn) {
+        loop_.post(std::move(fn));
+      });
+      !s) {
+    return s;
+  }
   return Status::ok();
 }
 
@@ -248,6 +265,12 @@ void Hub::stop() {
   logger_.info("stopping");
   plugins_->stopAll();
   bindings_->flushDiscovered();
+  // What is held for the disk goes out once it is there; the loop stops after this turn.
+  if (Status s = db_->syncNow(); s) {
+    gate_->releaseAll();
+  } else {
+    logger_.error("stopping with changes that may not be on disk: " + s.message());
+  }
   // A clean stop says so in the retained status; the Will covers crashes.
   int mid = 0;
   mqtt_->publish(kStatusTopic, statusJson(false), 1, true, nullptr, &mid);
@@ -340,24 +363,39 @@ void Hub::onMessage(const MqttMessage& msg) {
     dynsec_->handleResponse(msg.payload);
     return;
   }
-  Poco::StringTokenizer parts(msg.topic, "/");
-  if (parts.count() == 6 && parts[2] == "u" && parts[5] == "presence") {
-    onPresence(parts[3], parts[4], msg.payload);
-    return;
+  // The topic is split once: a request goes to the router with its parts.
+  static constexpr std::string_view kUserTree = "hearth/v1/u/";
+  static constexpr std::string_view kPresence = "/presence";
+  std::string_view topic = msg.topic;
+  if (topic.size() > kUserTree.size() + kPresence.size() && topic.rfind(kUserTree, 0) == 0 &&
+      topic.substr(topic.size() - kPresence.size()) == kPresence) {
+    std::string_view ids = topic.substr(kUserTree.size(),
+                                        topic.size() - kUserTree.size() - kPresence.size());
+    size_t slash = ids.find('/');
+    if (slash != std::string_view::npos && ids.find('/', slash + 1) == std::string_view::npos) {
+      onPresence(std::string(ids.substr(0, slash)), std::string(ids.substr(slash + 1)),
+                 msg.payload);
+      return;
+    }
   }
-  router_.handle(msg);
-  if (parts.count() == 7 && parts[2] == "u" && parts[5] == "req") {
-    publishSeen(parts[3], parts[4], "request");
+  auto request = parseRequestTopic(topic);
+  if (!request) return;  // the subscriptions make this unreachable
+  OutputGate::Unit unit(*gate_);
+  router_.handle(msg, *request);
+  if (request->scope == MethodScope::kUser) {
+    publishSeen(request->userId, request->clientId, "request");
   }
 }
 
 void Hub::publishSeen(const std::string& userId, const std::string& clientId, const char* via) {
   if (!isValidIdentifier(userId) || !isValidIdentifier(clientId)) return;
-  Poco::JSON::Object data;
-  data.set("userId", userId);
-  data.set("clientId", clientId);
-  data.set("via", via);
-  bus_.publish(events::kTerminalSeen, toJson(data));
+  // Validated identifiers need no escaping: the event's JSON is written directly (this runs
+  // for every request, for coop_relay's re-offer).
+  std::string data;
+  data.reserve(userId.size() + clientId.size() + 48);
+  data.append("{\"userId\":\"").append(userId).append("\",\"clientId\":\"").append(clientId);
+  data.append("\",\"via\":\"").append(via).append("\"}");
+  bus_.publish(events::kTerminalSeen, data);
 }
 
 void Hub::onPresence(const std::string& userId, const std::string& clientId,
@@ -382,23 +420,35 @@ void Hub::onPresence(const std::string& userId, const std::string& clientId,
 
 size_t Hub::sendEvent(const std::string& userId, const std::string& clientId,
                       const std::string& event, const std::string& dataJson) {
-  Poco::JSON::Object env;
-  env.set("event", event);
-  env.set("ts", clock_.nowMs());
-  try {
-    env.set("data", Poco::JSON::Parser().parse(dataJson.empty() ? "{}" : dataJson));
-  } catch (const std::exception& e) {
-    logger_.error("event " + event + " has invalid JSON data: " + e.what());
+  // The data goes into the envelope as the sender wrote it (serialised once), checked only.
+  static const std::string kEmpty = "{}";
+  const std::string& data = dataJson.empty() ? kEmpty : dataJson;
+  if (!isJsonText(data)) {
+    logger_.error("event " + event + " has invalid JSON data");
     return 0;
   }
-  std::string payload = toJson(env);
+  std::string env;
+  env.reserve(data.size() + event.size() + 48);
+  env += "{\"data\":";
+  env += data;
+  env += ",\"event\":";
+  env += Poco::toJSON(event);
+  env += ",\"ts\":";
+  env += std::to_string(clock_.nowMs());
+  env += '}';
+  auto payload = std::make_shared<const std::string>(std::move(env));
   size_t sent = 0;
   for (const auto& t : identity_->onlineTerminals(userId)) {
     if (!clientId.empty() && t.clientId != clientId) continue;
-    if (mqtt_->publish("hearth/v1/u/" + userId + "/" + t.clientId + "/evt/" + event, payload, 1,
-                       false)) {
-      ++sent;
-    }
+    std::string topic = "hearth/v1/u/" + userId + "/" + t.clientId + "/evt/" + event;
+    std::optional<bool> now = gate_->send(
+        userId + "/" + t.clientId, [this, topic, payload] {
+          bool ok = mqtt_->publish(topic, *payload, 1, false);
+          mqtt_->flush();
+          return ok;
+        });
+    // Held for the disk: counted as sent while the broker connection is up.
+    if (now ? *now : brokerUp_) ++sent;
   }
   return sent;
 }
@@ -409,9 +459,21 @@ void Hub::publish(const std::string& topic, const std::string& payload,
   std::optional<std::string> corr;
   if (correlationData != nullptr) corr = *correlationData;
   loop_.dispatch([this, topic, payload, corr] {
-    if (!mqtt_->publish(topic, payload, 1, false, corr ? &*corr : nullptr)) {
-      logger_.warn("could not publish the response on " + topic);
+    // hearth/v1/u/U/C/... or hearth/v1/admin/...: the terminal whose order it keeps.
+    std::string terminal = "admin";
+    if (topic.rfind("hearth/v1/u/", 0) == 0) {
+      size_t user = topic.find('/', 12);
+      size_t client = user == std::string::npos ? user : topic.find('/', user + 1);
+      terminal = topic.substr(12, client == std::string::npos ? client : client - 12);
     }
+    gate_->send(terminal, [this, topic, payload, corr] {
+      bool ok = mqtt_->publish(topic, payload, 1, false, corr ? &*corr : nullptr);
+      // Out of the process before anything later is committed (docs/coop-api.md, crashes).
+      mqtt_->flush();
+      if (ok) return true;
+      logger_.warn("could not publish the response on " + topic);
+      return false;
+    });
   });
 }
 

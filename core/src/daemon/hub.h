@@ -13,6 +13,7 @@
 #include "control/mqtt_client.h"
 #include "control/router.h"
 #include "daemon/core_methods.h"
+#include "daemon/output_gate.h"
 #include "loop/event_bus.h"
 #include "loop/hub_loop.h"
 #include "loop/logger.h"
@@ -102,6 +103,7 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   HubLoop loop_;
   EventBus bus_;
   std::unique_ptr<Database> db_;
+  std::unique_ptr<OutputGate> gate_;  // answers and events wait here for their commit's flush
   std::unique_ptr<IdentityService> identity_;
   std::unique_ptr<binding::BindingService> bindings_;
   std::unique_ptr<MqttClient> mqtt_;

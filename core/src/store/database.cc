@@ -5,6 +5,7 @@
 #include <sys/statvfs.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -104,6 +105,12 @@ const std::vector<const char*>& migrations() {
 
 }  // namespace
 
+Database::Database(std::string path, std::unique_ptr<SQLite::Database> db)
+    : path_(std::move(path)), db_(std::move(db)) {}
+
+// The syncer stops first (its last flush covers every commit), then the connection closes.
+Database::~Database() { syncer_.reset(); }
+
 int Database::latestVersion() { return static_cast<int>(migrations().size()); }
 
 Result<std::unique_ptr<Database>> Database::open(const std::string& path, bool quickCheck) {
@@ -165,13 +172,15 @@ Status Database::migrate() {
 }
 
 Status Database::transactionUnsynced(const std::function<Status()>& body) {
-  if (txDepth_ > 0) return transaction(body);  // the outer transaction decides
+  if (txDepth_ > 0 || syncer_) return transaction(body);  // the outer transaction decides
   try {
     db_->exec("PRAGMA synchronous=NORMAL");
   } catch (const std::exception& e) {
     return writeError(e, "database error: ");
   }
+  unsyncedCommit_ = true;
   Status s = transaction(body);
+  unsyncedCommit_ = false;
   try {
     db_->exec("PRAGMA synchronous=FULL");
   } catch (const std::exception& e) {
@@ -181,6 +190,7 @@ Status Database::transactionUnsynced(const std::function<Status()>& body) {
 }
 
 Status Database::syncWal() {
+  const uint64_t gen = committedGen_;  // what this flush covers
   // The WAL file's handle, through SQLite's own file-control interface; its xSync is the call
   // a synchronous=FULL commit ends with.
   sqlite3_file* wal = nullptr;
@@ -189,16 +199,21 @@ Status Database::syncWal() {
     return Status::error(ErrorCode::kInternal,
                          "database: no WAL handle (" + std::to_string(rc) + ")");
   }
-  if (wal == nullptr || wal->pMethods == nullptr) return Status::ok();  // nothing written yet
+  if (wal == nullptr || wal->pMethods == nullptr) {  // nothing written yet
+    synced(gen);
+    return Status::ok();
+  }
   rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
   if (rc != SQLITE_OK) {
     int err = sqlite3_system_errno(db_->getHandle());
+    synced(gen, false);
     if (err == ENOSPC || err == EDQUOT) {
       return writeError(SQLite::Exception("syncing the WAL failed", SQLITE_FULL), "database: ");
     }
     return Status::error(ErrorCode::kInternal, "database: syncing the WAL failed (" +
                                                    std::string(sqlite3_errstr(rc)) + ")");
   }
+  synced(gen);
   return Status::ok();
 }
 
@@ -223,12 +238,96 @@ Status Database::transaction(const std::function<Status()>& body) {
     if (s.isOk()) {
       tx.commit();  // rollback happens in ~Transaction otherwise
       noteWritable();
+      committed();
     }
     return s;
   } catch (const std::exception& e) {
     return writeError(e, "database error: ");
   }
 }
+
+void Database::committed() {
+  ++committedGen_;
+  if (syncer_) {
+    syncer_->request(committedGen_);
+  } else if (!unsyncedCommit_) {
+    syncedGen_ = committedGen_;  // synchronous=FULL: on disk already
+    runDue(true);
+  }
+}
+
+Status Database::startBackgroundSync(std::function<void(std::function<void()>)> post) {
+  if (syncer_) return Status::ok();
+  Status flushed = syncWal();  // what was committed unsynced so far
+  if (!flushed) return flushed;
+  try {
+    // The commits only write the WAL; the syncer flushes it and checkpoints. With no automatic
+    // checkpoint on this connection a commit never copies pages into the database file.
+    db_->exec("PRAGMA synchronous=NORMAL");
+    db_->exec("PRAGMA wal_autocheckpoint=0");
+    db_->execAndGet("SELECT count(*) FROM sqlite_master");  // the WAL file exists from here
+  } catch (const std::exception& e) {
+    return Status::error(ErrorCode::kInternal, std::string("database: ") + e.what());
+  }
+  auto syncer = std::make_unique<WalSyncer>(
+      path_, [this, post = std::move(post)](uint64_t gen, const std::string& error) {
+        post([this, gen, error] {
+          if (!error.empty()) {
+            if (onSyncFailure_) onSyncFailure_(error);
+            std::abort();  // see startBackgroundSync: never acknowledge after a failed flush
+          }
+          synced(gen);
+        });
+      });
+  if (Status s = syncer->start(); !s) return s;
+  syncer_ = std::move(syncer);
+  WalSyncer* raw = syncer_.get();
+  sqlite3_wal_hook(
+      db_->getHandle(),
+      [](void* arg, sqlite3*, const char*, int frames) {
+        static_cast<WalSyncer*>(arg)->noteWalFrames(frames);
+        return SQLITE_OK;
+      },
+      raw);
+  return Status::ok();
+}
+
+void Database::synced(uint64_t gen, bool ok) {
+  if (gen <= syncedGen_) return;
+  syncedGen_ = gen;  // on failure: given up (inline mode only; see whenSynced)
+  runDue(ok);
+}
+
+void Database::runDue(bool ok) {
+  if (waiting_.empty() || waiting_.begin()->first > syncedGen_) return;
+  std::vector<SyncedFn> due;
+  while (!waiting_.empty() && waiting_.begin()->first <= syncedGen_) {
+    due.push_back(std::move(waiting_.begin()->second));
+    waiting_.erase(waiting_.begin());
+  }
+  auto runAll = [&] {
+    for (auto& fn : due) fn(ok);
+  };
+  if (callbackScope_) {
+    callbackScope_(runAll);
+  } else {
+    runAll();
+  }
+}
+
+void Database::whenSynced(uint64_t gen, SyncedFn fn) {
+  if (gen <= syncedGen_) return fn(true);
+  waiting_.emplace(gen, std::move(fn));
+}
+
+Status Database::settle() {
+  if (syncer_ || allSynced()) return Status::ok();
+  return syncWal();
+}
+
+Status Database::syncNow() { return allSynced() ? Status::ok() : syncWal(); }
+
+uint64_t Database::flushes() const { return syncer_ ? syncer_->flushes() : 0; }
 
 Status Database::writeError(const std::exception& e, const std::string& what) {
   int code = -1;

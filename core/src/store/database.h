@@ -6,11 +6,13 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "hearth/host.h"
 #include "hearth/status.h"
+#include "store/wal_syncer.h"
 
 namespace hearth {
 
@@ -18,6 +20,7 @@ class Database {
  public:
   // Opens or creates the file. Runs PRAGMA integrity_check (full check unless quickCheck).
   static Result<std::unique_ptr<Database>> open(const std::string& path, bool quickCheck = false);
+  ~Database();
 
   SQLite::Database& sql() { return *db_; }
   const std::string& path() const { return path_; }
@@ -25,8 +28,11 @@ class Database {
   // The migration count this build knows; a file from a newer build is refused.
   static int latestVersion();
 
-  // Runs body inside one transaction committed durably (synchronous=FULL) before returning.
-  // Nested calls join the outer transaction. Exceptions from SQLiteCpp become INTERNAL.
+  // Runs body inside one transaction. Nested calls join the outer transaction. Exceptions from
+  // SQLiteCpp become INTERNAL. Without background sync the commit is durable
+  // (synchronous=FULL) before this returns; with it (startBackgroundSync, what hearthd runs)
+  // the commit is in the WAL (atomic; it survives the process being killed) and becomes durable
+  // when the syncer thread's next flush ends: whoever acknowledges it waits for whenSynced().
   Status transaction(const std::function<Status()>& body);
   bool inTransaction() const { return txDepth_ > 0; }
 
@@ -39,6 +45,40 @@ class Database {
   // Makes every commit so far durable: one fsync of the WAL file, as a synchronous=FULL
   // commit does. INTERNAL if the disk refused it.
   Status syncWal();
+
+  // Durability off the hub loop. Every commit gets the next number; syncedGen() is the highest
+  // number known to be on disk. startBackgroundSync(post) switches the connection to
+  // synchronous=NORMAL with no automatic checkpoint and starts the WalSyncer thread (its
+  // flushes and checkpoints are the only fsyncs); post(fn) must run fn on the hub loop, where
+  // every whenSynced callback runs. A flush the disk refuses is fatal (onSyncFailure): after a
+  // failed fsync the kernel may have dropped the pages, and retrying would report a loss as
+  // saved (PostgreSQL's "fsyncgate"); systemd restarts the hub and SQLite recovers the WAL.
+  Status startBackgroundSync(std::function<void(std::function<void()>)> post);
+  bool backgroundSync() const { return syncer_ != nullptr; }
+  uint64_t committedGen() const { return committedGen_; }
+  uint64_t syncedGen() const { return syncedGen_; }
+  bool allSynced() const { return syncedGen_ >= committedGen_; }
+  // Hub loop only. Runs fn(true) once every commit numbered up to gen is on disk: now if it
+  // is, else on the hub loop after the flush that covers it (inside the callback scope,
+  // below). Callbacks run in the order of their gen, and in the order registered for one gen.
+  // fn(false): without background sync, the syncWal() that was to cover gen failed.
+  using SyncedFn = std::function<void(bool ok)>;
+  void whenSynced(uint64_t gen, SyncedFn fn);
+  void afterSynced(SyncedFn fn) { whenSynced(committedGen_, std::move(fn)); }
+  // Without background sync: flushes now if a commit is unsynced (syncWal) and runs what
+  // waits. With it: nothing to do, the syncer was asked at commit.
+  Status settle();
+  // Blocks the hub loop until everything committed is on disk (a clean stop), then runs what
+  // waits.
+  Status syncNow();
+  // Wraps every batch of whenSynced callbacks (the hub opens an output scope around them).
+  void setCallbackScope(std::function<void(const std::function<void()>&)> scope) {
+    callbackScope_ = std::move(scope);
+  }
+  void setSyncFailureHandler(std::function<void(const std::string&)> fn) {
+    onSyncFailure_ = std::move(fn);
+  }
+  uint64_t flushes() const;
 
   // Full disk. A write that fails because the filesystem is full (SQLITE_FULL, or ENOSPC /
   // EDQUOT under an I/O error) answers STORAGE_FULL and marks the store full; the next write
@@ -56,16 +96,26 @@ class Database {
   Status writeError(const std::exception& e, const std::string& what);
 
  private:
-  Database(std::string path, std::unique_ptr<SQLite::Database> db)
-      : path_(std::move(path)), db_(std::move(db)) {}
+  Database(std::string path, std::unique_ptr<SQLite::Database> db);
   Status migrate();
+  void committed();  // after each outermost commit
+  void synced(uint64_t gen, bool ok = true);
+  void runDue(bool ok);
 
   std::string path_;
   std::unique_ptr<SQLite::Database> db_;
   int txDepth_ = 0;
+  bool unsyncedCommit_ = false;  // inside transactionUnsynced (no background sync)
   void noteWritable();
   bool storageFull_ = false;
   StorageListener storageListener_;
+
+  uint64_t committedGen_ = 0;
+  uint64_t syncedGen_ = 0;
+  std::multimap<uint64_t, SyncedFn> waiting_;
+  std::function<void(const std::function<void()>&)> callbackScope_;
+  std::function<void(const std::string&)> onSyncFailure_;
+  std::unique_ptr<WalSyncer> syncer_;
 };
 
 // A plugin's namespace in the plugin_kv table.
