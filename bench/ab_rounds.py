@@ -59,8 +59,8 @@ def main():
                "load_end": load1[0], "a": a.a, "b": a.b, "median": {}}
     print("%d interleaved rounds%s; load average %.1f at the start, %.1f at the end" % (
         a.rounds, ", SD-card model %d ms" % a.sdcard if a.sdcard else "", load0[0], load1[0]))
-    print("%-28s %12s %12s" % ("median of", os.path.basename(a.a.rstrip("/")) or a.a,
-                               os.path.basename(a.b.rstrip("/")) or a.b))
+    name = lambda p: "/".join(os.path.realpath(p).split("/")[-2:])[-12:]
+    print("%-28s %12s %12s" % ("median of", name(a.a), name(a.b)))
     for k in keys:
         ma = statistics.median(r[k] for r in results["a"] if k in r)
         mb = statistics.median(r[k] for r in results["b"] if k in r)

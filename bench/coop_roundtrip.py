@@ -37,6 +37,13 @@ from harness import Hub  # noqa: E402
 FORWARDER = os.path.join(harness.BUILD_DIR, "bench", "coop-forwarder")
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (/proc/PID/stat), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
@@ -158,8 +165,14 @@ def main():
                     raise AssertionError("sustained run on %s did not finish" % path)
                 return args.commands / (time.perf_counter() - start)
 
+            # CPU per command, which load on a shared machine does not change much: the
+            # relay's own cost against the forwarder's.
+            c0 = cpu_seconds(hub.proc.pid)
             rate_hub = sustained("hub", 1_000_000)
+            cpu_hub = cpu_seconds(hub.proc.pid) - c0
+            c0 = cpu_seconds(fwd.pid)
             rate_fwd = sustained("fwd", 2_000_000)
+            cpu_fwd = cpu_seconds(fwd.pid) - c0
         finally:
             fwd.kill()
             fwd.wait()
@@ -175,6 +188,8 @@ def main():
         "ratio_p99": round(p99["hub"] / p99["fwd"], 3),
         "hub_commands_per_s": round(rate_hub, 1),
         "forwarder_commands_per_s": round(rate_fwd, 1),
+        "hub_cpu_us_per_command": round(cpu_hub / args.commands * 1e6, 1),
+        "forwarder_cpu_us_per_command": round(cpu_fwd / args.commands * 1e6, 1),
         "rounds": args.rounds,
         "window": args.window,
     }

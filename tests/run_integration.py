@@ -34,7 +34,10 @@ def main(argv):
                                                        result.testsRun, ran), file=sys.stderr)
     for test, reason in result.skipped:
         print("  skipped %s: %s" % (test.id(), reason), file=sys.stderr)
-    if os.environ.get("CI", "").lower() == "true":
+    # A plugin the build was configured without (-DHEARTH_PLUGIN_<NAME>=OFF) is a choice, not a
+    # missing tool: those skips stay skips under CI too.
+    chosen = all("switched off in this build" in reason for _, reason in result.skipped)
+    if os.environ.get("CI", "").lower() == "true" and not chosen:
         print("%s: FAILED: CI=true and CI must run every test; give it what the reasons above "
               "name" % argv[1], file=sys.stderr)
         return 1

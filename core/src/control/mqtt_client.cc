@@ -95,6 +95,14 @@ void MqttClient::ioWritable() {
   if (mosquitto_loop_write(mosq_, 64) != MOSQ_ERR_SUCCESS) connectionLost();
 }
 
+void MqttClient::flush() {
+  // libmosquitto queues a publish made inside one of its callbacks (a request handled as it is
+  // read) until the next write; this writes it now. Only QoS 1/2 are published, whose write
+  // path calls no callback, so it is safe inside on_message.
+  if (loop_ == nullptr || ioFd() < 0 || !mosquitto_want_write(mosq_)) return;
+  if (mosquitto_loop_write(mosq_, 64) != MOSQ_ERR_SUCCESS) connectionLost();
+}
+
 void MqttClient::connectionLost() {
   // libmosquitto has closed the socket and called the disconnect callback (if it was
   // connected); all that is left is to come back.

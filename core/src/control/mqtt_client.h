@@ -70,6 +70,9 @@ class MqttClient : private IoSource {
   // Sends DISCONNECT (the Will is not published) and joins the network thread / detaches.
   void stop();
 
+  // Hub loop only, attached mode: writes what is queued to the socket now (a message the hub
+  // relays at once must be in the kernel before a later commit can reach the disk).
+  void flush();
   // Returns false when libmosquitto refused the message (e.g. not connected and the queue is
   // not accepting); *mid receives the message id for QoS > 0.
   bool publish(const std::string& topic, const std::string& payload, int qos, bool retain,

@@ -381,14 +381,16 @@ void Hub::onMessage(const MqttMessage& msg) {
     if (slash != std::string_view::npos && ids.find('/', slash + 1) == std::string_view::npos) {
       onPresence(std::string(ids.substr(0, slash)), std::string(ids.substr(slash + 1)),
                  msg.payload);
+      return;
     }
-    return;
   }
   auto request = parseRequestTopic(topic);
   if (!request) return;  // the subscriptions make this unreachable
   OutputGate::Unit unit(*gate_);
   router_.handle(msg, *request);
-  if (request->scope == MethodScope::kUser) publishSeen(request->userId, request->clientId, "request");
+  if (request->scope == MethodScope::kUser) {
+    publishSeen(request->userId, request->clientId, "request");
+  }
 }
 
 void Hub::publishSeen(const std::string& userId, const std::string& clientId, const char* via) {
@@ -447,7 +449,9 @@ size_t Hub::sendEvent(const std::string& userId, const std::string& clientId,
     std::string topic = "hearth/v1/u/" + userId + "/" + t.clientId + "/evt/" + event;
     std::optional<bool> now = gate_->send(
         userId + "/" + t.clientId, [this, topic, payload] {
-          return mqtt_->publish(topic, *payload, 1, false);
+          bool ok = mqtt_->publish(topic, *payload, 1, false);
+          mqtt_->flush();
+          return ok;
         });
     // Held for the disk: counted as sent while the broker connection is up.
     if (now ? *now : brokerUp_) ++sent;
@@ -469,7 +473,10 @@ void Hub::publish(const std::string& topic, const std::string& payload,
       terminal = topic.substr(12, client == std::string::npos ? client : client - 12);
     }
     gate_->send(terminal, [this, topic, payload, corr] {
-      if (mqtt_->publish(topic, payload, 1, false, corr ? &*corr : nullptr)) return true;
+      bool ok = mqtt_->publish(topic, payload, 1, false, corr ? &*corr : nullptr);
+      // Out of the process before anything later is committed (docs/coop-api.md, crashes).
+      mqtt_->flush();
+      if (ok) return true;
       logger_.warn("could not publish the response on " + topic);
       return false;
     });
