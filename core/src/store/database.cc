@@ -103,10 +103,8 @@ const std::vector<const char*>& migrations() {
   return kMigrations;
 }
 
-}  // namespace
-
-namespace {
 constexpr int kCacheSize = -512;  // PRAGMA cache_size: negative means KiB (512 KiB), not pages
+
 }  // namespace
 
 Database::Database(std::string path, std::unique_ptr<SQLite::Database> db)
