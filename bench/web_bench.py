@@ -6,10 +6,17 @@ all three alike); and the RSS that held connections cost the hub.
 
     /usr/bin/python3 bench/web_bench.py [--requests 2000] [--held 200] [--json out.json]
 
-Prints p50/p99 per path and the ratios to the direct path at p50 (target <= 1.15). All three
-clients are paho MQTT 5 with TCP_NODELAY, so the ratio shows what the door adds (TLS, the pipe,
-WebSocket framing), not a difference between clients. Needs a build in build/ (or
-HEARTH_BUILD_DIR).
+Prints p50/p99 per path and the ratios to the direct path at p50 (target <= 1.15), for two
+client libraries, each the same on all three paths (so a ratio shows what the door adds: TLS,
+the pipe, WebSocket framing, not a difference between clients):
+
+- paho MQTT 5 (Python, the integration tests' client; TCP_NODELAY), whose TLS reads and
+  WebSocket framing run in Python, byte by byte;
+- mqtt.js (bench/web_bench_client.mjs under Node; the library of hearth-client and the web
+  app), with Node's native TLS. It sends one MQTT packet as several WebSocket frames, as it does
+  in a browser. Skipped when node or clients/js/node_modules is missing.
+
+Needs a build in build/ (or HEARTH_BUILD_DIR).
 """
 
 import argparse
@@ -17,8 +24,11 @@ import json
 import os
 import socket
 import ssl
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import paho.mqtt.client as mqtt
@@ -41,6 +51,45 @@ def round_trip(t):
     if not r.get("ok"):
         raise AssertionError("getBoundDevices failed: %s" % r)
     return elapsed * 1000.0
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MQTT_JS = os.path.join(HERE, "..", "clients", "js", "node_modules", "mqtt")
+
+
+def table(title, times):
+    """Prints times {path: [ms]} as a table with the ratios to direct; returns its rows."""
+    rows = {}
+    for name, ts in times.items():
+        rows[name] = {"p50_ms": pct(ts, 50), "p99_ms": pct(ts, 99), "mean_ms": statistics.mean(ts)}
+    base = rows["direct"]["p50_ms"]
+    print(title)
+    print("  %-8s %9s %9s %9s" % ("path", "p50 ms", "p99 ms", "p50 / direct"))
+    for name, r in rows.items():
+        r["ratio_p50"] = r["p50_ms"] / base
+        print("  %-8s %9.3f %9.3f %9.2f" % (name, r["p50_ms"], r["p99_ms"], r["ratio_p50"]))
+    worst = max(rows["mqtts"]["ratio_p50"], rows["wss"]["ratio_p50"])
+    print("  target: <= 1.15 at p50 -> %s (worst %.2f)" % ("met" if worst <= 1.15 else "MISSED",
+                                                           worst))
+    return rows
+
+
+def mqtt_js_times(hub, requests):
+    """The same interleaved round trips with mqtt.js under Node, or None without Node/mqtt.js."""
+    if not shutil.which("node") or not os.path.isdir(MQTT_JS):
+        print("mqtt.js: skipped (needs node and clients/js/node_modules: make build)")
+        return None
+    cfg = {"user": "alice", "password": hub.passwords["alice"], "ca": hub.ca_file,
+           "brokerPort": hub.broker.port, "mqttsPort": hub.mqtts_port,
+           "httpsPort": hub.https_port, "requests": requests}
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(cfg, f)
+        f.flush()
+        out = subprocess.run(["node", os.path.join(HERE, "web_bench_client.mjs"), f.name],
+                             capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise AssertionError("web_bench_client.mjs failed:\n" + out.stderr)
+    return json.loads(out.stdout)
 
 
 def main():
@@ -70,22 +119,15 @@ def main():
             order = names[i % 3:] + names[:i % 3]
             for name in order:
                 times[name].append(round_trip(paths[name]))
-        rows = {}
-        for name in names:
-            rows[name] = {"p50_ms": pct(times[name], 50), "p99_ms": pct(times[name], 99),
-                          "mean_ms": statistics.mean(times[name])}
-        base = rows["direct"]["p50_ms"]
-        print("request round trip (getBoundDevices), %d per path, interleaved:" % args.requests)
-        print("  %-8s %9s %9s %9s" % ("path", "p50 ms", "p99 ms", "p50 / direct"))
-        for name in names:
-            r = rows[name]
-            r["ratio_p50"] = r["p50_ms"] / base
-            print("  %-8s %9.3f %9.3f %9.2f" % (name, r["p50_ms"], r["p99_ms"], r["ratio_p50"]))
-        worst = max(rows["mqtts"]["ratio_p50"], rows["wss"]["ratio_p50"])
-        print("  target: <= 1.15 at p50 -> %s (worst %.2f)" % ("met" if worst <= 1.15 else
-                                                               "MISSED", worst))
+        rows = table("request round trip (getBoundDevices), paho, %d per path, interleaved:"
+                     % args.requests, times)
         for t in paths.values():
             t.disconnect()
+        js_rows = None
+        js_times = mqtt_js_times(hub, args.requests)
+        if js_times:
+            js_rows = table("request round trip (getBoundDevices), mqtt.js, %d per path, "
+                            "interleaved:" % args.requests, js_times)
 
         # RSS per held connection: TLS + MQTT CONNECT through mqtts://, held open.
         time.sleep(1)
@@ -107,8 +149,14 @@ def main():
               "%.1f KiB per connection" % (args.held, idle, loaded, per))
         for s in held:
             s.close()
-        result = {"requests": args.requests, "paths": rows, "held": args.held,
-                  "rss_idle_kib": idle, "rss_held_kib": loaded, "rss_per_connection_kib": per}
+        # Worker threads end 10 s after their client; then the allocator gives back their memory.
+        time.sleep(16)
+        after = hub.rss_kib()
+        print("after they left: hub RSS %d KiB (%+d KiB against idle)" % (after, after - idle))
+        result = {"requests": args.requests, "paths": rows, "paths_mqtt_js": js_rows,
+                  "held": args.held,
+                  "rss_idle_kib": idle, "rss_held_kib": loaded, "rss_per_connection_kib": per,
+                  "rss_after_kib": after}
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=2)

@@ -2,9 +2,11 @@
 
 #include <fnmatch.h>
 
+#include <Poco/DigestEngine.h>
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <Poco/UUID.h>
 
 #include <algorithm>
 #include <cctype>
@@ -393,14 +395,20 @@ std::string deviceIdForAddress(std::string_view address) {
 
 std::optional<std::string> canonicalUuid(std::string_view text) {
   auto allHex = [](std::string_view s) { return std::all_of(s.begin(), s.end(), isHexDigit); };
-  if (text.size() == 4 && allHex(text)) return "0000" + lower(text) + std::string(kBaseUuidSuffix);
-  if (text.size() == 8 && allHex(text)) return lower(text) + std::string(kBaseUuidSuffix);
-  if (text.size() != 36) return std::nullopt;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? text[i] != '-' : !isHexDigit(text[i])) return std::nullopt;
+  std::string full;
+  if (text.size() == 4 && allHex(text)) {
+    full = "0000" + std::string(text) + std::string(kBaseUuidSuffix);
+  } else if (text.size() == 8 && allHex(text)) {
+    full = std::string(text) + std::string(kBaseUuidSuffix);
+  } else if (text.size() == 36 && text[8] == '-' && text[13] == '-' && text[18] == '-' &&
+             text[23] == '-') {
+    full = std::string(text);
+  } else {
+    return std::nullopt;  // Poco::UUID also takes 32 digits without dashes, BlueZ never does
   }
-  return lower(text);
+  Poco::UUID uuid;
+  if (!uuid.tryParse(full)) return std::nullopt;
+  return uuid.toString();  // lowercase, 8-4-4-4-12
 }
 
 bool globMatch(std::string_view pattern, std::string_view text) {
@@ -416,16 +424,7 @@ std::string truncateUtf8(std::string_view text, size_t maxBytes) {
   return std::string(text.substr(0, end));
 }
 
-std::string toHex(const Bytes& bytes) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (uint8_t b : bytes) {
-    out += kDigits[b >> 4];
-    out += kDigits[b & 0x0F];
-  }
-  return out;
-}
+std::string toHex(const Bytes& bytes) { return Poco::DigestEngine::digestToHex(bytes); }
 
 std::optional<Bytes> fromHex(std::string_view hex) {
   if (hex.size() % 2 != 0) return std::nullopt;

@@ -16,6 +16,10 @@
 //
 // Threading: everything here runs on the hub loop. BlueZ is reached through BluezClient, whose
 // replies and signals arrive on the hub loop too (see bluez_client.h); no locks.
+//
+// One class, its member functions in one file per seam: ble_plugin.cc (lifecycle), ble_mirror.cc
+// (link and BlueZ mirror), ble_discovery.cc (duty cycle), ble_reporting.cc (devices to the
+// core), ble_gatt_jobs.cc (commands); ble_shared.h holds what they share.
 
 #include <chrono>
 #include <cstdint>

@@ -1,5 +1,7 @@
 #include "cloud_bridge_plugin.h"
 
+#include <Poco/DigestEngine.h>
+
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
@@ -58,14 +60,9 @@ Status requireReadable(const std::string& key, const std::string& path) {
 
 std::string randomHex(size_t bytes) {
   std::random_device rd;
-  std::string out;
-  static const char* kHex = "0123456789abcdef";
-  for (size_t i = 0; i < bytes; ++i) {
-    auto b = static_cast<unsigned>(rd() & 0xff);
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
-  return out;
+  Poco::DigestEngine::Digest random(bytes);
+  for (auto& b : random) b = static_cast<unsigned char>(rd() & 0xff);
+  return Poco::DigestEngine::digestToHex(random);
 }
 
 // FNV-1a, to give each set of local subscriptions its own persistent local session.
@@ -198,9 +195,9 @@ Status CloudBridgePlugin::start() {
   settings_.local.clientId = "hearth-bridge-" + instance + "-" + shortHash(localFilters);
 
   std::random_device rd;
-  cloudBackoff_ = std::make_unique<Backoff>(settings_.reconnectMin, settings_.reconnectMax,
-                                            (uint64_t{rd()} << 32) | rd());
-  localBackoff_ = std::make_unique<Backoff>(kLocalReconnectMin, kLocalReconnectMax, rd());
+  cloudBackoff_ = std::make_unique<util::Backoff>(settings_.reconnectMin, settings_.reconnectMax,
+                                                  (uint64_t{rd()} << 32) | rd());
+  localBackoff_ = std::make_unique<util::Backoff>(kLocalReconnectMin, kLocalReconnectMax, rd());
   status_.endpoint = settings_.cloud.host + ":" + std::to_string(settings_.cloud.port);
   cursor_ = outbox_->oldestSeq().value_or(outbox_->nextSeq());
 

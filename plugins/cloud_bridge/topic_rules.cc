@@ -5,13 +5,12 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <mosquitto.h>
 
 #include <set>
 
 namespace hearth::cloud_bridge {
 namespace {
-
-constexpr size_t kMaxTopicBytes = 65535;
 
 std::vector<std::string_view> levels(std::string_view s) {
   std::vector<std::string_view> out;
@@ -56,39 +55,26 @@ bool firstLevelIsWildcard(std::string_view filter) {
 
 }  // namespace
 
+// libmosquitto checks and matches (MQTT 5 §4.7: '+' and '#' whole levels, '#' last, at most
+// 65535 bytes; a first-level wildcard never matches a '$' topic). It takes C strings, so an
+// embedded NUL — never valid in a topic — is refused here first; it accepts the empty string,
+// which MQTT does not.
 bool isValidTopicName(std::string_view topic) {
-  if (topic.empty() || topic.size() > kMaxTopicBytes) return false;
-  for (char c : topic) {
-    if (c == '+' || c == '#' || c == '\0') return false;
-  }
-  return true;
+  if (topic.empty() || topic.find('\0') != std::string_view::npos) return false;
+  return mosquitto_pub_topic_check(std::string(topic).c_str()) == MOSQ_ERR_SUCCESS;
 }
 
 bool isValidTopicFilter(std::string_view filter) {
-  if (filter.empty() || filter.size() > kMaxTopicBytes) return false;
-  if (filter.find('\0') != std::string_view::npos) return false;
-  auto ls = levels(filter);
-  for (size_t i = 0; i < ls.size(); ++i) {
-    std::string_view l = ls[i];
-    if (l == "#") {
-      if (i + 1 != ls.size()) return false;
-    } else if (l != "+" && l.find_first_of("+#") != std::string_view::npos) {
-      return false;
-    }
-  }
-  return true;
+  if (filter.empty() || filter.find('\0') != std::string_view::npos) return false;
+  return mosquitto_sub_topic_check(std::string(filter).c_str()) == MOSQ_ERR_SUCCESS;
 }
 
 bool topicMatches(std::string_view filter, std::string_view topic) {
-  auto f = levels(filter);
-  auto t = levels(topic);
-  if (!topic.empty() && topic[0] == '$' && isWildcard(f[0])) return false;
-  for (size_t i = 0; i < f.size(); ++i) {
-    if (f[i] == "#") return true;  // also matches the parent level: "a/#" matches "a"
-    if (i >= t.size()) return false;
-    if (f[i] != "+" && f[i] != t[i]) return false;
-  }
-  return f.size() == t.size();
+  // A filter or topic libmosquitto refuses (MOSQ_ERR_INVAL) matches nothing.
+  bool result = false;
+  return mosquitto_topic_matches_sub(std::string(filter).c_str(), std::string(topic).c_str(),
+                                     &result) == MOSQ_ERR_SUCCESS &&
+         result;
 }
 
 bool filtersOverlap(std::string_view a, std::string_view b) {

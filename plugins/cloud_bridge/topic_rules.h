@@ -1,7 +1,8 @@
 #pragma once
 // Topic rules of the cloud bridge: which topics cross between the local broker and the cloud
 // broker, how their names are rewritten, and the loop guard that keeps a bridged message from
-// being bridged back to where it came from. Pure: no MQTT, no store, no threads.
+// being bridged back to where it came from. Pure: no connection, no store, no threads (filter
+// checks and matching are libmosquitto's topic functions).
 
 #include <cstdint>
 #include <optional>

@@ -1,11 +1,11 @@
 #include "ha_mapping.h"
 
+#include <Poco/DigestEngine.h>
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <fnmatch.h>
 
-#include <cstdio>
 
 namespace hearth::home_assistant {
 
@@ -154,9 +154,8 @@ std::string objectId(std::string_view deviceId) {
     if (keep) {
       out += c;
     } else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "_%02x", static_cast<unsigned char>(c));
-      out += buf;
+      out += '_';
+      out += Poco::DigestEngine::digestToHex({static_cast<unsigned char>(c)});
     }
   }
   return out;

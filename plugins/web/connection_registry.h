@@ -60,6 +60,7 @@ struct ConnectionScope {
   uint64_t id = 0;
   std::string address;  // the client's address, for the lockout
   ConnectionRegistry* registry = nullptr;
+  void* ssl = nullptr;  // the connection's OpenSSL SSL, once its handshake is done (server_tls.h)
   static ConnectionScope*& current();
 };
 

@@ -13,6 +13,8 @@
 
 #include <memory>
 
+#include "server_tls.h"
+
 namespace hearth::web {
 namespace {
 
@@ -24,9 +26,12 @@ Poco::Timespan span(std::chrono::milliseconds ms) { return Poco::Timespan(ms.cou
 // mqtts://: the TLS stream itself.
 class TlsEnd : public ClientEnd {
  public:
-  explicit TlsEnd(Poco::Net::SecureStreamSocket& s) : s_(s), buf_(new uint8_t[kChunk]) {}
+  TlsEnd(Poco::Net::SecureStreamSocket& s, void* ssl)
+      : s_(s), ssl_(ssl), buf_(new uint8_t[kChunk]) {
+    if (ssl_) readAhead(ssl_);
+  }
   int fd() const override { return s_.impl()->sockfd(); }
-  bool pending() override { return s_.available() > 0; }
+  bool pending() override { return s_.available() > 0 || (ssl_ && tlsHasPending(ssl_)); }
   int read(const uint8_t** data) override {
     int n = s_.receiveBytes(buf_.get(), static_cast<int>(kChunk));
     *data = buf_.get();
@@ -45,15 +50,22 @@ class TlsEnd : public ClientEnd {
  private:
   static constexpr size_t kChunk = 16 * 1024;
   Poco::Net::SecureStreamSocket& s_;
+  void* ssl_;
   std::unique_ptr<uint8_t[]> buf_;
 };
 
 // wss://.../mqtt: WebSocket frames, each carrying MQTT bytes (binary frames).
 class WsEnd : public ClientEnd {
  public:
-  explicit WsEnd(WebSocket& ws) : ws_(ws), buf_(0) {}
+  // Reading ahead starts with the WebSocket: POCO's HTTP server waits for a kept-alive
+  // connection's next request with poll(2), which would not see one OpenSSL read ahead.
+  WsEnd(WebSocket& ws, void* ssl) : ws_(ws), ssl_(ssl), buf_(0) {
+    if (ssl_) readAhead(ssl_);
+  }
   int fd() const override { return ws_.impl()->sockfd(); }
-  bool pending() override { return ws_.available() > 0; }
+  // Frames already read ahead by OpenSSL count: a client's packet in many frames is then read
+  // without a poll(2) and a read(2) for each.
+  bool pending() override { return ws_.available() > 0 || (ssl_ && tlsHasPending(ssl_)); }
   int read(const uint8_t** data) override {
     int flags = 0;
     buf_.resize(0);
@@ -96,6 +108,7 @@ class WsEnd : public ClientEnd {
 
  private:
   WebSocket& ws_;
+  void* ssl_;
   Poco::Buffer<char> buf_;
   bool closed_ = false;
 };
@@ -134,7 +147,7 @@ class GuardedConnection : public Poco::Net::TCPServerConnection {
       if (handshake(scope)) {
         if (protocol_ == DoorProtocol::kMqtts) {
           Poco::Net::SecureStreamSocket tls(socket());
-          TlsEnd end(tls);
+          TlsEnd end(tls, scope.ssl);
           runPipe(end, scope, shared_.pipe, *shared_.guard);
         } else {
           std::unique_ptr<Poco::Net::TCPServerConnection> http(inner_->createConnection(socket()));
@@ -153,13 +166,15 @@ class GuardedConnection : public Poco::Net::TCPServerConnection {
  private:
   // The TLS handshake, before anything else, within the connection's deadline (the registry
   // cuts off a client that dribbles it).
-  bool handshake(const ConnectionScope& scope) {
+  bool handshake(ConnectionScope& scope) {
     DoorCounters& c = shared_.guard->counters();
     Poco::Net::SecureStreamSocket tls(socket());
     tls.setReceiveTimeout(span(shared_.connectTimeout));
+    takeThreadHandshake();  // forget another connection's
     try {
       if (tls.completeHandshake() <= 0) throw Poco::IOException("handshake did not complete");
     } catch (const std::exception&) {
+      takeThreadHandshake();
       if (shared_.registry->timedOut(scope.id)) {
         c.connectTimeouts++;
       } else {
@@ -168,6 +183,7 @@ class GuardedConnection : public Poco::Net::TCPServerConnection {
       return false;
     }
     tls.setReceiveTimeout(span(shared_.ioTimeout));
+    scope.ssl = takeThreadHandshake();
     return true;
   }
 
@@ -224,7 +240,7 @@ class WebSocketHandler : public Poco::Net::HTTPRequestHandler {
     ws->setReceiveTimeout(span(shared_.ioTimeout));
     c.connectionsHttps--;
     c.connectionsWss++;
-    WsEnd end(*ws);
+    WsEnd end(*ws, scope->ssl);
     runPipe(end, *scope, shared_.pipe, *shared_.guard);
     c.connectionsWss--;
     c.connectionsHttps++;

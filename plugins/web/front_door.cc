@@ -38,6 +38,14 @@ constexpr int kThreadIdleSec = 10;
 // Connections that must have come and gone since the last trim before the allocator is asked
 // to give memory back (malloc_trim walks every arena: not for every client).
 constexpr int64_t kTrimAfter = 32;
+// glibc gives threads up to 8 malloc arenas per core (16 on a 2-core board), and malloc_trim
+// never shrinks the top chunk of an arena other than the main one (up to 128 KiB each): after a
+// burst served by hundreds of worker threads, ~2.5 MiB would stay resident for good. Two arenas
+// keep that under 0.5 MiB; the door's threads allocate little per message, so sharing costs
+// nothing measurable (docs/performance.md, front door). Process-wide, and only effective before
+// glibc has fixed its arena limit (it does so at the 9th arena): hearthd has fewer by the time
+// its plugins start.
+constexpr int kMallocArenas = 2;
 
 class MetricsHandler : public Poco::Net::HTTPRequestHandler {
  public:
@@ -205,6 +213,7 @@ Status FrontDoor::start() {
   if (stopFd_ < 0) return Status::error(ErrorCode::kInternal, "eventfd failed");
   shared_.pipe.stopFd = stopFd_;
   raiseOpenFileLimit(config_.maxConnections);
+  ::mallopt(M_ARENA_MAX, kMallocArenas);
   pool_ = std::make_unique<Poco::ThreadPool>("web", 2, config_.maxConnections + kSpareThreads,
                                              kThreadIdleSec, kThreadStack);
   metricsPool_ = std::make_unique<Poco::ThreadPool>("web-metrics", 1, 4, 60, kThreadStack);
@@ -234,9 +243,17 @@ void FrontDoor::housekeep() {
   // The peak is kept by the guard as clients enter, so a burst between two calls counts too.
   peakSinceTrim_ = std::max(peakSinceTrim_, guard_.takePeak());
   int64_t inside = guard_.inside();
-  if (peakSinceTrim_ - inside >= kTrimAfter) {
+  // Worker threads end kThreadIdleSec after their client left, and what they held (their
+  // arena's free chunks, OpenSSL's per-thread state) is free only then: a trim at the end of a
+  // burst alone would come too early. collect() only tells them to end; they do so on their
+  // own a moment later, so the next housekeeping trims once more.
+  int threads = pool_->allocated();
+  if (threads < threadsAtTrim_) trimsDue_ = 2;
+  threadsAtTrim_ = threads;
+  if (peakSinceTrim_ - inside >= kTrimAfter || trimsDue_ > 0) {
     ::malloc_trim(0);
     peakSinceTrim_ = inside;
+    if (trimsDue_ > 0) --trimsDue_;
   }
 }
 

@@ -79,6 +79,8 @@ class FrontDoor {
   bool running_ = false;
   int64_t peakSinceTrim_ = 0;
   int64_t pocoRefused_ = 0;
+  int threadsAtTrim_ = 0;
+  int trimsDue_ = 0;
 };
 
 }  // namespace hearth::web

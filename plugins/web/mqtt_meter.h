@@ -30,6 +30,8 @@ class MqttMeter {
   // For a CONNACK stream: the return code (MQTT 3.1.1) / reason code (MQTT 5), once known.
   int connackCode() const { return connackCode_; }
   uint64_t packets() const { return packets_; }
+  // Every byte fed so far belongs to a complete packet (none is begun and unfinished).
+  bool atPacketBoundary() const { return state_ == State::kType; }
 
  private:
   enum class State { kType, kLength, kBody };

@@ -7,6 +7,7 @@
 #include <poll.h>
 
 #include <memory>
+#include <vector>
 
 #include "mqtt_meter.h"
 
@@ -74,6 +75,18 @@ PipeEnd runPipe(ClientEnd& client, const ConnectionScope& scope, const PipeSetti
   bool connectSeen = false;
   bool connackSeen = false;
   std::unique_ptr<uint8_t[]> buf(new uint8_t[kChunk]);
+  // What the client sent of a packet it has not finished yet, and packets behind which more
+  // has already arrived. A WebSocket client may send one MQTT packet in many small frames
+  // (mqtt.js writes the fixed header, the topic and the payload as frames of their own);
+  // passed on frame by frame, each piece would be a TCP segment of its own and a wake-up of
+  // the broker. Held here until the packet is complete and nothing more is waiting (or kChunk
+  // bytes are held), the broker gets what arrived together in one write.
+  std::vector<uint8_t> pendingToBroker;
+  auto flushToBroker = [&] {
+    sendAll(broker, pendingToBroker.data(), pendingToBroker.size());
+    pendingToBroker.clear();
+    if (pendingToBroker.capacity() > kChunk) std::vector<uint8_t>().swap(pendingToBroker);
+  };
   PipeEnd end = PipeEnd::kError;
 
   auto deadlineHit = [&] { return scope.registry && scope.registry->timedOut(scope.id); };
@@ -126,7 +139,13 @@ PipeEnd runPipe(ClientEnd& client, const ConnectionScope& scope, const PipeSetti
             if (scope.registry) scope.registry->clearDeadline(scope.id);
           }
           c.bytesFromClients += n;
-          sendAll(broker, data, static_cast<size_t>(n));
+          bool whole = fromClient.atPacketBoundary() && !client.pending();
+          if (whole && pendingToBroker.empty()) {
+            sendAll(broker, data, static_cast<size_t>(n));  // whole packets: no copy
+          } else {
+            pendingToBroker.insert(pendingToBroker.end(), data, data + n);
+            if (whole || pendingToBroker.size() >= kChunk) flushToBroker();
+          }
         }
       }
       if (brokerReady) {

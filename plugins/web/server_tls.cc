@@ -7,6 +7,26 @@
 
 namespace hearth::web {
 
+namespace {
+
+thread_local SSL* tHandshake = nullptr;
+
+void infoCallback(const SSL* ssl, int where, int) {
+  if (where & SSL_CB_HANDSHAKE_START) tHandshake = const_cast<SSL*>(ssl);
+}
+
+}  // namespace
+
+void* takeThreadHandshake() {
+  SSL* ssl = tHandshake;
+  tHandshake = nullptr;
+  return ssl;
+}
+
+void readAhead(void* ssl) { SSL_set_read_ahead(static_cast<SSL*>(ssl), 1); }
+
+bool tlsHasPending(void* ssl) { return SSL_has_pending(static_cast<SSL*>(ssl)) == 1; }
+
 struct ServerTls::Identity {
   X509* leaf = nullptr;
   EVP_PKEY* key = nullptr;
@@ -33,6 +53,7 @@ ServerTls::ServerTls() {
   // No server-side session cache (a growing table of every client's session): resumption
   // works with stateless session tickets, which the client keeps.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_info_callback(ctx, infoCallback);
   SSL_CTX_set_cert_cb(
       ctx, [](SSL* ssl, void* arg) { return certCallback(ssl, arg); }, this);
 }

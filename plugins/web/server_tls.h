@@ -18,6 +18,21 @@ struct stack_st_X509;
 
 namespace hearth::web {
 
+// What the pipe needs of a connection's OpenSSL state that POCO's SecureStreamSocket does not
+// offer. ssl: an OpenSSL SSL*.
+//
+// The SSL of the handshake the calling thread began last (through this context), or nullptr;
+// the next call returns nullptr until another handshake begins. A connection's thread takes it
+// right after its handshake.
+void* takeThreadHandshake();
+// Makes OpenSSL read whatever the kernel holds in one read(2) instead of each record's header
+// and body in two: a WebSocket client may send one MQTT packet as many small frames, each its
+// own record, and they arrive together.
+void readAhead(void* ssl);
+// Whether OpenSSL holds bytes not yet read (records read ahead, or the rest of one):
+// poll(2) does not see them. POCO's available() counts only the current record's.
+bool tlsHasPending(void* ssl);
+
 class ServerTls {
  public:
   ServerTls();

@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import ssl
+import struct
 import subprocess
 import tempfile
 import time
@@ -387,6 +388,47 @@ class FrontDoorTest(unittest.TestCase):
             self.assertTrue(t.request("hello", {"appId": "app"})["ok"])
         finally:
             t.disconnect()
+
+    def test_wss_packets_in_many_frames_and_many_in_one_frame(self):
+        # mqtt.js sends one MQTT packet as several WebSocket frames (the door holds the pieces
+        # until the packet is whole, and passes it on in one write); other clients put several
+        # packets in one frame. Either way the broker sees the same MQTT byte stream.
+        from test_web_abuse import ws_frame_header, ws_handshake
+
+        def frames(*pieces):
+            return b"".join(ws_frame_header(len(p)) + p for p in pieces)
+
+        def read_mqtt(sock, n):
+            """n bytes of MQTT from the server's (unmasked, binary) frames."""
+            got = b""
+            while len(got) < n:
+                head = recv_exactly(sock, 2)
+                self.assertIsNotNone(head, "connection closed")
+                length = head[1] & 0x7F
+                if length == 126:
+                    length = struct.unpack(">H", recv_exactly(sock, 2))[0]
+                self.assertEqual(head[0] & 0x0F, 2, "a binary frame")
+                got += recv_exactly(sock, length)
+            return got
+
+        s = tls_socket(self.hub, self.hub.https_port)
+        try:
+            self.assertIn(b" 101 ", ws_handshake(s))
+            packet = connect_packet("split-" + uuid.uuid4().hex[:8], "alice",
+                                    self.hub.passwords["alice"])
+            # The CONNECT in four frames: fixed header byte, length, then the rest in two.
+            s.sendall(frames(packet[:1], packet[1:2], packet[2:12], packet[12:]))
+            self.assertEqual(read_mqtt(s, 4), bytes([0x20, 2, 0, 0]))  # CONNACK, accepted
+            # A PINGREQ split between two writes of the client, the second one later.
+            s.sendall(frames(bytes([0xC0])))
+            time.sleep(0.2)
+            s.sendall(frames(bytes([0])))
+            self.assertEqual(read_mqtt(s, 2), bytes([0xD0, 0]))  # PINGRESP
+            # Three PINGREQs in one frame: three PINGRESPs.
+            s.sendall(frames(bytes([0xC0, 0]) * 3))
+            self.assertEqual(read_mqtt(s, 6), bytes([0xD0, 0]) * 3)
+        finally:
+            s.close()
 
     def test_client_pinning_the_wrong_ca_is_refused_by_its_own_tls(self):
         d = tempfile.mkdtemp(prefix="hearth-wrongca-")

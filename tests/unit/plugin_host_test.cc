@@ -9,7 +9,7 @@
 
 #include <filesystem>
 
-#include "hub/clock.h"
+#include "loop/clock.h"
 
 namespace hearth {
 namespace {

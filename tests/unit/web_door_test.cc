@@ -53,6 +53,28 @@ TEST(MqttMeter, SeesTheConnectCompleteHoweverTheStreamIsSplit) {
   }
 }
 
+TEST(MqttMeter, KnowsWhetherAPacketIsBegunAndUnfinished) {
+  MqttMeter m(256 * 1024, 1);
+  EXPECT_TRUE(m.atPacketBoundary());
+  std::vector<uint8_t> connect = packet(0x10, 200);  // 1 + 2 length bytes + 200
+  for (size_t split : {size_t{1}, size_t{2}, size_t{3}, size_t{100}}) {
+    MqttMeter piecewise(256 * 1024, 1);
+    ASSERT_EQ(piecewise.feed(connect.data(), split), MqttMeter::Verdict::kOk);
+    EXPECT_FALSE(piecewise.atPacketBoundary()) << split;
+    ASSERT_EQ(piecewise.feed(connect.data() + split, connect.size() - split),
+              MqttMeter::Verdict::kOk);
+    EXPECT_TRUE(piecewise.atPacketBoundary()) << split;
+  }
+  // Two whole packets and the first byte of a third.
+  std::vector<uint8_t> stream = connect;
+  for (int i = 0; i < 2; ++i) stream.insert(stream.end(), {0xC0, 0x00});
+  stream.push_back(0xC0);
+  ASSERT_EQ(m.feed(stream.data(), stream.size() - 1), MqttMeter::Verdict::kOk);
+  EXPECT_TRUE(m.atPacketBoundary());
+  ASSERT_EQ(m.feed(&stream.back(), 1), MqttMeter::Verdict::kOk);
+  EXPECT_FALSE(m.atPacketBoundary());
+}
+
 TEST(MqttMeter, RefusesAPacketOverTheLimitFromItsHeader) {
   MqttMeter m(1024, 1);
   std::vector<uint8_t> connect = packet(0x10, 10);
