@@ -1,11 +1,13 @@
 # The plugin ABI's fingerprint: SHA-256 over every SDK header (core/include/hearth/**.h, by
 # relative path and content) except abi_version.h, which records the hash its
-# HEARTH_ABI_VERSION stands for. Written to generated/hearth_abi_hash.h; unit.abi_version_test
+# HEARTH_ABI_VERSION stands for, and hearth/util/ (header-only helpers a plugin compiles in;
+# nothing of theirs crosses the boundary). Written to generated/hearth_abi_hash.h; unit.abi_version_test
 # fails when the two differ, so a header cannot change without someone deciding whether the
 # ABI version must change too (core/include/hearth/abi_version.h says how).
 file(GLOB_RECURSE hearth_sdk_headers CONFIGURE_DEPENDS
      RELATIVE ${CMAKE_SOURCE_DIR}/core/include ${CMAKE_SOURCE_DIR}/core/include/hearth/*.h)
 list(REMOVE_ITEM hearth_sdk_headers hearth/abi_version.h)
+list(FILTER hearth_sdk_headers EXCLUDE REGEX "^hearth/util/")
 list(SORT hearth_sdk_headers)
 set(hearth_abi_text "")
 foreach(header ${hearth_sdk_headers})

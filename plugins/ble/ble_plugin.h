@@ -16,6 +16,10 @@
 //
 // Threading: everything here runs on the hub loop. BlueZ is reached through BluezClient, whose
 // replies and signals arrive on the hub loop too (see bluez_client.h); no locks.
+//
+// One class, its member functions in one file per seam: ble_plugin.cc (lifecycle), ble_mirror.cc
+// (link and BlueZ mirror), ble_discovery.cc (duty cycle), ble_reporting.cc (devices to the
+// core), ble_gatt_jobs.cc (commands); ble_shared.h holds what they share.
 
 #include <chrono>
 #include <cstdint>
@@ -45,6 +49,7 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   // "ble" transport and starts talking to BlueZ. Not finding the bus, bluetoothd or an adapter
   // is not a failure: the plugin reports "waiting" with the reason and recovers by itself.
   Status start() override;
+  static Status validate(const ConfigView& c);
   // Fails queued commands with UNAVAILABLE, closes the connections it opened, stops discovery
   // and joins the bus thread.
   void stop() override;
@@ -59,6 +64,7 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   static size_t configKeyCount();
 
  private:
+  static Result<std::vector<ProductRule>> readRules(const ConfigView& c);
   using TimePoint = std::chrono::steady_clock::time_point;
   using Ms = std::chrono::milliseconds;
 

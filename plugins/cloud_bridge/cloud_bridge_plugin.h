@@ -23,10 +23,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "backoff.h"
 #include "bridge_status.h"
 #include "cloud_outbox.h"
 #include "hearth/plugin.h"
+#include "hearth/util/backoff.h"
 #include "mqtt_link.h"
 #include "topic_rules.h"
 
@@ -39,6 +39,9 @@ class CloudBridgePlugin : public Plugin, private LinkListener {
 
   Status start() override;
   void stop() override;
+  // --check-config and SIGHUP: the protocol, the cert_file/key_file pair and the topic rules,
+  // by the same code start() uses (files and the host are checked at start).
+  static Status validate(const ConfigView& c);
 
  private:
   struct Settings {
@@ -98,8 +101,8 @@ class CloudBridgePlugin : public Plugin, private LinkListener {
   Settings settings_;
   TopicRules rules_;
   std::unique_ptr<CloudOutbox> outbox_;
-  std::unique_ptr<Backoff> cloudBackoff_;
-  std::unique_ptr<Backoff> localBackoff_;
+  std::unique_ptr<util::Backoff> cloudBackoff_;
+  std::unique_ptr<util::Backoff> localBackoff_;
   std::unique_ptr<MqttLink> cloud_;
   std::unique_ptr<MqttLink> local_;
 

@@ -8,6 +8,12 @@
 // before the request that caused it is answered, so a hub restart loses nothing acknowledged.
 //
 // Threading: everything runs on the hub loop (the PluginContext contract); no locks.
+//
+// One class, its member functions in one file per seam: coop_relay_plugin.cc (construction,
+// lifecycle, core events, lookups), coop_relay_methods.cc (the mtl.coop handlers),
+// coop_relay_state.cc (load, indexes, the change pipeline), coop_relay_delivery.cc (flush and
+// the delivery window), coop_relay_deadlines.cc (expiry and timeouts); coop_relay_shared.h holds
+// the constants and event bodies they share.
 
 #include <cstdint>
 #include <functional>
@@ -22,6 +28,7 @@
 #include "coop_params.h"
 #include "hearth/host.h"
 #include "hearth/plugin.h"
+#include "hearth/util/deadline_queue.h"
 
 namespace hearth::coop {
 
@@ -146,7 +153,7 @@ class CoopRelayPlugin : public Plugin {
 
   // --- deadlines (command expiry / reply timeout, request expiry, outbox expiry) ---
   void addDeadline(int64_t atMs, const std::string& tag);
-  void removeDeadline(int64_t atMs, const std::string& tag);
+  void removeDeadline(const std::string& tag);
   void armTimer();
   void expireDue();
 
@@ -202,7 +209,7 @@ class CoopRelayPlugin : public Plugin {
   std::map<std::string, Responder> unacked_;  // commandId -> the sender's responder
   TimerId writeBehindTimer_ = 0;
 
-  std::set<std::pair<int64_t, std::string>> deadlines_;  // (wall ms, "c:"/"r:"/"o:" + id)
+  util::DeadlineQueue<std::string> deadlines_;  // "c:"/"r:"/"o:" + id -> wall ms
   TimerId timer_ = 0;
   int64_t timerAtMs_ = 0;
   int64_t backoffUntilMs_ = 0;  // after a store error, deadlines wait before the next try

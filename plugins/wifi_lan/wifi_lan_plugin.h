@@ -9,6 +9,10 @@
 // other than the I/O thread's atomic drop counts — lives on the hub loop, so there are no locks.
 // Closures posted by the I/O thread hold a weak reference to the running instance and do
 // nothing once it stopped (they may run after stop() and even after destruction).
+//
+// One class, its member functions in one file per seam: wifi_lan_plugin.cc (lifecycle, I/O
+// hand-over, dispatch, status), wifi_lan_keys.cc (keys), wifi_lan_devices.cc (devices),
+// wifi_lan_control.cc (control), wifi_lan_ssdp.cc (SSDP); wifi_lan_shared.h holds what they share.
 
 #include <array>
 #include <atomic>

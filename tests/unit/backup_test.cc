@@ -19,8 +19,8 @@
 #include <map>
 #include <sstream>
 
-#include "hub/clock.h"
-#include "hub/hub_loop.h"
+#include "loop/clock.h"
+#include "loop/hub_loop.h"
 #include "store/database.h"
 #include "store/storage_monitor.h"
 

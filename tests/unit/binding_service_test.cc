@@ -16,9 +16,9 @@
 #include "binding/service.h"
 #include "config/config.h"
 #include "control/router.h"
-#include "hub/clock.h"
-#include "hub/hub_loop.h"
-#include "hub/logger.h"
+#include "loop/clock.h"
+#include "loop/hub_loop.h"
+#include "loop/logger.h"
 #include "identity/identity.h"
 #include "store/database.h"
 

@@ -1,6 +1,6 @@
 // Unit tests for the pure parts of the cloud_bridge plugin: topic filters and rewriting, rule
 // parsing and the loop guard, the bounded durable outbox (over an in-memory KvStore with
-// transactions and injectable failures), the jittered backoff and the status document.
+// transactions and injectable failures), and the status document (the back-off is tested in util_test.cc).
 
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
@@ -8,7 +8,6 @@
 
 #include <set>
 
-#include "backoff.h"
 #include "bridge_status.h"
 #include "cloud_outbox.h"
 #include "fake_context.h"
@@ -531,7 +530,7 @@ TEST(Outbox, SendsFreshRecordsFromMemoryAndOlderOnesFromTheStore) {
   EXPECT_EQ(tail.value().front().message.payload, "m15");
 }
 
-// --- backoff ---------------------------------------------------------------------------------
+// --- outbox: retained messages ---------------------------------------------------------------
 
 OutboxMessage retained(const std::string& topic, const std::string& payload) {
   return OutboxMessage{topic, payload, 1, true, 1700000000000};
@@ -646,45 +645,6 @@ TEST(Outbox, AnOutboxWrittenBeforeCoalescingIsCoalescedAtLoad) {
   EXPECT_EQ(store.data["outbox"].size(), 6u);
   EXPECT_EQ(topicsAndPayloads(box).back(), "site1/hub/status=s49");
   EXPECT_EQ(box.nextSeq(), 50u);
-}
-
-TEST(Backoff, DoublesUpToTheCapWithJitterInTheUpperHalf) {
-  using std::chrono::milliseconds;
-  Backoff b(milliseconds(1000), milliseconds(30000), 42);
-  const int64_t ceilings[] = {1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000};
-  for (int64_t c : ceilings) {
-    EXPECT_EQ(b.ceiling().count(), c);
-    int64_t d = b.next().count();
-    EXPECT_GE(d, c / 2);
-    EXPECT_LE(d, c);
-  }
-  EXPECT_EQ(b.failures(), 8u);
-  b.reset();
-  EXPECT_EQ(b.ceiling().count(), 1000);
-}
-
-TEST(Backoff, JitterSpreadsHubsApart) {
-  using std::chrono::milliseconds;
-  std::set<int64_t> firsts;
-  for (uint64_t seed = 1; seed <= 20; ++seed) {
-    Backoff b(milliseconds(10000), milliseconds(60000), seed);
-    firsts.insert(b.next().count());
-  }
-  EXPECT_GT(firsts.size(), 10u);
-  // Deterministic for a seed.
-  Backoff a(milliseconds(10000), milliseconds(60000), 7),
-      c(milliseconds(10000), milliseconds(60000), 7);
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(a.next(), c.next());
-}
-
-TEST(Backoff, NeverOverflowsAfterManyFailures) {
-  using std::chrono::milliseconds;
-  Backoff b(milliseconds(100), milliseconds(86400000), 1);
-  for (int i = 0; i < 1000; ++i) {
-    int64_t d = b.next().count();
-    ASSERT_GT(d, 0);
-    ASSERT_LE(d, 86400000);
-  }
 }
 
 // --- status ----------------------------------------------------------------------------------

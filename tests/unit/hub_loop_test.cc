@@ -1,10 +1,10 @@
-#include "hub/hub_loop.h"
+#include "loop/hub_loop.h"
 
 #include <gtest/gtest.h>
 
 #include <thread>
 
-#include "hub/clock.h"
+#include "loop/clock.h"
 
 namespace hearth {
 namespace {

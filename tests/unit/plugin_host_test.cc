@@ -10,7 +10,7 @@
 
 #include <filesystem>
 
-#include "hub/clock.h"
+#include "loop/clock.h"
 
 namespace hearth {
 namespace {

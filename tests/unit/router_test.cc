@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "hub/logger.h"
+#include "loop/logger.h"
 
 namespace hearth {
 namespace {

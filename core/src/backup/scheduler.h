@@ -16,7 +16,7 @@
 #include "backup/backup.h"
 #include "config/config.h"
 #include "hearth/host.h"
-#include "hub/hub_loop.h"
+#include "loop/hub_loop.h"
 
 namespace hearth::backup {
 

@@ -21,7 +21,7 @@
 #include "config/config.h"
 #include "control/router.h"
 #include "hearth/host.h"
-#include "hub/hub_loop.h"
+#include "loop/hub_loop.h"
 #include "identity/identity.h"
 
 namespace hearth::binding {

@@ -4,6 +4,12 @@
 // Every key of the file is declared in a schema (core keys in schema.cc, plugin keys in each
 // plugin's descriptor). Unknown keys, wrong types and out-of-range values are errors that name
 // the file, the line and the dotted key. Nothing is applied unless the whole file is valid.
+//
+// Where it is done: config/yaml_load.cc + yaml_syntax.cc turn text into one YAML node (always
+// ending); config/yaml_reader.cc has the typed readers and the error sink; config/overrides.cc
+// applies --set; config/core_loader.cc checks the core keys (schema.cc) and fills HubConfig;
+// config/plugin_config.cc checks a plugin's subtree and builds its ConfigView; config.cc holds
+// error text and durations.
 
 #include <yaml-cpp/yaml.h>
 

@@ -1,5 +1,7 @@
 #include "config/schema.h"
 
+#include <algorithm>
+
 #include "hearth_install_paths.h"
 
 namespace hearth::config {
@@ -106,6 +108,30 @@ const std::vector<CoreKey>& coreSchema() {
   };
   // clang-format on
   return schema;
+}
+
+const SchemaIndex& schemaIndex() {
+  static const SchemaIndex index = [] {
+    SchemaIndex ix;
+    for (const CoreKey& spec : coreSchema()) {
+      const std::string path(spec.path);
+      ix.leaves[path] = &spec;
+      std::string parent;
+      size_t start = 0;
+      while (true) {
+        const size_t dot = path.find('.', start);
+        const std::string name = path.substr(start, dot == std::string::npos ? dot : dot - start);
+        auto& names = ix.children[parent];
+        if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+        if (dot == std::string::npos) break;
+        parent = path.substr(0, dot);
+        ix.sections.insert(parent);
+        start = dot + 1;
+      }
+    }
+    return ix;
+  }();
+  return index;
 }
 
 }  // namespace hearth::config

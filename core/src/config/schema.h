@@ -4,6 +4,8 @@
 // and fills HubConfig from it; the default text of each row is the default HubConfig gets.
 
 #include <chrono>
+#include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -44,6 +46,15 @@ struct CoreKey {
 
 // Every core key, in the order of the shipped config/hearth.yaml.
 const std::vector<CoreKey>& coreSchema();
+
+// The schema's keys and sections by dotted path, and each section's child names in schema
+// order ("" = the top level): what the loader and --set check a key against.
+struct SchemaIndex {
+  std::map<std::string, const CoreKey*, std::less<>> leaves;
+  std::set<std::string, std::less<>> sections;
+  std::map<std::string, std::vector<std::string>, std::less<>> children;  // "" = top level
+};
+const SchemaIndex& schemaIndex();
 
 // The binding modes a product rule or transport default may name.
 const std::vector<std::string_view>& bindingModes();

@@ -10,7 +10,11 @@ namespace {
 std::once_flag gLibInit;
 }
 
-MqttClient::MqttClient(MqttOptions options) : options_(std::move(options)) {
+MqttClient::MqttClient(MqttOptions options)
+    : options_(std::move(options)),
+      reconnectBackoff_(std::chrono::seconds(options_.reconnectMinSec),
+                        std::chrono::seconds(options_.reconnectMaxSec), 0,
+                        util::Backoff::Jitter::kNone) {
   std::call_once(gLibInit, [] { mosquitto_lib_init(); });
   mosq_ = mosquitto_new(options_.clientId.empty() ? nullptr : options_.clientId.c_str(),
                         options_.cleanStart, this);
@@ -101,11 +105,7 @@ void MqttClient::connectionLost() {
 void MqttClient::scheduleReconnect() {
   if (reconnectTimer_ != 0 || loop_ == nullptr) return;
   // Capped exponential backoff: min, 2·min, 4·min, ... max.
-  unsigned delay = options_.reconnectMinSec;
-  for (unsigned i = 0; i < reconnectAttempts_ && delay < options_.reconnectMaxSec; ++i) delay *= 2;
-  delay = std::min(delay, options_.reconnectMaxSec);
-  ++reconnectAttempts_;
-  reconnectTimer_ = loop_->startTimer(std::chrono::seconds(delay), [this] {
+  reconnectTimer_ = loop_->startTimer(reconnectBackoff_.next(), [this] {
     reconnectTimer_ = 0;
     if (mosquitto_reconnect_async(mosq_) != MOSQ_ERR_SUCCESS) scheduleReconnect();
   });
@@ -167,7 +167,7 @@ bool MqttClient::subscribe(const std::vector<std::string>& filters, int qos) {
 void MqttClient::connectCb(mosquitto*, void* obj, int rc, int, const mosquitto_property*) {
   auto* self = static_cast<MqttClient*>(obj);
   self->connected_ = (rc == 0);
-  if (rc == 0) self->reconnectAttempts_ = 0;
+  if (rc == 0) self->reconnectBackoff_.reset();
   if (self->onConnect_) self->onConnect_(rc, rc == 0 ? "" : mosquitto_reason_string(rc));
 }
 

@@ -17,7 +17,8 @@
 #include <vector>
 
 #include "hearth/status.h"
-#include "hub/hub_loop.h"
+#include "hearth/util/backoff.h"
+#include "loop/hub_loop.h"
 
 namespace hearth {
 
@@ -102,7 +103,8 @@ class MqttClient : private IoSource {
   HubLoop* loop_ = nullptr;  // attach mode
   TimerId reconnectTimer_ = 0;
   TimerId tickTimer_ = 0;
-  unsigned reconnectAttempts_ = 0;
+  // min, 2·min, 4·min, ... max, without jitter (one hub, one broker, usually on the same host).
+  util::Backoff reconnectBackoff_;
   std::atomic<bool> connected_{false};
   bool started_ = false;
   ConnectHandler onConnect_;

@@ -14,7 +14,7 @@
 #include "binding/service.h"
 #include "config/config.h"
 #include "control/router.h"
-#include "hub/event_bus.h"
+#include "loop/event_bus.h"
 #include "identity/identity.h"
 
 namespace hearth {

@@ -11,8 +11,8 @@
 
 #include "config/config.h"
 #include "daemon/hub.h"
-#include "hub/clock.h"
-#include "hub/logger.h"
+#include "loop/clock.h"
+#include "loop/logger.h"
 #include "plugin_host/plugin_host.h"
 
 namespace {

@@ -15,7 +15,7 @@
 
 #include "control/mqtt_client.h"
 #include "hearth/host.h"
-#include "hub/hub_loop.h"
+#include "loop/hub_loop.h"
 
 namespace hearth {
 

@@ -207,7 +207,8 @@ std::vector<config::ConfigError> PluginHost::validate(
   for (const auto& [name, p] : plugins_) {
     auto r = config::validatePluginConfig(cfg, name, p.keys.data(), p.keys.size());
     errors.insert(errors.end(), r.errors.begin(), r.errors.end());
-    if (r.errors.empty() && r.view) runValidate(cfg, name, p, r, errors);
+    // A disabled plugin's subtree is not the plugin's concern until it is enabled.
+    if (r.errors.empty() && r.view && r.enabled) runValidate(cfg, name, p, r, errors);
     if (out) out->emplace(name, std::move(r));
   }
   return errors;
@@ -231,7 +232,15 @@ void PluginHost::runValidate(const config::HubConfig& cfg, const std::string& na
         auto* s = static_cast<Sink*>(u);
         std::string k = "plugins." + s->name;
         if (key.size > 0) k += "." + std::string(key.data, key.size);
-        s->errors.push_back({s->cfg.sourceFile, 0, k, std::string(message.data, message.size)});
+        std::string m(message.data, message.size);
+        // "plugins.<name>.key: what" (the plugins' own messages name their key): key and what.
+        const size_t colon = m.find(": ");
+        if (key.size == 0 && m.rfind(k, 0) == 0 && colon != std::string::npos &&
+            m.find(' ') > colon) {
+          k = m.substr(0, colon);
+          m = m.substr(colon + 2);
+        }
+        s->errors.push_back({s->cfg.sourceFile, 0, k, m});
       },
       &sink);
   if (rc != HEARTH_CALL_OK && errors.size() == before) {

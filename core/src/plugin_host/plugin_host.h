@@ -18,9 +18,9 @@
 #include "control/router.h"
 #include "hearth/plugin_api.h"
 #include "hearth/sdk/context.h"
-#include "hub/event_bus.h"
-#include "hub/hub_loop.h"
-#include "hub/logger.h"
+#include "loop/event_bus.h"
+#include "loop/hub_loop.h"
+#include "loop/logger.h"
 #include "identity/identity.h"
 #include "store/database.h"
 

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "hearth/host.h"
-#include "hub/hub_loop.h"
+#include "loop/hub_loop.h"
 #include "store/database.h"
 
 namespace hearth {

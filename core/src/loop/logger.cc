@@ -1,4 +1,4 @@
-#include "hub/logger.h"
+#include "loop/logger.h"
 
 #include <cstdio>
 #include <cstdlib>

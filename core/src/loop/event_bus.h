@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "hearth/events.h"
-#include "hub/hub_loop.h"
+#include "loop/hub_loop.h"
 
 namespace hearth {
 

@@ -7,11 +7,12 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "hearth/host.h"
+#include "hearth/util/deadline_queue.h"
 
 namespace hearth {
 
@@ -69,8 +70,8 @@ class HubLoop {
   // Hub-loop-only state.
   IoSource* io_ = nullptr;
   TimerId nextTimer_ = 1;
-  std::map<std::pair<Deadline, TimerId>, std::function<void()>> timers_;
-  std::map<TimerId, Deadline> timerDeadlines_;
+  util::DeadlineQueue<TimerId, Deadline> timers_;  // due in (deadline, id) order
+  std::unordered_map<TimerId, std::function<void()>> timerFns_;
 };
 
 }  // namespace hearth

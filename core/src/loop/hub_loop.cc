@@ -1,4 +1,4 @@
-#include "hub/hub_loop.h"
+#include "loop/hub_loop.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -47,16 +47,13 @@ void HubLoop::dispatch(std::function<void()> fn) {
 TimerId HubLoop::startTimer(std::chrono::milliseconds delay, std::function<void()> fn) {
   TimerId id = nextTimer_++;
   Deadline deadline = clock_.steadyNow() + delay;
-  timers_.emplace(std::make_pair(deadline, id), std::move(fn));
-  timerDeadlines_.emplace(id, deadline);
+  timers_.set(id, deadline);
+  timerFns_.emplace(id, std::move(fn));
   return id;
 }
 
 void HubLoop::cancelTimer(TimerId id) {
-  auto it = timerDeadlines_.find(id);
-  if (it == timerDeadlines_.end()) return;
-  timers_.erase(std::make_pair(it->second, id));
-  timerDeadlines_.erase(it);
+  if (timers_.erase(id)) timerFns_.erase(id);
 }
 
 bool HubLoop::runDue() {
@@ -71,9 +68,8 @@ bool HubLoop::runDue() {
     did = true;
   }
   auto now = clock_.steadyNow();
-  while (!timers_.empty() && timers_.begin()->first.first <= now) {
-    auto node = timers_.extract(timers_.begin());
-    timerDeadlines_.erase(node.key().second);
+  while (!timers_.empty() && timers_.earliest() <= now) {
+    auto node = timerFns_.extract(timers_.pop());
     node.mapped()();
     did = true;
   }
@@ -99,7 +95,7 @@ void HubLoop::run() {
     if (!timers_.empty()) {
       // Timers are kept in clock_ time; waiting in real time is right for SystemClock, and a
       // ManualClock test drives runOnce() instead of run().
-      auto wait = timers_.begin()->first.first - clock_.steadyNow();
+      auto wait = timers_.earliest() - clock_.steadyNow();
       auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
       timeoutMs = static_cast<int>(std::clamp<int64_t>(ms, 0, 60'000));
     }

@@ -1,4 +1,4 @@
-#include "hub/event_bus.h"
+#include "loop/event_bus.h"
 
 #include <algorithm>
 

@@ -1,0 +1,121 @@
+#pragma once
+// What the coop_relay sources share inside the plugin: the store's collections, the events to
+// terminals, the limits, and the JSON bodies of the events. Internal to plugins/coop_relay.
+
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "coop_json.h"
+#include "coop_model.h"
+#include "coop_relay_plugin.h"
+#include "hearth/status.h"
+
+namespace hearth::coop::relay {
+
+using Poco::JSON::Array;
+using Poco::JSON::Object;
+
+// Store collections.
+inline constexpr const char* kGrants = "grants";      // Grant::storeKey() -> Grant
+inline constexpr const char* kRequests = "requests";  // commandId -> AccessRequest
+inline constexpr const char* kCommands = "commands";  // seqKey -> Command (queued or delivered)
+inline constexpr const char* kOutbox = "outbox";      // seqKey -> OutboxEntry
+inline constexpr const char* kRemoved = "removed";    // "user/client" -> {} (removeMyDevice)
+
+// Events to terminals.
+inline constexpr const char* kEvAccessRequest = "accessRequest";
+inline constexpr const char* kEvAccessResponse = "accessResponse";
+inline constexpr const char* kEvCommand = "command";
+inline constexpr const char* kEvCommandResponse = "commandResponse";
+inline constexpr const char* kEvCommandState = "commandState";
+inline constexpr const char* kEvSync = "sync";
+
+// sync{type} values: which list to re-fetch.
+inline constexpr const char* kSyncMyDevices = "myDevices";
+inline constexpr const char* kSyncAuthorized = "authorizedDevices";
+inline constexpr const char* kSyncAccessible = "accessibleDevices";
+
+inline constexpr size_t kMaxPermissions = 64;
+inline constexpr int64_t kStoreRetryMs = 1000;
+// How long a command delivered at once may go without its record on disk. Most replies come
+// back well within it, and then the record is never written at all; the rest share one commit.
+inline constexpr std::chrono::milliseconds kWriteBehind{50};
+// A request from a terminal shows it is there, but its session may still be the one that got
+// the offer a moment ago (ackCommand itself is such a request): only offers at least this old
+// are repeated then. Presence `online` and `hello` (a new session) repeat every offer.
+inline constexpr int64_t kReofferAfterRequestMs = 1000;
+inline constexpr size_t kMaxAckIds = 1000;
+
+inline const char* accessMessage(AccessResponseCode code) {
+  switch (code) {
+    case AccessResponseCode::kAgreed:
+      return "agreed";
+    case AccessResponseCode::kRejected:
+      return "rejected";
+    case AccessResponseCode::kExpired:
+      return "expired";
+    case AccessResponseCode::kRemoved:
+      return "removed";
+  }
+  return "rejected";
+}
+
+inline Array::Ptr toArray(const std::vector<std::string>& items) {
+  Array::Ptr a = new Array;
+  for (const auto& s : items) a->add(s);
+  return a;
+}
+
+inline Array::Ptr toArray(const std::set<std::string>& items) {
+  return toArray(std::vector<std::string>(items.begin(), items.end()));
+}
+
+inline std::string sendResultJson(const std::string& commandId, CommandState state) {
+  Object o;
+  o.set("commandId", commandId);
+  o.set("state", commandStateName(state));
+  o.set("stateCode", static_cast<int>(state));
+  return toText(o);
+}
+
+inline std::string commandEventJson(const Command& c) {
+  Object o;
+  o.set("commandId", c.commandId);
+  o.set("commandType", c.commandType);
+  o.set("commandParams", parseObject(c.paramsJson));
+  o.set("from", endpointJson(c.from));
+  return toText(o);
+}
+
+inline std::string accessRequestEventJson(const AccessRequest& r) {
+  Object params;
+  params.set("allPermissions", r.allPermissions);
+  params.set("permissions", toArray(r.permissions));
+  Object o;
+  o.set("commandId", r.commandId);
+  o.set("from", endpointJson(r.from));
+  o.set("commandParams", params);
+  return toText(o);
+}
+
+// The `userId`/`clientId` of a core event; nullopt if malformed (then it is ignored).
+inline std::optional<TerminalKey> terminalOfEvent(const std::string& dataJson) {
+  try {
+    Object::Ptr o = parseObject(dataJson);
+    TerminalKey k{o->optValue<std::string>("userId", ""), o->optValue<std::string>("clientId", "")};
+    if (!isValidIdentifier(k.userId) || !isValidIdentifier(k.clientId)) return std::nullopt;
+    return k;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace hearth::coop::relay
