@@ -207,8 +207,13 @@ std::vector<config::ConfigError> PluginHost::validate(
   for (const auto& [name, p] : plugins_) {
     auto r = config::validatePluginConfig(cfg, name, p.keys.data(), p.keys.size());
     errors.insert(errors.end(), r.errors.begin(), r.errors.end());
-    // A disabled plugin's subtree is not the plugin's concern until it is enabled.
-    if (r.errors.empty() && r.view && r.enabled) runValidate(cfg, name, p, r, errors);
+    // A disabled plugin's subtree is not the plugin's concern until it is enabled. At the
+    // first start a subtree the plugin refuses fails that plugin at its start() (with the same
+    // reason) while the hub comes up; --check-config (no `out`) and SIGHUP (plugins running)
+    // refuse the file instead.
+    if (r.errors.empty() && r.view && r.enabled && (started_ || out == nullptr)) {
+      runValidate(cfg, name, p, r, errors);
+    }
     if (out) out->emplace(name, std::move(r));
   }
   return errors;
@@ -313,6 +318,7 @@ void PluginHost::stopOne(const std::string& name, Loaded& p, bool callStop) {
 }
 
 void PluginHost::startAll(std::map<std::string, config::PluginConfigResult> configs) {
+  started_ = true;
   for (auto& [name, p] : plugins_) {
     auto it = configs.find(name);
     if (it == configs.end()) continue;

@@ -123,6 +123,7 @@ class PluginHost {
   std::map<std::string, Loaded> plugins_;
   std::vector<Refused> refused_;
   std::vector<void*> libraries_;
+  bool started_ = false;  // startAll ran: validate() also runs the plugins' own validate
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for work posted to the loop
 };
 
