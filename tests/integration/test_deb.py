@@ -479,7 +479,7 @@ class DebianPackage(unittest.TestCase):
         return answer
 
     def build_outside_plugin(self):
-        """examples/hello_sdk built against nothing but the hearth-dev package's files, with
+        """examples/plugin-hello built against nothing but the hearth-dev package's files, with
         find_package(hearth); pkg-config sees the same SDK. Returns the module's path."""
         dev = os.path.join(self.tmp, "hearth-dev")
         run(["dpkg-deb", "-x", self.dev_deb, dev])
@@ -491,7 +491,7 @@ class DebianPackage(unittest.TestCase):
         env.pop("PKG_CONFIG_SYSROOT_DIR")
         plugindir = run(["pkg-config", "--variable=plugindir", "hearth"], env=env).stdout.strip()
         build = os.path.join(self.tmp, "hello-build")
-        run(["cmake", "-S", os.path.join(SOURCE_DIR, "examples", "hello_sdk"), "-B", build,
+        run(["cmake", "-S", os.path.join(SOURCE_DIR, "examples", "plugin-hello"), "-B", build,
              "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_PREFIX_PATH=" + os.path.join(dev, "usr")])
         run(["cmake", "--build", build])
         return os.path.join(build, "hello_sdk.so"), plugindir
@@ -627,7 +627,7 @@ class DebianPackage(unittest.TestCase):
         self.root.stop_all()
         t = time.monotonic()
         module, plugindir = self.build_outside_plugin()
-        self.timings.append(("build examples/hello_sdk with hearth-dev", time.monotonic() - t))
+        self.timings.append(("build examples/plugin-hello with hearth-dev", time.monotonic() - t))
         self.assertTrue(os.path.isdir(self.file(plugindir.lstrip("/"))), plugindir)
         outside_plugin = os.path.join(plugindir.lstrip("/"), "hello_sdk.so")
         shutil.copy(module, self.file(outside_plugin))

@@ -21,7 +21,8 @@
 #include <vector>
 
 #include "hearth/host.h"
-#include "hearth/plugin.h"
+#include "hearth/plugin_api.h"
+#include "hearth/sdk/context.h"
 #include "hearth_install_paths.h"
 
 namespace hearth::config {
