@@ -9,7 +9,8 @@
 # run), so a target that needs several runs to reach 10^7 shows how far it is — and exits 1 if
 # any target found something.
 #
-#   tests/fuzz/fuzz_long.sh BUILD_DIR SECONDS      (FUZZ_TARGETS="a b" runs only those)
+#   tests/fuzz/fuzz_long.sh BUILD_DIR SECONDS      (FUZZ_TARGETS="a b" runs only those;
+#                                                   FUZZ_ARGS="-entropic=0" adds libFuzzer flags)
 #
 # -timeout is 120 s of wall-clock time, not 30 as in make test: at nice 19 on a busy machine an
 # input that takes one second of CPU can wait that long for it.
@@ -34,6 +35,8 @@ while read -r name binary max_len seeds dict; do
   args=(-max_total_time="$seconds" -max_len="$max_len" -timeout=120 -rss_limit_mb=2048
         -print_final_stats=1 -artifact_prefix="$out/artifacts/$name-")
   [ -n "${dict:-}" ] && args+=(-dict="$dict")
+  # shellcheck disable=SC2206  # FUZZ_ARGS is a list of flags, split on spaces
+  [ -n "${FUZZ_ARGS:-}" ] && args+=(${FUZZ_ARGS})
   echo "fuzz-long: $name for ${seconds}s (log: $out/$name.log)"
   nice -n 19 "$binary" "${args[@]}" "$out/$name" "$seeds" >"$out/$name.log" 2>&1 &
   pids+=($!)
