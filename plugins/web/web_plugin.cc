@@ -61,6 +61,17 @@ const hearth_config_key kConfigKeys[] = {
 
 bool isWildcard(const std::string& a) { return a == "0.0.0.0" || a == "::"; }
 
+// An IPv4 or IPv6 address in text. Not IPAddress::tryParse: POCO 1.11's refuses "::" (the IPv6
+// wildcard of the default listen list) while its constructor takes it.
+bool parseAddress(const std::string& text, Poco::Net::IPAddress* out) {
+  try {
+    *out = Poco::Net::IPAddress(text);
+    return true;
+  } catch (const Poco::Exception&) {
+    return false;
+  }
+}
+
 std::string hostForUrl(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
@@ -111,7 +122,7 @@ Status WebPlugin::readSettings(const ConfigView& c, FrontDoorConfig* out) {
     for (const auto& e : *list) {
       std::string a = e.toString();
       Poco::Net::IPAddress ip;
-      if (!Poco::Net::IPAddress::tryParse(a, ip)) {
+      if (!parseAddress(a, &ip)) {
         return Status::error(ErrorCode::kInvalidRequest,
                              "plugins.web.listen: \"" + a +
                                  "\" is not an IPv4 or IPv6 address (e.g. 0.0.0.0, ::, "
@@ -271,7 +282,7 @@ std::string WebPlugin::pairingHost() const {
   ServerIdentity id = currentServerIdentity();
   for (const auto& a : id.ipAddresses) {
     Poco::Net::IPAddress ip;
-    if (Poco::Net::IPAddress::tryParse(a, ip) && ip.family() == Poco::Net::IPAddress::IPv4 &&
+    if (parseAddress(a, &ip) && ip.family() == Poco::Net::IPAddress::IPv4 &&
         !ip.isLoopback()) {
       return a;
     }

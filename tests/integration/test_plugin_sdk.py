@@ -127,6 +127,28 @@ class ShippedPluginsCheckConfigTest(unittest.TestCase):
                     self.assertIn(key, out)
 
 
+    def test_check_config_accepts_the_shipped_defaults(self):
+        # web's default listen list is ["0.0.0.0", "::"]; POCO 1.11's IPAddress::tryParse
+        # refuses "::", which once failed the front door on every packaged install.
+        plugin_dirs = os.path.join(os.environ.get("HEARTH_BUILD_DIR", ""), "plugins")
+        with tempfile.TemporaryDirectory(prefix="hearth-sdk-") as root:
+            path = os.path.join(root, "defaults.yaml")
+            with open(path, "w") as f:
+                f.write("hub:\n  state_dir: %s\n  plugin_dir: %s\nplugins:\n  web: {}\n"
+                        % (root, plugin_dirs))
+            check = subprocess.run([HEARTHD, "--check-config", path],
+                                   capture_output=True, text=True, timeout=30)
+            self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+            with open(path, "w") as f:
+                f.write("hub:\n  state_dir: %s\n  plugin_dir: %s\nplugins:\n  web:\n"
+                        "    listen: [\"0.0.0.0\", \"::\", \"::1\", \"no-such-address\"]\n"
+                        % (root, plugin_dirs))
+            check = subprocess.run([HEARTHD, "--check-config", path],
+                                   capture_output=True, text=True, timeout=30)
+            self.assertEqual(check.returncode, 1, check.stdout + check.stderr)
+            self.assertIn("no-such-address", check.stdout + check.stderr)
+
+
 class OutsidePluginTest(unittest.TestCase):
     def test_example_built_against_the_installed_sdk_loads_and_answers(self):
         with tempfile.TemporaryDirectory(prefix="hearth-sdk-") as root:
