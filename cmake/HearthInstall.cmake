@@ -12,6 +12,10 @@ set(HEARTH_INSTALL_PLUGINDIR "${CMAKE_INSTALL_LIBDIR}/hearth/plugins" CACHE STRI
     "Plugin modules (*.so), relative to CMAKE_INSTALL_PREFIX or absolute; hub.plugin_dir's default")
 set(HEARTH_INSTALL_WWWDIR "${CMAKE_INSTALL_DATADIR}/hearth/www" CACHE STRING
     "The web app's files, relative to CMAKE_INSTALL_PREFIX or absolute")
+# The broker is not installed by `cmake --install`; an install that sets one up for hearth (the
+# Debian package) names its Dynamic Security file here, so that backups include the accounts.
+set(HEARTH_DYNSEC_FILE "" CACHE STRING
+    "broker.dynsec_file's default (absolute path), empty = none; debian/rules sets the package's")
 set(HEARTH_WEB_APP_BUILD_DIR "${CMAKE_BINARY_DIR}/web" CACHE PATH
     "Built web app (clients/web) installed to HEARTH_INSTALL_WWWDIR when it exists at install time")
 
@@ -49,18 +53,24 @@ endfunction()
 hearth_full_install_path(HEARTH_PLUGIN_DIR "${HEARTH_INSTALL_PLUGINDIR}")
 hearth_full_install_path(HEARTH_WWW_DIR "${HEARTH_INSTALL_WWWDIR}")
 # The paths become YAML plain scalars (hearth.yaml, the schema's default column) and C strings.
-foreach(path HEARTH_PLUGIN_DIR HEARTH_WWW_DIR)
+set(hearth_checked_paths HEARTH_PLUGIN_DIR HEARTH_WWW_DIR)
+if(NOT HEARTH_DYNSEC_FILE STREQUAL "")
+  list(APPEND hearth_checked_paths HEARTH_DYNSEC_FILE)
+endif()
+foreach(path ${hearth_checked_paths})
   if(NOT ${path} MATCHES "^/[A-Za-z0-9/._+-]*$")
-    message(FATAL_ERROR "${path} '${${path}}': use letters, digits and / . _ + - only")
+    message(FATAL_ERROR "${path} '${${path}}': an absolute path of letters, digits and "
+                        "/ . _ + - only")
   endif()
 endforeach()
 
-# core/src/config reads these as its defaults (hub.plugin_dir).
+# core/src/config reads these as its defaults (hub.plugin_dir, broker.dynsec_file).
 configure_file(${CMAKE_SOURCE_DIR}/cmake/install_paths.h.in
                ${CMAKE_BINARY_DIR}/generated/hearth_install_paths.h @ONLY)
 
 # The hearth.yaml that is installed: config/hearth.yaml with hub.plugin_dir set to the plugin
-# directory of this prefix. tests/unit/config_test.cc checks it carries every default.
+# directory of this prefix and broker.dynsec_file to HEARTH_DYNSEC_FILE.
+# tests/unit/config_test.cc checks it carries every default.
 set(hearth_yaml_source ${CMAKE_SOURCE_DIR}/config/hearth.yaml)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${hearth_yaml_source})
 file(READ ${hearth_yaml_source} hearth_yaml)
@@ -72,6 +82,16 @@ if(found EQUAL -1)
 endif()
 string(REPLACE "${hearth_yaml_plugin_line}" "  plugin_dir: ${HEARTH_PLUGIN_DIR}\n" hearth_yaml
                "${hearth_yaml}")
+set(hearth_yaml_dynsec_line "  dynsec_file: \"\"\n")
+string(FIND "${hearth_yaml}" "${hearth_yaml_dynsec_line}" found)
+if(found EQUAL -1)
+  message(FATAL_ERROR "config/hearth.yaml: no line '${hearth_yaml_dynsec_line}' to set the "
+                      "installed broker's Dynamic Security file in (cmake/HearthInstall.cmake)")
+endif()
+if(HEARTH_DYNSEC_FILE)
+  string(REPLACE "${hearth_yaml_dynsec_line}" "  dynsec_file: ${HEARTH_DYNSEC_FILE}\n"
+                 hearth_yaml "${hearth_yaml}")
+endif()
 hearth_write_if_changed(${CMAKE_BINARY_DIR}/config/hearth.yaml "${hearth_yaml}")
 install(FILES ${CMAKE_BINARY_DIR}/config/hearth.yaml
         DESTINATION ${CMAKE_INSTALL_FULL_SYSCONFDIR}/hearth)

@@ -21,8 +21,9 @@ PACKAGES=(
   nodejs chromium
   # web plugin: hearthctl pair draws the pairing link as a QR code
   libqrencode-dev
-  # Debian packages (make deb, tests/integration/test_deb.py)
-  debhelper dpkg-dev fakeroot lintian mmdebstrap
+  # Debian packages (make deb, tests/integration/test_deb.py; systemd-nspawn boots the
+  # installed package's root)
+  debhelper dpkg-dev fakeroot lintian mmdebstrap systemd-container
 )
 
 # npm dependencies of the JavaScript clients (SPEC §1, §8): each clients/*/ with a committed

@@ -78,7 +78,8 @@ export declare const ConnectionState: {
  * Why the state changed. Numbers are stable:
  * 0 OK, 1 LOGIN (login() called), 2 LOGOUT (logout() called), 3 NETWORK (connection lost or
  * could not be made), 4 NOT_AUTHORIZED (broker refused the credentials), 5 KICKED (another
- * connection took this client id), 6 SERVER_UNAVAILABLE (broker refused: server unavailable /
+ * login took this clientIdentify: seen when reconnecting, from the retained presence, or from
+ * an MQTT 5 DISCONNECT 0x8E; the instance stops), 6 SERVER_UNAVAILABLE (broker refused: server unavailable /
  * busy), 7 PROTOCOL (MQTT protocol error), 8 HELLO_FAILED (the hub refused hello),
  * 9 CA_MISMATCH (the server's CA does not match the pinned fingerprint).
  */

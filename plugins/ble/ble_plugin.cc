@@ -78,15 +78,26 @@ BlePlugin::~BlePlugin() {
 // ------------------------------------------------------------------------------------------
 // Lifecycle
 
-Status BlePlugin::start() {
-  if (adapterName_ != "auto" && !validAdapterName(adapterName_)) {
+// The adapter name and the product rules, by the code start() uses; --check-config and SIGHUP
+// run it before anything is stopped.
+Result<std::vector<ProductRule>> BlePlugin::readRules(const ConfigView& c) {
+  const std::string adapter = c.getString("adapter");
+  if (adapter != "auto" && !validAdapterName(adapter)) {
     return Status::error(ErrorCode::kInvalidRequest,
                          "plugins.ble.adapter: expected auto or an adapter name like hci0");
   }
-  auto rules = parseProductRules(ctx_.config().getJson("products"));
+  auto rules = parseProductRules(c.getJson("products"));
   if (!rules.isOk()) {
     return Status::error(ErrorCode::kInvalidRequest, "plugins.ble." + rules.status().message());
   }
+  return rules;
+}
+
+Status BlePlugin::validate(const ConfigView& c) { return readRules(c).status(); }
+
+Status BlePlugin::start() {
+  auto rules = readRules(ctx_.config());
+  if (!rules.isOk()) return rules.status();
   rules_ = std::move(rules).value();
   filterUuids_ = discoveryUuids(rules_);
   if (rules_.empty()) {

@@ -49,6 +49,7 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   // "ble" transport and starts talking to BlueZ. Not finding the bus, bluetoothd or an adapter
   // is not a failure: the plugin reports "waiting" with the reason and recovers by itself.
   Status start() override;
+  static Status validate(const ConfigView& c);
   // Fails queued commands with UNAVAILABLE, closes the connections it opened, stops discovery
   // and joins the bus thread.
   void stop() override;
@@ -63,6 +64,7 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   static size_t configKeyCount();
 
  private:
+  static Result<std::vector<ProductRule>> readRules(const ConfigView& c);
   using TimePoint = std::chrono::steady_clock::time_point;
   using Ms = std::chrono::milliseconds;
 

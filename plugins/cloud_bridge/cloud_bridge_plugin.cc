@@ -90,6 +90,20 @@ CloudBridgePlugin::~CloudBridgePlugin() {
   local_.reset();
 }
 
+Status CloudBridgePlugin::validate(const ConfigView& c) {
+  const std::string protocol = c.getString("protocol");
+  if (protocol != "mqtt5" && protocol != "mqtt311") {
+    return configError("protocol", "expected mqtt5 or mqtt311, got '" + protocol + "'");
+  }
+  const bool noCert = c.getString("cert_file").empty();
+  if (noCert != c.getString("key_file").empty()) {
+    return configError(noCert ? "cert_file" : "key_file", "cert_file and key_file go together");
+  }
+  auto rules = TopicRules::parse(c.getJson("rules"), protocol == "mqtt311");
+  if (!rules) return configError("rules", rules.status().message());
+  return Status::ok();
+}
+
 Status CloudBridgePlugin::readSettings() {
   const ConfigView& c = ctx_.config();
   Settings s;
@@ -100,14 +114,8 @@ Status CloudBridgePlugin::readSettings() {
     return configError("host", "not set: name the cloud broker, or set enabled: false");
   }
   cloud.port = static_cast<int>(c.getInt("port"));
-  std::string protocol = c.getString("protocol");
-  if (protocol == "mqtt5") {
-    cloud.mqtt5 = true;
-  } else if (protocol == "mqtt311") {
-    cloud.mqtt5 = false;
-  } else {
-    return configError("protocol", "expected mqtt5 or mqtt311, got '" + protocol + "'");
-  }
+  if (Status v = validate(c); !v) return v;
+  cloud.mqtt5 = c.getString("protocol") == "mqtt5";
   cloud.clientId = c.getString("client_id");
   if (!cloud.clientId.empty() && !isValidIdentifier(cloud.clientId)) {
     return configError("client_id", "'" + cloud.clientId + "' is not [A-Za-z0-9._:-]{1,64}");
@@ -124,10 +132,6 @@ Status CloudBridgePlugin::readSettings() {
   cloud.tls.certFile = c.getString("cert_file");
   cloud.tls.keyFile = c.getString("key_file");
   cloud.tls.alpn = c.getString("alpn");
-  if (cloud.tls.certFile.empty() != cloud.tls.keyFile.empty()) {
-    return configError(cloud.tls.certFile.empty() ? "cert_file" : "key_file",
-                       "cert_file and key_file go together");
-  }
   if (!cloud.tls.enabled &&
       (!cloud.tls.caFile.empty() || !cloud.tls.certFile.empty() || !cloud.tls.alpn.empty())) {
     return configError("tls", "false, but ca_file/cert_file/alpn are set");

@@ -39,6 +39,9 @@ class CloudBridgePlugin : public Plugin, private LinkListener {
 
   Status start() override;
   void stop() override;
+  // --check-config and SIGHUP: the protocol, the cert_file/key_file pair and the topic rules,
+  // by the same code start() uses (files and the host are checked at start).
+  static Status validate(const ConfigView& c);
 
  private:
   struct Settings {

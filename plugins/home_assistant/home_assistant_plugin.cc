@@ -92,17 +92,26 @@ std::vector<BrokerAcl> HomeAssistantPlugin::bridgeAcls(const Topics& t) {
   };
 }
 
-Status HomeAssistantPlugin::start() {
-  const ConfigView& c = ctx_.config();
-  topics_.discoveryPrefix = c.getString("discovery_prefix");
-  topics_.base = c.getString("base_topic");
-  if (!validTopicPrefix(topics_.discoveryPrefix) || !validTopicPrefix(topics_.base)) {
+// The topics and the model rules, by the code start() uses (--check-config and SIGHUP too).
+Status HomeAssistantPlugin::validate(const ConfigView& c) {
+  if (!validTopicPrefix(c.getString("discovery_prefix")) ||
+      !validTopicPrefix(c.getString("base_topic"))) {
     return Status::error(ErrorCode::kInvalidRequest,
                          "discovery_prefix and base_topic must be topics without +, # or a "
                          "leading/trailing /");
   }
   auto rules = parseRules(c.getJson("models"));
   if (!rules) return Status::error(rules.status().code(), "models: " + rules.status().message());
+  return Status::ok();
+}
+
+Status HomeAssistantPlugin::start() {
+  const ConfigView& c = ctx_.config();
+  if (Status v = validate(c); !v) return v;
+  topics_.discoveryPrefix = c.getString("discovery_prefix");
+  topics_.base = c.getString("base_topic");
+  auto rules = parseRules(c.getJson("models"));
+  if (!rules) return rules.status();
   rules_ = rules.value();
   std::string hubName = c.getString("hub_name");
   if (hubName.empty()) hubName = Poco::Environment::nodeName();

@@ -31,6 +31,7 @@ class HomeAssistantPlugin : public Plugin {
   ~HomeAssistantPlugin() override;
 
   Status start() override;
+  static Status validate(const ConfigView& c);
   void stop() override;
 
   // What HA may do with its account (dynsec mode) and what the plugin's own account may do.

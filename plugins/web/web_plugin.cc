@@ -61,6 +61,17 @@ const hearth_config_key kConfigKeys[] = {
 
 bool isWildcard(const std::string& a) { return a == "0.0.0.0" || a == "::"; }
 
+// An IPv4 or IPv6 address in text. Not IPAddress::tryParse: POCO 1.11's refuses "::" (the IPv6
+// wildcard of the default listen list) while its constructor takes it.
+bool parseAddress(const std::string& text, Poco::Net::IPAddress* out) {
+  try {
+    *out = Poco::Net::IPAddress(text);
+    return true;
+  } catch (const Poco::Exception&) {
+    return false;
+  }
+}
+
 std::string hostForUrl(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
@@ -82,8 +93,25 @@ WebPlugin::~WebPlugin() {
   Poco::Net::uninitializeSSL();
 }
 
+Status WebPlugin::validate(const ConfigView& c) {
+  FrontDoorConfig scratch;
+  if (Status s = readSettings(c, &scratch); !s) return s;
+  return checkCertificateKeys(c);
+}
+
 Status WebPlugin::loadConfig(FrontDoorConfig* out) {
   const ConfigView& c = ctx_.config();
+  if (Status s = readSettings(c, out); !s) return s;
+  out->brokerHost = ctx_.localBroker().host;
+  out->brokerPort = ctx_.localBroker().port;
+  publicHost_ = c.getString("public_host");
+  listen_ = out->listen;
+  httpsPort_ = out->httpsPort;
+  mqttsPort_ = out->mqttsPort;
+  return Status::ok();
+}
+
+Status WebPlugin::readSettings(const ConfigView& c, FrontDoorConfig* out) {
   try {
     Poco::Dynamic::Var v = Poco::JSON::Parser().parse(c.getJson("listen"));
     auto list = v.extract<Poco::JSON::Array::Ptr>();
@@ -94,7 +122,7 @@ Status WebPlugin::loadConfig(FrontDoorConfig* out) {
     for (const auto& e : *list) {
       std::string a = e.toString();
       Poco::Net::IPAddress ip;
-      if (!Poco::Net::IPAddress::tryParse(a, ip)) {
+      if (!parseAddress(a, &ip)) {
         return Status::error(ErrorCode::kInvalidRequest,
                              "plugins.web.listen: \"" + a +
                                  "\" is not an IPv4 or IPv6 address (e.g. 0.0.0.0, ::, "
@@ -135,33 +163,34 @@ Status WebPlugin::loadConfig(FrontDoorConfig* out) {
                                "\" is not host:port (e.g. 127.0.0.1:9883): " + e.displayText());
     }
   }
-  out->brokerHost = ctx_.localBroker().host;
-  out->brokerPort = ctx_.localBroker().port;
-  publicHost_ = c.getString("public_host");
-  listen_ = out->listen;
-  httpsPort_ = out->httpsPort;
-  mqttsPort_ = out->mqttsPort;
+  return Status::ok();
+}
+
+Status WebPlugin::checkCertificateKeys(const ConfigView& c) {
+  const bool cert = !c.getString("cert_file").empty();
+  const bool key = !c.getString("key_file").empty();
+  if (cert != key) {
+    return Status::error(ErrorCode::kInvalidRequest,
+                         "plugins.web: cert_file and key_file go together (set both, or "
+                         "neither to use the hub CA)");
+  }
+  if (!cert && !c.getString("ca_file").empty()) {
+    return Status::error(ErrorCode::kInvalidRequest,
+                         "plugins.web.ca_file needs cert_file and key_file");
+  }
   return Status::ok();
 }
 
 Status WebPlugin::prepareCertificates() {
   const ConfigView& c = ctx_.config();
+  if (Status s = checkCertificateKeys(c); !s) return s;
   std::string certFile = c.getString("cert_file");
   std::string keyFile = c.getString("key_file");
   std::string caFile = c.getString("ca_file");
-  if (!certFile.empty() || !keyFile.empty()) {
-    if (certFile.empty() || keyFile.empty()) {
-      return Status::error(ErrorCode::kInvalidRequest,
-                           "plugins.web: cert_file and key_file go together (set both, or "
-                           "neither to use the hub CA)");
-    }
+  if (!certFile.empty()) {
     ca_.reset();
     certs_ = {certFile, keyFile, caFile};
   } else {
-    if (!caFile.empty()) {
-      return Status::error(ErrorCode::kInvalidRequest,
-                           "plugins.web.ca_file needs cert_file and key_file");
-    }
     std::string state = ctx_.stateDir();
     if (state.empty()) {
       return Status::error(ErrorCode::kUnavailable, "the hub did not say where its state is");
@@ -253,7 +282,7 @@ std::string WebPlugin::pairingHost() const {
   ServerIdentity id = currentServerIdentity();
   for (const auto& a : id.ipAddresses) {
     Poco::Net::IPAddress ip;
-    if (Poco::Net::IPAddress::tryParse(a, ip) && ip.family() == Poco::Net::IPAddress::IPv4 &&
+    if (parseAddress(a, &ip) && ip.family() == Poco::Net::IPAddress::IPv4 &&
         !ip.isLoopback()) {
       return a;
     }

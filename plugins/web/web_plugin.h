@@ -23,11 +23,16 @@ class WebPlugin : public Plugin {
   Status start() override;
   void stop() override;
 
+  // --check-config and SIGHUP: listen addresses, ports, metrics_listen and the certificate
+  // keys, by the code start() uses.
+  static Status validate(const ConfigView& c);
   static const hearth_config_key* configKeys();
   static size_t configKeyCount();
 
  private:
   Status loadConfig(FrontDoorConfig* out);
+  static Status readSettings(const ConfigView& c, FrontDoorConfig* out);
+  static Status checkCertificateKeys(const ConfigView& c);
   Status prepareCertificates();
   void checkAddresses();
   void publishStatus(bool force);

@@ -415,15 +415,14 @@ class CloudBridgeTest(unittest.TestCase):
                       "the five real messages at the cloud")
         consumer.wait(lambda ms: any(m[0] == "site1/hub/status" for m in ms), 30,
                       "the hub status at the cloud")
-        # Statuses from the outage say the bridge was not connected; only the newest of them
-        # waited in the outbox (the history would be dozens). Those after the reconnect are
-        # live and their number depends on how fast the outbox drains, so they are not counted.
-        # One more may still say "not connected": the hub's view of the bridge lags by at most
-        # one status interval.
+        # Statuses from the outage say the bridge was not connected; at most the newest of them
+        # waited in the outbox (the history would be dozens), and a newer status may replace it
+        # before it is sent, so none need arrive. Those after the reconnect are live and their
+        # number depends on how fast the outbox drains, so they are not counted. One more may
+        # still say "not connected": the hub's view of the bridge lags by one status interval.
         statuses = [json.loads(m[1]) for m in consumer.snapshot() if m[0] == "site1/hub/status"]
         outage = [s for s in statuses
                   if not s.get("details", {}).get("cloud_bridge", {}).get("connected", True)]
-        self.assertGreaterEqual(len(outage), 1, statuses)
         self.assertLessEqual(len(outage), 2, "only the latest status waited, not the history: %s"
                              % json.dumps(outage))
 

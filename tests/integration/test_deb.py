@@ -7,17 +7,28 @@ throwaway Debian 12 root made with mmdebstrap from Debian's mirror. Two roots ar
 between runs in HEARTH_ROOT_CACHE (/var/cache/hearth-build/test-root): the bare bookworm root,
 and that root with the package's dependencies installed (keyed by its Depends field).
 
-systemd does not run in a chroot, so the test does what the units would: it runs the
-ExecStartPre=/ExecStart= lines of mosquitto.service and hearth.service, the latter as its
-User=/Group= with its UMask= and StateDirectory=. Services run in a network namespace of the
-test's own (loopback only), so the root's broker on port 1883 meets nothing on the host. From
-outside the root the test then checks: hearthctl status through the installed config, a user
-added, a terminal (mosquitto_rr, as that user) says hello and gets its openId; reinstalling the
-same package keeps the password, the user and the openId; purge removes the state, the password
-and the broker store, and leaves mosquitto's files as its package installed them.
+Two tests, each in a root of its own:
+
+test_install_reinstall_purge (a chroot): systemd does not run in a chroot, so the test does
+what the units would: it runs the ExecStartPre=/ExecStart= lines of mosquitto.service and
+hearth.service, the latter as its User=/Group= with its UMask= and StateDirectory=. Services run
+in a network namespace of the test's own (loopback only), so the root's broker on port 1883
+meets nothing on the host. From outside the root the test then checks: hearthctl status through
+the installed config, a user added, a terminal (mosquitto_rr, as that user) says hello and gets
+its openId, `hearthctl backup` holds the broker's accounts without any configuration;
+reinstalling the same package keeps the password, the user and the openId; purge removes the
+state, the password and the broker store, and leaves mosquitto's files as its package installed
+them.
+
+test_boot_with_systemd (systemd-nspawn --boot, systemd as PID 1, loopback-only network): the
+package installed into the running system enables and starts both services itself; from outside
+the container hearthctl status answers, a user says hello; after a power-off and a new boot both
+services are active again and the hub has kept the user and the openId. Without
+systemd-nspawn (package systemd-container), or when the container does not boot here, this test
+is skipped with nspawn's own words.
 
 Needs root, mmdebstrap, unshare/nsenter and network access to Debian's mirror for the first
-run; without them the test is skipped. Env: HEARTH_SOURCE_DIR, HEARTH_BUILD_DIR,
+run; without them the tests are skipped. Env: HEARTH_SOURCE_DIR, HEARTH_BUILD_DIR,
 HEARTH_DEB_BUILD (where the packages are built, default HEARTH_BUILD_DIR/deb; make deb uses
 build-deb), HEARTH_ROOT_CACHE, HEARTH_MIRROR.
 """
@@ -33,6 +44,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import zipfile
 
 SOURCE_DIR = os.environ.get(
     "HEARTH_SOURCE_DIR",
@@ -41,11 +53,9 @@ BUILD_DIR = os.environ.get("HEARTH_BUILD_DIR", os.path.join(SOURCE_DIR, "build")
 CACHE = os.path.join(os.environ.get("HEARTH_ROOT_CACHE", "/var/cache/hearth-build"), "test-root")
 MIRROR = os.environ.get("HEARTH_MIRROR", "http://deb.debian.org/debian")
 ARCH = "amd64"
-# The hearth package, not counting its dependencies: the target is 3 MB (reported, see the
-# issue note), the test fails only past this bound, which catches a package that carries what it
-# should not (node_modules, source maps, unstripped binaries).
-TARGET_INSTALLED_KIB = 3 * 1024
-MAX_INSTALLED_KIB = 6 * 1024
+# The hearth package, not counting its dependencies: at most 3 MB installed (dpkg's
+# Installed-Size is in KiB: 3,000,000 bytes are 2,929 KiB).
+MAX_INSTALLED_KIB = 3 * 1000 * 1000 // 1024
 HELLO = {"appId": "deb-test", "deviceModel": "Pixel 8", "deviceName": "Alice phone"}
 PASSWORD_FILE = "etc/hearth/broker.pass"
 DYNSEC_FILE = "var/lib/mosquitto/hearth-dynamic-security.json"
@@ -206,6 +216,105 @@ class Root:
             p.wait()
 
 
+class Container:
+    """A root booted with systemd-nspawn: systemd as PID 1 (so dpkg's maintainer scripts enable
+    and start the units themselves), a private network (loopback only)."""
+
+    def __init__(self, path, name):
+        self.path = path
+        self.name = name
+        self.console = path + ".console.log"
+        self.proc = None
+        self.init_pid = None
+
+    def boot(self, first=True):
+        """Boots the container; returns systemd's state (running or degraded). The first boot
+        raises SkipTest when nspawn cannot boot a container on this machine; a later one that
+        fails is a failure."""
+        out = open(self.console, "ab")
+        # No machined and no D-Bus on the host: --register=no, and --keep-unit (no scope).
+        self.proc = subprocess.Popen(
+            ["systemd-nspawn", "--quiet", "--directory", self.path, "--machine", self.name,
+             "--boot", "--private-network", "--register=no", "--keep-unit"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+        deadline = time.monotonic() + 60
+        cannot = unittest.SkipTest if first else AssertionError
+        while self.init_pid is None:
+            if self.proc.poll() is not None:
+                raise cannot("systemd-nspawn --boot exited %d here:\n%s"
+                             % (self.proc.returncode, self.console_tail()))
+            if time.monotonic() > deadline:
+                raise cannot("no systemd in the container within 60 s:\n" + self.console_tail())
+            self.init_pid = self._find_init(self.proc.pid)
+            time.sleep(0.2)
+        # Until systemd has started its manager, systemctl cannot reach it.
+        deadline = time.monotonic() + 180
+        while True:
+            answer = self.run(["systemctl", "is-system-running", "--wait"], check=False,
+                              timeout=180)
+            state = answer.stdout.strip()
+            if state in ("running", "degraded"):
+                return state
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError("the container's systemd is %r (%s):\n%s\n%s" % (
+                    state, answer.stderr.strip(),
+                    self.run(["systemctl", "--failed", "--no-pager"], check=False).stdout,
+                    self.console_tail()))
+            time.sleep(0.5)
+
+    @staticmethod
+    def _find_init(pid):
+        """The descendant of nspawn that is PID 1 of its own PID namespace."""
+        todo = [pid]
+        while todo:
+            p = todo.pop()
+            try:
+                with open("/proc/%d/status" % p) as f:
+                    nspid = [l for l in f if l.startswith("NSpid:")]
+                if p != pid and nspid and nspid[0].split()[-1] == "1":
+                    with open("/proc/%d/comm" % p) as f:
+                        return p if f.read().strip() == "systemd" else None
+                with open("/proc/%d/task/%d/children" % (p, p)) as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except FileNotFoundError:
+                pass
+        return None
+
+    def console_tail(self):
+        with open(self.console, errors="replace") as f:
+            return re.sub(r"\x1b\[[0-9;]*m", "", f.read())[-3000:]
+
+    def run(self, args, **kw):
+        """A command inside the container (its mount, PID and network namespaces)."""
+        return run(["nsenter", "--target", str(self.init_pid), "--mount", "--uts", "--ipc",
+                    "--net", "--pid", "--", "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                    "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive"] + list(args), **kw)
+
+    def outside(self, args, **kw):
+        """A program outside the container, on its network: a client on the hub's LAN."""
+        return run(["nsenter", "--net=/proc/%d/ns/net" % self.init_pid] + list(args), **kw)
+
+    def poweroff(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None and self.init_pid is not None:
+            self.run(["systemctl", "poweroff"], check=False, timeout=60)
+        try:
+            self.proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()  # nspawn shuts the container down in order
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        self.init_pid = None
+        # nspawn leaves its mount-propagation directory on a host without systemd.
+        shutil.rmtree("/run/systemd/nspawn/propagate/" + self.name, ignore_errors=True)
+
+
 def deb_depends(deb):
     return run(["dpkg-deb", "-f", deb, "Depends"]).stdout.strip()
 
@@ -259,6 +368,7 @@ class DebianPackage(unittest.TestCase):
         version = run(["dpkg-parsechangelog", "-l", os.path.join(SOURCE_DIR, "debian/changelog"),
                        "-S", "Version"]).stdout.strip()
         cls.deb = os.path.join(out, "hearth_%s_%s.deb" % (version, ARCH))
+        cls.version = version
         cls.dev_deb = os.path.join(out, "hearth-dev_%s_%s.deb" % (version, ARCH))
         cls.timings.append(("build the packages and lintian (make deb)", time.monotonic() - t))
 
@@ -266,7 +376,7 @@ class DebianPackage(unittest.TestCase):
         base = make_base_root()
         depends = deb_depends(cls.deb)
         key = hashlib.sha256(depends.encode()).hexdigest()[:12]
-        deps_tar = os.path.join(CACHE, "bookworm-%s-deps-%s.tar" % (ARCH, key))
+        deps_tar = cls.deps_tar = os.path.join(CACHE, "bookworm-%s-deps-%s.tar" % (ARCH, key))
         cls.tmp = tempfile.mkdtemp(prefix="hearth-deb-test-", dir="/var/tmp")
         cls.root_path = os.path.join(cls.tmp, "root")
         cls.root = None
@@ -348,15 +458,18 @@ class DebianPackage(unittest.TestCase):
 
     def hello(self):
         """A terminal of alice's says hello, from outside the root; returns its openId."""
-        answer = self.request("hello", HELLO, "1")
+        return self.hello_via(self.root.outside)
+
+    def hello_via(self, outside):
+        answer = self.request("hello", HELLO, "1", outside)
         self.assertTrue(answer.get("ok"), answer)
         open_id = answer["result"]["openId"]
         self.assertRegex(open_id, r"^\S{8,}$")
         return open_id
 
-    def request(self, method, params, request_id):
+    def request(self, method, params, request_id, outside=None):
         """alice's terminal calls METHOD from outside the root; returns the answer."""
-        proc = self.root.outside(
+        proc = (outside or self.root.outside)(
             ["mosquitto_rr", "-V", "5", "-h", "127.0.0.1", "-p", "1883", "-u", "alice", "-P",
              "alicepass1", "-i", "alice-phone", "-t", "hearth/v1/u/alice/phone/req/" + method,
              "-e", "hearth/v1/u/alice/phone/res/" + method, "-W", "20",
@@ -366,7 +479,7 @@ class DebianPackage(unittest.TestCase):
         return answer
 
     def build_outside_plugin(self):
-        """examples/hello_sdk built against nothing but the hearth-dev package's files, with
+        """examples/plugin-hello built against nothing but the hearth-dev package's files, with
         find_package(hearth); pkg-config sees the same SDK. Returns the module's path."""
         dev = os.path.join(self.tmp, "hearth-dev")
         run(["dpkg-deb", "-x", self.dev_deb, dev])
@@ -378,7 +491,7 @@ class DebianPackage(unittest.TestCase):
         env.pop("PKG_CONFIG_SYSROOT_DIR")
         plugindir = run(["pkg-config", "--variable=plugindir", "hearth"], env=env).stdout.strip()
         build = os.path.join(self.tmp, "hello-build")
-        run(["cmake", "-S", os.path.join(SOURCE_DIR, "examples", "hello_sdk"), "-B", build,
+        run(["cmake", "-S", os.path.join(SOURCE_DIR, "examples", "plugin-hello"), "-B", build,
              "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_PREFIX_PATH=" + os.path.join(dev, "usr")])
         run(["cmake", "--build", build])
         return os.path.join(build, "hello_sdk.so"), plugindir
@@ -399,7 +512,65 @@ class DebianPackage(unittest.TestCase):
                 files.update(os.path.join(rel, n) for n in names)
         return files
 
-    # -- the test ---------------------------------------------------------------------------
+    # -- the tests --------------------------------------------------------------------------
+
+    def test_boot_with_systemd(self):
+        """The package in a booted Debian 12: both services enabled and started by dpkg, and
+        back after a reboot with the hub's state."""
+        if shutil.which("systemd-nspawn") is None:
+            self.skipTest("systemd-nspawn not installed (systemd-container, tools/install-deps.sh)")
+        path = os.path.join(self.tmp, "boot-root")
+        extract(self.deps_tar, path)
+        shutil.copy(self.deb, os.path.join(path, "var/tmp/hearth.deb"))
+        box = Container(path, "hearth-deb-test-%d" % os.getpid())
+        try:
+            state = box.boot()
+            log("container booted with systemd (%s)" % state)
+            t = time.monotonic()
+            box.run(["dpkg", "-i", "/var/tmp/hearth.deb"], timeout=300)
+            installed = time.monotonic()
+
+            def ctl(*args, check=True):
+                # The root's hearthctl and installed config, from outside the container.
+                return box.outside(["chroot", path, "hearthctl", "--timeout", "5"] + list(args),
+                                   check=check, timeout=60)
+
+            def services_up(what):
+                for unit in ("mosquitto.service", "hearth.service"):
+                    enabled = box.run(["systemctl", "is-enabled", unit], check=False)
+                    self.assertEqual(enabled.stdout.strip(), "enabled", "%s %s" % (unit, what))
+                deadline = time.monotonic() + 60
+                while True:
+                    active = [box.run(["systemctl", "is-active", u], check=False).stdout.strip()
+                              for u in ("mosquitto.service", "hearth.service")]
+                    if active == ["active", "active"] and ctl("status", check=False).returncode == 0:
+                        return
+                    if time.monotonic() > deadline:
+                        self.fail("%s: mosquitto %s, hearth %s, hearthctl status:\n%s\n%s" % (
+                            what, active[0], active[1], ctl("status", check=False).stderr,
+                            box.run(["journalctl", "--no-pager", "-n", "40", "-u", "hearth",
+                                     "-u", "mosquitto"], check=False).stdout))
+                    time.sleep(0.3)
+
+            services_up("after dpkg -i")
+            self.timings.append(("systemd: dpkg -i hearth.deb", installed - t))
+            self.timings.append(("systemd: dpkg -i to a hub that answers", time.monotonic() - t))
+            status = json.loads(ctl("--json", "status").stdout)
+            self.assertIn("plugins", json.dumps(status))
+            ctl("user", "add", "alice", "--password", "alicepass1")
+            open_id = self.hello_via(box.outside)
+
+            # Power off, boot again: both services come back with the hub's state.
+            box.poweroff()
+            t = time.monotonic()
+            box.boot(first=False)
+            services_up("after a reboot")
+            self.timings.append(("systemd: boot to a hub that answers", time.monotonic() - t))
+            self.assertIn("alice", ctl("user", "list").stdout)
+            self.assertEqual(self.hello_via(box.outside), open_id, "the reboot lost the hub's state")
+        finally:
+            box.poweroff()
+            shutil.rmtree(path, ignore_errors=True)
 
     def test_install_reinstall_purge(self):
         size_kib = int(run(["dpkg-deb", "-f", self.deb, "Installed-Size"]).stdout)
@@ -442,13 +613,21 @@ class DebianPackage(unittest.TestCase):
         anon = self.root.outside(["mosquitto_pub", "-h", "127.0.0.1", "-p", "1883", "-t", "x",
                                   "-m", "x"], check=False)
         self.assertNotEqual(anon.returncode, 0, "anonymous publish was accepted")
+        # A packaged hub's backup holds the broker's accounts (the users' passwords) out of the
+        # box: broker.dynsec_file defaults to the package's Dynamic Security file.
+        backup = self.ctl("backup", "/var/tmp/hearth-backup.zip").stdout
+        self.assertIn("broker accounts included", backup)
+        with zipfile.ZipFile(self.file("var/tmp/hearth-backup.zip")) as z:
+            dynsec = json.loads(z.read("broker/dynamic-security.json"))
+        self.assertIn("alice", [c.get("username") for c in dynsec.get("clients", [])], dynsec)
+        os.unlink(self.file("var/tmp/hearth-backup.zip"))
 
         # Reinstall the same package: the password, the user and the openId are kept. A plugin
         # built outside the tree with hearth-dev is loaded from the package's plugin directory.
         self.root.stop_all()
         t = time.monotonic()
         module, plugindir = self.build_outside_plugin()
-        self.timings.append(("build examples/hello_sdk with hearth-dev", time.monotonic() - t))
+        self.timings.append(("build examples/plugin-hello with hearth-dev", time.monotonic() - t))
         self.assertTrue(os.path.isdir(self.file(plugindir.lstrip("/"))), plugindir)
         outside_plugin = os.path.join(plugindir.lstrip("/"), "hello_sdk.so")
         shutil.copy(module, self.file(outside_plugin))
@@ -490,8 +669,7 @@ class DebianPackage(unittest.TestCase):
             "anonymous local publish on mosquitto's own configuration", "mosquitto.service")
         self.root.stop_all()
 
-        print("installed size: %d KiB (target %d KiB: %s)" % (
-            size_kib, TARGET_INSTALLED_KIB, "met" if size_kib <= TARGET_INSTALLED_KIB else "missed"))
+        print("installed size: %d KiB (target: at most %d KiB)" % (size_kib, MAX_INSTALLED_KIB))
         self.assertLessEqual(size_kib, MAX_INSTALLED_KIB,
                              "the hearth package installs %d KiB, more than %d KiB" % (
                                  size_kib, MAX_INSTALLED_KIB))

@@ -1,9 +1,10 @@
-// A plugin built for a future ABI: the host must refuse it before reading anything else.
-#include "hearth/plugin.h"
+// A plugin built for a future ABI: it picks version 999 whatever hearthd offers, and hearthd
+// must refuse it (naming both versions) before asking for its table.
+#include "hearth/plugin_api.h"
 
-extern "C" __attribute__((visibility("default"))) const hearth_plugin_descriptor*
-hearth_plugin_entry(void) {
-  static const hearth_plugin_descriptor d = {
-      999, sizeof(hearth_plugin_descriptor), "badabi", "9.9.9", nullptr, 0, nullptr, nullptr};
-  return &d;
+extern "C" __attribute__((visibility("default"))) int hearth_plugin_version(int, const int*) {
+  return 999;
+}
+extern "C" __attribute__((visibility("default"))) const hearth_plugin* hearth_plugin_entry(int) {
+  return nullptr;
 }

@@ -24,7 +24,7 @@
 #include "fake_context.h"
 
 // The plugin's entry point, defined by HEARTH_PLUGIN in coop_relay_plugin.cc.
-extern "C" const hearth_plugin_descriptor* hearth_plugin_entry(void);
+extern "C" const hearth_plugin* hearth_plugin_entry(int version);
 
 namespace hearth::coop {
 namespace {
@@ -354,8 +354,9 @@ TEST_F(CoopRelayTest, StartRegistersEveryCoopMethodAndRuns) {
 }
 
 TEST_F(CoopRelayTest, DescriptorDeclaresTheConfigKeysWithDefaults) {
-  const hearth_plugin_descriptor* d = hearth_plugin_entry();
-  EXPECT_EQ(d->abi_version, HEARTH_PLUGIN_ABI_VERSION);
+  const hearth_plugin* d = hearth_plugin_entry(HEARTH_ABI_VERSION);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->abi_version, static_cast<uint32_t>(HEARTH_ABI_VERSION));
   EXPECT_STREQ(d->name, "coop_relay");
   std::map<std::string, std::string> defaults;
   std::map<std::string, const hearth_config_key*> keys;

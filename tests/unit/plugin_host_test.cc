@@ -1,5 +1,6 @@
-// The plugin host refuses modules with another ABI before reading anything else, reports a
-// plugin whose start fails, and keeps the others running.
+// The plugin host refuses modules with another ABI before reading anything else (naming the
+// reason), reports a plugin whose start fails, and keeps the others running; a plugin that
+// throws is marked failed and stopped; a plugin's validate refuses a bad subtree.
 
 #include "plugin_host/plugin_host.h"
 
@@ -68,8 +69,11 @@ TEST(PluginHost, RefusesOtherAbiAndReportsFailedStartOthersRun) {
   FakeCore core;
   PluginHost host(core, core.logger_);
   host.discover(HEARTH_TEST_PLUGIN_DIR);
-  // badabi declares ABI 999: refused, never created.
+  // badabi picks ABI 999: refused, never created.
   EXPECT_FALSE(host.hasPlugin("badabi"));
+  EXPECT_FALSE(host.hasPlugin("oldabi"));
+  EXPECT_FALSE(host.hasPlugin("shorttable"));
+  EXPECT_FALSE(host.hasPlugin("nosym"));
   ASSERT_TRUE(host.hasPlugin("echo"));
   ASSERT_TRUE(host.hasPlugin("failstart"));
 
@@ -87,7 +91,22 @@ TEST(PluginHost, RefusesOtherAbiAndReportsFailedStartOthersRun) {
   EXPECT_EQ(plugins->getValue<std::string>("badabi_plugin"), "refused");
   std::string refusal = details->getObject("badabi_plugin")->getValue<std::string>("error");
   EXPECT_NE(refusal.find("999"), std::string::npos) << refusal;
-  EXPECT_NE(refusal.find("hearthd ABI version 1"), std::string::npos) << refusal;
+  EXPECT_NE(refusal.find("hearthd supports ABI version " + std::to_string(HEARTH_ABI_VERSION)),
+            std::string::npos)
+      << refusal;
+  auto reason = [&](const std::string& file) {
+    return details->getObject(file)->getValue<std::string>("error");
+  };
+  // Built against the C++ boundary of ABI 1.
+  EXPECT_EQ(plugins->getValue<std::string>("oldabi_plugin"), "refused");
+  EXPECT_NE(reason("oldabi_plugin").find("built for plugin ABI version 1"), std::string::npos)
+      << reason("oldabi_plugin");
+  // A table shorter than the required members.
+  EXPECT_NE(reason("shorttable_plugin").find("plugin table has"), std::string::npos)
+      << reason("shorttable_plugin");
+  // RTLD_NOW: the missing symbol is named at load.
+  EXPECT_NE(reason("nosym_plugin").find("hearth_test_symbol_nobody_defines"), std::string::npos)
+      << reason("nosym_plugin");
   EXPECT_NE(
       details->getObject("badabi_plugin")->getValue<std::string>("file").find("badabi_plugin.so"),
       std::string::npos);
@@ -119,6 +138,56 @@ TEST(PluginHost, DisabledPluginIsNotStarted) {
   Poco::JSON::Object status;
   host.fillStatus(status);
   EXPECT_EQ(status.getObject("plugins")->getValue<std::string>("echo"), "stopped");
+}
+
+// Runs the loop until nothing is due (posted work, the stop of a failed plugin).
+void settle(FakeCore& core) {
+  for (int i = 0; i < 5; ++i) core.loop_.runOnce();
+}
+
+TEST(PluginHost, ValidateRefusesABadSubtreeAndAcceptsAGoodOne) {
+  FakeCore core;
+  PluginHost host(core, core.logger_);
+  host.discover(HEARTH_TEST_PLUGIN_DIR);
+  ASSERT_TRUE(host.hasPlugin("guarded"));
+  auto errors = host.validate(configFor("plugins: {guarded: {word: 'x#y'}}\n"), nullptr);
+  std::string all = config::formatErrors(errors);
+  EXPECT_NE(all.find("plugins.guarded"), std::string::npos) << all;
+  EXPECT_NE(all.find("letters only"), std::string::npos) << all;
+  EXPECT_TRUE(host.validate(configFor("plugins: {guarded: {word: fine}}\n"), nullptr).empty());
+  // ENUM keys take one of their choices only.
+  all = config::formatErrors(
+      host.validate(configFor("plugins: {guarded: {mode: shouty}}\n"), nullptr));
+  EXPECT_NE(all.find("plugins.guarded.mode"), std::string::npos) << all;
+  EXPECT_NE(all.find("calm"), std::string::npos) << all;
+}
+
+TEST(PluginHost, AThrowFromATimerMarksThePluginFailedAndTheOthersRun) {
+  FakeCore core;
+  PluginHost host(core, core.logger_);
+  host.discover(HEARTH_TEST_PLUGIN_DIR);
+  std::map<std::string, config::PluginConfigResult> cfgs;
+  ASSERT_TRUE(host.validate(configFor("plugins: {}\n"), &cfgs).empty());
+  host.startAll(std::move(cfgs));
+  ASSERT_EQ(host.state("guarded"), PluginState::kRunning);
+  ASSERT_EQ(host.state("echo"), PluginState::kRunning);
+
+  // The timer the plugin starts throws when it fires.
+  MqttMessage m;
+  m.topic = "hearth/v1/u/u1/c1/req/throwInTimer";
+  m.payload = "{\"id\":\"1\",\"params\":{}}";
+  core.router_.handle(m);
+  core.clock_.advance(std::chrono::milliseconds(5));
+  settle(core);
+  EXPECT_EQ(host.state("guarded"), PluginState::kFailed);
+  EXPECT_EQ(host.state("echo"), PluginState::kRunning);
+  Poco::JSON::Object status;
+  host.fillStatus(status);
+  const std::string error =
+      status.getObject("details")->getObject("guarded")->getValue<std::string>("error");
+  EXPECT_NE(error.find("threw in timer"), std::string::npos) << error;
+  EXPECT_NE(error.find("thrown from a timer on purpose"), std::string::npos) << error;
+  host.stopAll();
 }
 
 }  // namespace

@@ -8,6 +8,7 @@ import mqtt from 'mqtt';
 import { hearthError } from './errors.js';
 import { parsePairingLink } from './pairing.js';
 import { fetchPinnedCa, pemMatchesPin } from './pin.js';
+import { presenceHolder } from './takeover.js';
 
 export const ConnectionState = Object.freeze({
   connecting: 0,
@@ -66,6 +67,7 @@ export class Connection {
     this.options = null;
     this.mq = null;
     this.self = undefined;
+    this.topics = null; // set by login (_setTopics)
     this.openId = undefined;
     this.status = this._statusOf('disconnected', ReasonCode.OK);
     this.pending = new Map(); // id -> {method, resolve, reject, timer}
@@ -133,7 +135,34 @@ export class Connection {
   }
 
   base() {
-    return `hearth/v1/u/${this.self.userId}/${this.self.clientIdentify}`;
+    return this.topics.base;
+  }
+
+  /**
+   * The topic strings of this login, built once (the per-message work compares against them):
+   * the terminal's tree, its res/ and evt/ prefixes, the admin answers' prefix, and per method
+   * the request and response topics.
+   */
+  _setTopics(userId, clientIdentify) {
+    const base = `hearth/v1/u/${userId}/${clientIdentify}`;
+    this.topics = {
+      base,
+      res: `${base}/res/`,
+      evt: `${base}/evt/`,
+      presence: `${base}/presence`,
+      adminRes: `hearth/v1/admin/res/${clientIdentify}/`,
+      methods: new Map(), // method -> {req, res}
+    };
+  }
+
+  _methodTopics(method) {
+    const t = this.topics;
+    let m = t.methods.get(method);
+    if (!m) {
+      m = { req: `${t.base}/req/${method}`, res: `${t.res}${method}` };
+      if (t.methods.size < 256) t.methods.set(method, m);
+    }
+    return m;
   }
 
   // ---------------------------------------------------------------- states
@@ -176,18 +205,11 @@ export class Connection {
 
   _emit(event, data, envelope) {
     const set = this.eventListeners.get(event);
-    if (!set) return;
-    for (const l of [...set]) {
-      try {
-        l(data, envelope);
-      } catch (e) {
-        // An app callback that throws must not break the library; report it like an uncaught
-        // error of the app, outside our stack.
-        queueMicrotask(() => {
-          throw e;
-        });
-      }
-    }
+    if (!set || set.size === 0) return;
+    // The common case, one listener, without copying the set (a copy keeps listeners added or
+    // removed by a listener out of this round).
+    if (set.size === 1) return callListener(set.values().next().value, data, envelope);
+    for (const l of [...set]) callListener(l, data, envelope);
   }
 
   // ---------------------------------------------------------------- login / logout
@@ -205,8 +227,13 @@ export class Connection {
     if (typeof password !== 'string') return Promise.reject(hearthError('INVALID_REQUEST', 'login: password must be a string'));
     if (this.loggedIn) this._teardown(ReasonCode.LOGIN, 'logged in again');
     this.self = { appId: this.options.appId, userId, clientIdentify: this.options.clientIdentify };
+    this._setTopics(userId, this.options.clientIdentify);
     this.credentials = { userId, password };
     this.loggedIn = true;
+    // This login's id on the retained presence (takeover.js); hadSession once it connected.
+    this.instance = `${randomId()}${randomId()}`;
+    this.presenceProps = { userProperties: { instance: this.instance } };
+    this.hadSession = false;
     this.attempt = 0;
     this.adminSubscribed = false;
     return new Promise((resolve, reject) => {
@@ -267,10 +294,11 @@ export class Connection {
       // error. Plain timers do; a page hidden for long may see its keepalive late and reconnect.
       timerVariant: 'native',
       will: {
-        topic: `${this.base()}/presence`,
+        topic: this.topics.presence,
         payload: 'offline',
         qos: 1,
         retain: true,
+        properties: this.presenceProps,
       },
       ...(o.mqttOptions || {}),
     };
@@ -305,6 +333,23 @@ export class Connection {
       }
     }
 
+    if (this.hadSession) {
+      // Reconnecting: first make sure no other instance took this clientIdentify meanwhile.
+      let holder;
+      try {
+        holder = await presenceHolder(mqtt, url, mqttOpts, `${this.self.clientIdentify}~${randomId()}`, this.topics.presence, mqttOpts.connectTimeout);
+      } catch (e) {
+        if (seq !== this.connectSeq || !this.loggedIn) return;
+        this.lastError = e && e.message;
+        if (isRefusal(e)) return this._fatal(ReasonCode.NOT_AUTHORIZED, refusalError(this.credentials.userId, e));
+        return this._scheduleReconnect(ReasonCode.NETWORK, this.lastError);
+      }
+      if (seq !== this.connectSeq || !this.loggedIn) return;
+      if (holder && holder !== this.instance) {
+        return this._fatal(ReasonCode.KICKED, hearthError('NOT_CONNECTED', `another login took clientIdentify ${this.self.clientIdentify} (its presence names another instance)`));
+      }
+    }
+
     let mq;
     try {
       mq = mqtt.connect(url, mqttOpts);
@@ -332,10 +377,7 @@ export class Connection {
       if (!live()) return;
       this.lastError = err && err.message;
       const rc = err && typeof err.code === 'number' ? err.code : undefined;
-      // CONNACK refusals: 4/5 (MQTT 3) or 0x86/0x87 (MQTT 5) = bad credentials / not authorized.
-      if (rc === 134 || rc === 135 || rc === 4 || rc === 5) {
-        return this._fatal(ReasonCode.NOT_AUTHORIZED, hearthError('NOT_AUTHORIZED', `the broker refused the login of ${this.credentials.userId}: ${err.message}`));
-      }
+      if (isRefusal(err)) return this._fatal(ReasonCode.NOT_AUTHORIZED, refusalError(this.credentials.userId, err));
       if (rc === 136 || rc === 137 || rc === 3) {
         this._disconnectReason = ReasonCode.SERVER_UNAVAILABLE;
       }
@@ -359,7 +401,7 @@ export class Connection {
       await mq.subscribeAsync([`${base}/res/#`, `${base}/evt/#`], { qos: 1 });
       if (!live()) return;
       if (this.adminSubscribed) await mq.subscribeAsync(`hearth/v1/admin/res/${this.self.clientIdentify}/#`, { qos: 1 });
-      await mq.publishAsync(`${base}/presence`, 'online', { qos: 1, retain: true });
+      await mq.publishAsync(this.topics.presence, 'online', { qos: 1, retain: true, properties: this.presenceProps });
       if (!live()) return;
       const hello = { appId: this.options.appId };
       if (this.options.deviceModel !== undefined) hello.deviceModel = String(this.options.deviceModel);
@@ -382,6 +424,7 @@ export class Connection {
     }
     // The back-off starts again only once a session has lasted (see _onClosed).
     this.connectedAt = Date.now();
+    this.hadSession = true;
     this._disconnectReason = undefined;
     this._setState('connected', ReasonCode.OK);
     if (this.loginWaiter) this.loginWaiter.resolve();
@@ -400,10 +443,9 @@ export class Connection {
     // Calls in flight stay pending: the hub may have got them (their outcome is unknown), and
     // they end with their answer or TIMEOUT, never hang. New calls fail NOT_CONNECTED at once.
     if (!this.loggedIn) return;
-    // A session that ends soon after it began does not reset the back-off. Two app instances
-    // with one clientIdentify throw each other off the broker (mosquitto closes the older
-    // connection without a DISCONNECT reason code, so KICKED cannot be told from a network
-    // drop); growing delays keep that from becoming a tight loop.
+    // A session that ends soon after it began does not reset the back-off. A close can also be
+    // a takeover by another login with this clientIdentify (mosquitto sends no DISCONNECT
+    // 0x8E): the reconnect reads the retained presence first and ends KICKED (takeover.js).
     if (this.connectedAt && Date.now() - this.connectedAt >= 10000) this.attempt = 0;
     this.connectedAt = 0;
     const reason = this._disconnectReason || ReasonCode.NETWORK;
@@ -471,7 +513,7 @@ export class Connection {
     this._failPending('NOT_CONNECTED', 'logged out');
     if (mq && mq.connected) {
       try {
-        await withTimeout(mq.publishAsync(`${this.base()}/presence`, 'offline', { qos: 1, retain: true }), this.options.requestTimeout);
+        await withTimeout(mq.publishAsync(this.topics.presence, 'offline', { qos: 1, retain: true, properties: this.presenceProps }), this.options.requestTimeout);
       } catch {
         // The Will says offline anyway if the broker never got this.
       }
@@ -491,9 +533,11 @@ export class Connection {
 
   /**
    * Publishes req/METHOD and resolves with the result object; rejects with the hub's error or
-   * TIMEOUT / NOT_CONNECTED / BAD_RESPONSE / LIMIT_REACHED.
+   * TIMEOUT / NOT_CONNECTED / BAD_RESPONSE / LIMIT_REACHED. `shape(result)` (the library's own
+   * calls) runs as the answer arrives, before any later message is handled; it returns what the
+   * call resolves with, or throws a string naming what the result lacks (BAD_RESPONSE).
    */
-  request(method, params, options) {
+  request(method, params, options, shape) {
     if (typeof method !== 'string' || !/^[A-Za-z][A-Za-z0-9]{0,63}$/.test(method)) {
       return Promise.reject(hearthError('INVALID_REQUEST', `not a method name: ${String(method).slice(0, 64)}`));
     }
@@ -503,7 +547,7 @@ export class Connection {
     if (!this.mq || this.status.state !== 'connected') {
       return Promise.reject(hearthError('NOT_CONNECTED', `${method}: not connected to the hub (${this.status.state})`, method));
     }
-    return this._send(method, params || {}, options || {}, this.mq);
+    return this._send(method, params || {}, options || {}, this.mq, undefined, shape);
   }
 
   adminRequest(method, params, options) {
@@ -534,28 +578,27 @@ export class Connection {
           },
         );
     return ready.then(() =>
-      this._send(method, params || {}, options || {}, mq, { reqTopic: `hearth/v1/admin/req/${method}`, resTopic: `${resBase}/${method}` }),
+      this._send(method, params || {}, options || {}, mq, { req: `hearth/v1/admin/req/${method}`, res: `${resBase}/${method}` }),
     );
   }
 
-  _send(method, params, options, mq, admin) {
+  _send(method, params, options, mq, admin, shape) {
     if (this.pending.size >= this.options.maxPending) {
       return Promise.reject(hearthError('LIMIT_REACHED', `${method}: ${this.pending.size} calls already await an answer (maxPending)`, method));
     }
     const id = `${this.idPrefix}-${this.nextId++}`;
-    const reqTopic = admin ? admin.reqTopic : `${this.base()}/req/${method}`;
-    const resTopic = admin ? admin.resTopic : `${this.base()}/res/${method}`;
+    const topics = admin || this._methodTopics(method);
     const timeout = Number.isFinite(options.timeout) && options.timeout > 0 ? options.timeout : this.options.requestTimeout;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(hearthError('TIMEOUT', `${method}: no answer from the hub within ${timeout} ms`, method));
       }, timeout);
-      this.pending.set(id, { method, resolve, reject, timer });
+      this.pending.set(id, { method, resolve, reject, timer, shape });
       const payload = JSON.stringify({ id, params });
       // A publish error (the connection closed under it) says nothing certain: the broker may
       // have the request. The call ends with its answer or TIMEOUT.
-      mq.publish(reqTopic, payload, { qos: 1, properties: { responseTopic: resTopic, correlationData: encodeId(id) } }, () => {});
+      mq.publish(topics.req, payload, { qos: 1, properties: { responseTopic: topics.res, correlationData: encodeId(id) } }, ignore);
     });
   }
 
@@ -570,11 +613,12 @@ export class Connection {
   // ---------------------------------------------------------------- incoming
 
   _onMessage(topic, payload, packet) {
-    const base = this.base();
-    const isAdminRes = topic.startsWith(`hearth/v1/admin/res/${this.self.clientIdentify}/`);
-    if (isAdminRes || topic.startsWith(`${base}/res/`)) return this._onResponse(payload, packet);
-    if (topic.startsWith(`${base}/evt/`)) {
-      const name = topic.slice(base.length + 5);
+    const t = this.topics;
+    if (topic.startsWith(t.res) || topic.startsWith(t.adminRes)) return this._onResponse(payload, packet);
+    if (topic.startsWith(t.evt)) {
+      const name = topic.slice(t.evt.length);
+      const set = this.eventListeners.get(name);
+      if (!set || set.size === 0) return; // nobody listens: not even parsed
       let env;
       try {
         env = JSON.parse(textDecoder.decode(payload));
@@ -609,7 +653,14 @@ export class Connection {
     if (env.ok) {
       const r = env.result === undefined ? {} : env.result;
       if (!isObject(r)) return p.reject(hearthError('BAD_RESPONSE', `${p.method}: result is not an object`, p.method));
-      return p.resolve(r);
+      if (!p.shape) return p.resolve(r);
+      let shaped;
+      try {
+        shaped = p.shape(r);
+      } catch (what) {
+        return p.reject(hearthError('BAD_RESPONSE', `${p.method}: the hub's result lacks ${typeof what === 'string' ? what : 'expected fields'}`, p.method));
+      }
+      return p.resolve(shaped);
     }
     const err = isObject(env.error) ? env.error : {};
     const code = typeof err.code === 'string' && err.code ? err.code : 'BAD_RESPONSE';
@@ -623,6 +674,31 @@ export class Connection {
 function noDelay(mq) {
   const s = mq.stream;
   if (s && typeof s.setNoDelay === 'function') s.setNoDelay(true);
+}
+
+function ignore() {}
+
+/** A CONNACK refusal of the credentials: 4/5 (MQTT 3) or 0x86/0x87 (MQTT 5). */
+function isRefusal(err) {
+  const rc = err && typeof err.code === 'number' ? err.code : undefined;
+  return rc === 134 || rc === 135 || rc === 4 || rc === 5;
+}
+
+function refusalError(userId, err) {
+  return hearthError('NOT_AUTHORIZED', `the broker refused the login of ${userId}: ${err.message}`);
+}
+
+/** Calls a listener; an exception it throws is reported outside the library's stack. */
+function callListener(l, data, envelope) {
+  try {
+    l(data, envelope);
+  } catch (e) {
+    // An app callback that throws must not break the library; report it like an uncaught
+    // error of the app, outside our stack.
+    queueMicrotask(() => {
+      throw e;
+    });
+  }
 }
 
 function encodeId(id) {

@@ -90,25 +90,15 @@ void BindingService::unindex(const Device& d) {
 }
 
 void BindingService::scheduleExpiry(const Device& d) {
-  auto old = expiryOf_.find(d.deviceId);
-  if (old != expiryOf_.end()) {
-    auto range = expiries_.equal_range(old->second);
-    for (auto it = range.first; it != range.second; ++it) {
-      if (it->second == d.deviceId) {
-        expiries_.erase(it);
-        break;
-      }
-    }
-    expiryOf_.erase(old);
-  }
   if (auto next = policy_.nextExpiryMs(d)) {
-    expiries_.emplace(*next, d.deviceId);
-    expiryOf_[d.deviceId] = *next;
+    expiries_.set(d.deviceId, *next);
+  } else {
+    expiries_.erase(d.deviceId);
   }
 }
 
 void BindingService::armExpiryTimer() {
-  int64_t next = expiries_.empty() ? 0 : expiries_.begin()->first;
+  int64_t next = expiries_.empty() ? 0 : expiries_.earliest();
   // Tokens are swept on the same timer, at least hourly.
   int64_t now = deps_.clock.nowMs();
   int64_t hourly = now + kHourMs;
@@ -125,11 +115,7 @@ void BindingService::armExpiryTimer() {
 
 void BindingService::runExpiry() {
   int64_t now = deps_.clock.nowMs();
-  std::vector<std::string> due;
-  for (auto it = expiries_.begin(); it != expiries_.end() && it->first <= now; ++it) {
-    due.push_back(it->second);
-  }
-  for (const auto& id : due) {
+  for (const auto& id : expiries_.due(now)) {
     mutate(id, [&](Device& d) { return policy_.expire(d, now); });
     scheduleExpiry(devices_.at(id));
   }

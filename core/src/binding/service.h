@@ -21,6 +21,7 @@
 #include "config/config.h"
 #include "control/router.h"
 #include "hearth/host.h"
+#include "hearth/util/deadline_queue.h"
 #include "loop/hub_loop.h"
 #include "identity/identity.h"
 
@@ -149,8 +150,7 @@ class BindingService {
   std::map<std::string, std::string> deviceBySharingId_;
   UserIndex devicesByUser_;  // bound, sharer or invitee
 
-  std::multimap<int64_t, std::string> expiries_;  // next expiry → device
-  std::map<std::string, int64_t> expiryOf_;
+  util::DeadlineQueue<std::string> expiries_;  // device → its next expiry
   struct Detail {
     DetailProvider fn;
     std::string owner;

@@ -21,7 +21,8 @@
 #include <vector>
 
 #include "hearth/host.h"
-#include "hearth/plugin.h"
+#include "hearth/plugin_api.h"
+#include "hearth/sdk/context.h"
 #include "hearth_install_paths.h"
 
 namespace hearth::config {
@@ -84,7 +85,7 @@ struct HubConfig {
   int backupKeep = 7;
   std::string backupDir;  // empty = <state_dir>/backups
   // broker.dynsec_file: the broker's Dynamic Security file, which a backup includes.
-  std::string brokerDynsecFile;
+  std::string brokerDynsecFile = install::kDynsecFile;  // the installed broker's, if any
 };
 
 // Loads and validates a file. `overrides` are "dotted.key=yaml-value" pairs (hearthd --set)

@@ -7,6 +7,7 @@
 #include <Poco/JSONString.h>
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -112,12 +113,16 @@ class PluginConfigView final : public ConfigView {
 
  private:
   // Asking for an undeclared key, or with the wrong type, is a plugin bug (host.h contract).
+  // PATH and ENUM keys are strings to getString.
   const Value& at(std::string_view key, int type) const {
     const auto it = values_.find(key);
     if (it == values_.end()) {
       throw std::out_of_range("config key '" + std::string(key) + "' is not declared");
     }
-    if (it->second.type != type) {
+    const int stored = it->second.type == HEARTH_CFG_PATH || it->second.type == HEARTH_CFG_ENUM
+                           ? HEARTH_CFG_STRING
+                           : it->second.type;
+    if (stored != type) {
       throw std::out_of_range("config key '" + std::string(key) +
                               "' is declared with another type");
     }
@@ -127,11 +132,26 @@ class PluginConfigView final : public ConfigView {
   std::map<std::string, Value, std::less<>> values_;
 };
 
-bool isKnownType(int type) { return type >= HEARTH_CFG_BOOL && type <= HEARTH_CFG_JSON; }
+bool isKnownType(int type) { return type >= HEARTH_CFG_BOOL && type <= HEARTH_CFG_ENUM; }
 
-// Reads one plugin key into `out`; false (with an error in `sink`) when it does not fit.
+// The values of an ENUM key's "a|b|c".
+std::vector<std::string_view> choicesOf(const hearth_config_key& spec) {
+  std::vector<std::string_view> out;
+  std::string_view rest = spec.choices ? spec.choices : "";
+  while (!rest.empty()) {
+    const size_t bar = rest.find('|');
+    out.push_back(rest.substr(0, bar));
+    if (bar == std::string_view::npos) break;
+    rest.remove_prefix(bar + 1);
+  }
+  return out;
+}
+
+// Reads one plugin key into `out`; false (with an error in `sink`) when it does not fit. A
+// relative PATH is resolved against baseDir (the config file's directory), like the core's paths.
 bool readPluginValue(const hearth_config_key& spec, const YAML::Node& node, int line,
-                     const std::string& key, ErrorSink& sink, PluginConfigView::Value& out) {
+                     const std::string& key, ErrorSink& sink, const std::filesystem::path& baseDir,
+                     PluginConfigView::Value& out) {
   Reader read(sink);
   out.type = spec.type;
   switch (spec.type) {
@@ -160,6 +180,18 @@ bool readPluginValue(const hearth_config_key& spec, const YAML::Node& node, int 
       if (v) out.duration = *v;
       return v.has_value();
     }
+    case HEARTH_CFG_PATH: {
+      const auto v = read.string(node, line, key, 1, 0);
+      if (!v) return false;
+      const std::filesystem::path path(*v);
+      out.text = path.is_absolute() ? *v : (baseDir / path).lexically_normal().string();
+      return true;
+    }
+    case HEARTH_CFG_ENUM: {
+      const auto v = read.oneOf(node, line, key, choicesOf(spec));
+      if (v) out.text = *v;
+      return v.has_value();
+    }
     case HEARTH_CFG_JSON: {
       if (!node.IsMap() && !node.IsSequence()) {
         sink.add(line, key, "expected a list or a map, got " + describe(node));
@@ -185,8 +217,11 @@ PluginConfigResult validatePluginConfig(const HubConfig& config, const std::stri
                                         const hearth_config_key* keys, size_t keyCount) {
   ErrorSink sink(config.sourceFile);
   const std::string prefix = "plugins." + pluginName;
+  std::error_code ec;
+  const std::filesystem::path baseDir =
+      std::filesystem::absolute(config.sourceFile, ec).parent_path();
   static const hearth_config_key kEnabled = {
-      "enabled", HEARTH_CFG_BOOL, "true", 1, 0, "Whether the hub loads this plugin."};
+      "enabled", HEARTH_CFG_BOOL, "true", 1, 0, "Whether the hub loads this plugin.", nullptr};
 
   // The declaration first: a broken one is a plugin bug, reported without a line.
   std::map<std::string, const hearth_config_key*> declared = {{"enabled", &kEnabled}};
@@ -201,6 +236,8 @@ PluginConfigResult validatePluginConfig(const HubConfig& config, const std::stri
       problem = "the plugin declares the reserved key 'enabled'";
     } else if (!isKnownType(spec.type)) {
       problem = "the plugin declares an unknown type " + std::to_string(spec.type);
+    } else if (spec.type == HEARTH_CFG_ENUM && choicesOf(spec).empty()) {
+      problem = "the plugin declares an ENUM key without choices";
     } else if (!declared.emplace(name, &spec).second) {
       problem = "the plugin declares this key twice";
     }
@@ -248,7 +285,7 @@ PluginConfigResult validatePluginConfig(const HubConfig& config, const std::stri
     if (const auto it = found.find(spec->name); it != found.end()) {
       const Entry& entry = it->second;
       if (readPluginValue(*spec, entry.value, entryLine(entry.key, entry.value), key, sink,
-                          value)) {
+                          baseDir, value)) {
         view->set(spec->name, std::move(value));
       }
       continue;
@@ -265,7 +302,7 @@ PluginConfigResult validatePluginConfig(const HubConfig& config, const std::stri
       continue;
     }
     ErrorSink defaultErrors(config.sourceFile);
-    if (readPluginValue(*spec, defaultNode, 0, key, defaultErrors, value)) {
+    if (readPluginValue(*spec, defaultNode, 0, key, defaultErrors, baseDir, value)) {
       view->set(spec->name, std::move(value));
     } else {
       for (ConfigError& e : defaultErrors.take()) {

@@ -71,7 +71,9 @@ const std::vector<CoreKey>& coreSchema() {
        "dynsec: hearthd manages user accounts through mosquitto's Dynamic Security plugin; "
        "external: the operator manages accounts and the ACL hearth/v1/u/%u/#.",
        &H::userManagement},
-      {"broker.dynsec_file", T::kPath, "\"\"", 0, kMaxPathLength, {},
+      // Default: the file of the broker the install sets up (the Debian package's), else "".
+      {"broker.dynsec_file", T::kPath, install::kDynsecFile[0] ? install::kDynsecFile : "\"\"",
+       0, kMaxPathLength, {},
        "The broker's Dynamic Security file (plugin_opt_config_file), included in backups so "
        "that restored users keep their passwords; empty = not backed up.",
        &H::brokerDynsecFile},

@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
     } else if (a == "--set") {
       overrides.push_back(next());
     } else if (a == "--version") {
-      std::printf("hearthd %s (plugin ABI %u)\n", HEARTH_VERSION, HEARTH_PLUGIN_ABI_VERSION);
+      std::printf("hearthd %s (plugin ABI %d)\n", HEARTH_VERSION, HEARTH_ABI_VERSION);
       return 0;
     } else if (a == "--help" || a == "-h") {
       usage();

@@ -4,148 +4,78 @@
 #include <Poco/JSON/Parser.h>
 #include <Poco/Path.h>
 
+#include <dlfcn.h>
+
 #include <algorithm>
+#include <cstddef>
+#include <cstring>
+
+#include "plugin_host/plugin_context.h"
 
 namespace hearth {
 
-// The one object a plugin reaches the core through. Everything it registers is tagged with
-// the plugin's name so that stopping the plugin removes it.
-class PluginHost::Context : public PluginContext, private Devices {
- public:
-  Context(CoreServices& core, PluginHost& host, std::string name,
-          std::unique_ptr<ConfigView> config)
-      : core_(core),
-        host_(host),
-        name_(std::move(name)),
-        logger_(core.logSink(), name_),
-        config_(std::move(config)),
-        store_(core.database(), name_) {}
+namespace {
 
-  ~Context() override { release(); }
+hearth_out into(std::string& s) {
+  return hearth_out{&s, [](void* self, const char* d, size_t n) {
+                      static_cast<std::string*>(self)->append(d, n);
+                    }};
+}
 
-  // Drops every registration of this plugin: methods, subscriptions, timers.
-  void release() {
-    core_.router().unregisterOwner(name_);
-    core_.bus().unsubscribeOwner(name_);
-    core_.bindings().unregisterOwner(name_);
-    for (TimerId id : timers_) core_.loop().cancelTimer(id);
-    timers_.clear();
-  }
+std::string versionList(const std::vector<int>& v) {
+  std::string out;
+  for (int x : v) out += (out.empty() ? "" : ", ") + std::to_string(x);
+  return out;
+}
 
-  const std::string& pluginName() const override { return name_; }
-  Logger& logger() override { return logger_; }
-  const Clock& clock() const override { return core_.clock(); }
-  const ConfigView& config() const override { return *config_; }
-  KvStore& store() override { return store_; }
+// The required part of a plugin's table: everything up to and including stop.
+constexpr size_t kRequiredTable = offsetof(hearth_plugin, stop) + sizeof(hearth_plugin::stop);
+// The required part of a config key: everything before the ENUM choices.
+constexpr size_t kRequiredKey = offsetof(hearth_config_key, choices);
 
-  Status registerMethod(const std::string& method, MethodScope scope,
-                        RequestHandler handler) override {
-    return core_.router().registerMethod(method, scope, std::move(handler), name_);
-  }
-  size_t sendEvent(const std::string& userId, const std::string& clientId, const std::string& event,
-                   const std::string& dataJson) override {
-    return core_.sendEvent(userId, clientId, event, dataJson);
-  }
-  std::optional<TerminalInfo> terminal(const std::string& userId,
-                                       const std::string& clientId) const override {
-    return core_.identity().terminal(userId, clientId);
-  }
-  std::optional<TerminalInfo> terminalByOpenId(const std::string& openId) const override {
-    return core_.identity().terminalByOpenId(openId);
-  }
-  std::vector<TerminalInfo> terminals(const std::string& userId) const override {
-    return core_.identity().terminals(userId);
-  }
-  bool userExists(const std::string& userId) const override {
-    return core_.identity().userExists(userId);
-  }
-  void subscribe(const std::string& topic, EventHandler handler) override {
-    core_.bus().subscribe(topic, std::move(handler), name_);
-  }
-  void publish(const std::string& topic, const std::string& dataJson) override {
-    core_.bus().publish(topic, dataJson);
-  }
-  TimerId startTimer(std::chrono::milliseconds delay, std::function<void()> fn) override {
-    // Timers fire on the hub loop, where this runs too, so the id is set before it can fire.
-    auto idBox = std::make_shared<TimerId>(0);
-    TimerId id = core_.loop().startTimer(delay, [this, fn = std::move(fn), idBox] {
-      timers_.erase(*idBox);
-      fn();
-    });
-    *idBox = id;
-    timers_.insert(id);
-    return id;
-  }
-  void cancelTimer(TimerId id) override {
-    core_.loop().cancelTimer(id);
-    timers_.erase(id);
-  }
-  void post(std::function<void()> fn) override { core_.loop().post(std::move(fn)); }
-  Devices& devices() override { return *this; }
-  void setState(PluginState state, const std::string& detailJson) override {
-    auto& p = host_.plugins_.at(name_);
-    p.state = state;
-    p.detailJson = detailJson;
-    core_.statusChanged();
-  }
-  LocalBrokerInfo localBroker() const override { return core_.localBroker(); }
-  void setBrokerAccount(const std::string& username, const std::string& password,
-                        const std::vector<BrokerAcl>& acls,
-                        std::function<void(Status)> done) override {
-    core_.setBrokerAccount(username, password, acls, std::move(done));
-  }
-  std::string stateDir() const override { return core_.stateDir(); }
+}  // namespace
 
- private:
-  // Devices, forwarded to the binding engine with this plugin as the owner.
-  Status registerTransport(const std::string& transport, DeviceTransport* t) override {
-    return core_.bindings().registerTransport(transport, t, name_);
-  }
-  Status report(const DeviceReport& r) override { return core_.bindings().report(r); }
-  void setOnline(const std::string& deviceId, bool online) override {
-    core_.bindings().setOnline(deviceId, online);
-  }
-  Result<std::string> presentProvisionToken(const std::string& deviceId,
-                                            const std::string& token) override {
-    return core_.bindings().presentProvisionToken(deviceId, token);
-  }
-  Status reportReset(const std::string& deviceId) override {
-    return core_.bindings().reportReset(deviceId);
-  }
-  Status refuseProvisionToken(const std::string& deviceId, const std::string& token) override {
-    return core_.bindings().refuseProvisionToken(deviceId, token);
-  }
-  size_t notifyBoundUsers(const std::string& deviceId, const std::string& event,
-                          const std::string& dataJson) override {
-    return core_.bindings().notifyBoundUsers(deviceId, event, dataJson);
-  }
-  std::vector<std::string> boundUsers(const std::string& deviceId) const override {
-    return core_.bindings().boundUsers(deviceId);
-  }
-  std::optional<DeviceInfo> deviceInfo(const std::string& deviceId) const override {
-    return core_.bindings().deviceInfo(deviceId);
-  }
-  void controlAs(const std::string& userId, const std::string& deviceId, const std::string& command,
-                 const std::string& paramsJson, const std::string& via,
-                 std::function<void(Result<std::string>)> done) override {
-    core_.bindings().controlAs(userId, deviceId, command, paramsJson, via, std::move(done));
-  }
-  Status addDetailProvider(
-      const std::string& key,
-      std::function<std::string(const std::string&, const std::string&)> fn) override {
-    return core_.bindings().addDetailProvider(key, std::move(fn), name_);
-  }
+const std::vector<int>& PluginHost::supportedVersions() {
+  static const std::vector<int> v = {HEARTH_ABI_VERSION};
+  return v;
+}
 
-  CoreServices& core_;
-  PluginHost& host_;
-  std::string name_;
-  TaggedLogger logger_;
-  std::unique_ptr<ConfigView> config_;
-  PluginKvStore store_;
-  std::set<TimerId> timers_;
-};
+PluginHost::Call PluginHost::call(const std::string& name, const std::string& what,
+                                  const std::function<int(hearth_out error)>& fn) {
+  auto it = plugins_.find(name);
+  if (it == plugins_.end() || it->second.instance == nullptr || it->second.failed) {
+    return Call::kSkipped;
+  }
+  std::string error;
+  if (fn(into(error)) == HEARTH_CALL_OK) return Call::kRan;
+  fail(name, it->second, "threw in " + what + ": " + (error.empty() ? "(no message)" : error));
+  return Call::kThrew;
+}
 
-PluginHost::~PluginHost() { stopAll(); }
+void PluginHost::fail(const std::string& name, Loaded& p, const std::string& reason) {
+  p.failed = true;
+  p.state = PluginState::kFailed;
+  p.error = reason;
+  logger_.error("plugin " + name + " (" + p.file + ") " + reason +
+                "; marked failed and stopped, the hub goes on");
+  core_.statusChanged();
+  // Stopped from the loop once the call that threw has unwound (a bus or router loop may be
+  // iterating over the plugin's registrations right now).
+  std::weak_ptr<int> alive = alive_;
+  const uint64_t generation = p.generation;
+  core_.loop().post([this, alive, name, generation] {
+    if (alive.expired()) return;
+    auto it = plugins_.find(name);
+    if (it == plugins_.end() || it->second.generation != generation) return;
+    stopOne(name, it->second);
+  });
+}
+
+PluginHost::~PluginHost() {
+  stopAll();
+  plugins_.clear();  // the contexts and closures go before their code
+  for (void* lib : libraries_) dlclose(lib);
+}
 
 void PluginHost::discover(const std::string& dir) {
   Poco::File d(dir);
@@ -163,53 +93,101 @@ void PluginHost::discover(const std::string& dir) {
       logger_.error("refused plugin " + path + ": " + reason);
       refused_.push_back(Refused{path, reason});
     };
-    auto lib = std::make_unique<Poco::SharedLibrary>();
-    try {
-      lib->load(path, Poco::SharedLibrary::SHLIB_LOCAL);
-    } catch (const Poco::Exception& e) {
-      refuse("cannot load: " + e.displayText());
+    // RTLD_NOW: a symbol the module needs and no library provides refuses it here, naming the
+    // symbol, instead of killing hearthd when the first call reaches it.
+    void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) {
+      const char* e = dlerror();
+      refuse(std::string("cannot load: ") + (e ? e : "unknown error"));
       continue;
     }
-    if (!lib->hasSymbol("hearth_plugin_entry")) {
-      refuse("no hearth_plugin_entry symbol");
+    auto refuseAndClose = [&](const std::string& reason) {
+      refuse(reason);
+      dlclose(lib);
+    };
+    const auto& versions = supportedVersions();
+    auto pick = reinterpret_cast<hearth_plugin_version_fn>(dlsym(lib, "hearth_plugin_version"));
+    auto entry = reinterpret_cast<hearth_plugin_entry_fn>(dlsym(lib, "hearth_plugin_entry"));
+    if (pick == nullptr) {
+      if (entry != nullptr) {
+        // ABI 1 had hearth_plugin_entry(void) returning a descriptor that began with its
+        // abi_version; read that much to name it.
+        auto old = reinterpret_cast<const uint32_t* (*)()>(dlsym(lib, "hearth_plugin_entry"));
+        const uint32_t* d = old();
+        refuseAndClose("built for plugin ABI version " + (d ? std::to_string(*d) : "?") +
+                       " (no hearth_plugin_version), hearthd supports ABI version " +
+                       versionList(versions) + ": rebuild it against this SDK");
+      } else {
+        refuseAndClose("no hearth_plugin_version symbol: not a hearth plugin");
+      }
       continue;
     }
-    auto entry = reinterpret_cast<hearth_plugin_entry_fn>(lib->getSymbol("hearth_plugin_entry"));
-    const hearth_plugin_descriptor* desc = entry();
-    if (desc == nullptr) {
-      refuse("hearth_plugin_entry returned no descriptor");
+    if (entry == nullptr) {
+      refuseAndClose("no hearth_plugin_entry symbol");
       continue;
     }
-    // abi_version and struct_size are the first two fields of every ABI version; nothing else
-    // is read before they match.
-    if (desc->abi_version != HEARTH_PLUGIN_ABI_VERSION) {
-      refuse("plugin ABI version " + std::to_string(desc->abi_version) + ", hearthd ABI version " +
-             std::to_string(HEARTH_PLUGIN_ABI_VERSION));
+    const int picked = pick(static_cast<int>(versions.size()), versions.data());
+    if (std::find(versions.begin(), versions.end(), picked) == versions.end()) {
+      refuseAndClose("plugin ABI version " + std::to_string(picked) +
+                     ", hearthd supports ABI version " + versionList(versions));
       continue;
     }
-    if (desc->struct_size != sizeof(hearth_plugin_descriptor)) {
-      refuse("descriptor size " + std::to_string(desc->struct_size) + ", hearthd expects " +
-             std::to_string(sizeof(hearth_plugin_descriptor)) + " (ABI version " +
-             std::to_string(HEARTH_PLUGIN_ABI_VERSION) + ")");
+    const hearth_plugin* raw = entry(picked);
+    if (raw == nullptr) {
+      refuseAndClose("hearth_plugin_entry(" + std::to_string(picked) + ") returned no table");
       continue;
     }
+    if (raw->size < kRequiredTable) {
+      refuseAndClose("plugin table has " + std::to_string(raw->size) + " bytes, hearthd needs " +
+                     std::to_string(kRequiredTable) + " (ABI version " + std::to_string(picked) +
+                     ")");
+      continue;
+    }
+    // Members this hearthd knows and the plugin does not stay zero (absent).
+    hearth_plugin table{};
+    std::memcpy(&table, raw, std::min<size_t>(raw->size, sizeof table));
+    if (table.abi_version != static_cast<uint32_t>(picked)) {
+      refuseAndClose("plugin table says ABI version " + std::to_string(table.abi_version) +
+                     ", but the plugin picked " + std::to_string(picked));
+      continue;
+    }
+    if (!table.create || !table.destroy || !table.start || !table.stop) {
+      refuseAndClose("plugin table lacks create, destroy, start or stop");
+      continue;
+    }
+    if (table.config_key_count > 0 &&
+        (table.config_keys == nullptr || table.config_key_size < kRequiredKey)) {
+      refuseAndClose("config key entries of " + std::to_string(table.config_key_size) +
+                     " bytes, hearthd needs " + std::to_string(kRequiredKey));
+      continue;
+    }
+    std::vector<hearth_config_key> keys;
+    for (size_t i = 0; i < table.config_key_count; ++i) {
+      hearth_config_key k{};
+      std::memcpy(&k, reinterpret_cast<const char*>(table.config_keys) + i * table.config_key_size,
+                  std::min(table.config_key_size, sizeof k));
+      keys.push_back(k);
+    }
+    const hearth_plugin* desc = &table;
     std::string name = desc->name ? desc->name : "";
     if (name.empty() ||
         name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) {
-      refuse("invalid plugin name '" + name + "'");
+      refuseAndClose("invalid plugin name '" + name + "'");
       continue;
     }
     if (plugins_.count(name)) {
-      refuse("a plugin named " + name + " is already loaded from " + plugins_[name].file);
+      refuseAndClose("a plugin named " + name + " is already loaded from " + plugins_[name].file);
       continue;
     }
     Loaded p;
     p.file = path;
-    p.library = std::move(lib);
-    p.descriptor = desc;
+    p.library = lib;
+    libraries_.push_back(lib);
+    p.table = table;
+    p.keys = std::move(keys);
     plugins_.emplace(name, std::move(p));
-    logger_.info("found plugin " + name + " " + (desc->version ? desc->version : "?") + " in " +
-                 path);
+    logger_.info("found plugin " + name + " " + (desc->version ? desc->version : "?") + " (ABI " +
+                 std::to_string(picked) + ") in " + path);
   }
 }
 
@@ -227,12 +205,53 @@ std::vector<config::ConfigError> PluginHost::validate(
     }
   }
   for (const auto& [name, p] : plugins_) {
-    auto r = config::validatePluginConfig(cfg, name, p.descriptor->config_keys,
-                                          p.descriptor->config_key_count);
+    auto r = config::validatePluginConfig(cfg, name, p.keys.data(), p.keys.size());
     errors.insert(errors.end(), r.errors.begin(), r.errors.end());
+    // A disabled plugin's subtree is not the plugin's concern until it is enabled. At the
+    // first start a subtree the plugin refuses fails that plugin at its start() (with the same
+    // reason) while the hub comes up; --check-config (no `out`) and SIGHUP (plugins running)
+    // refuse the file instead.
+    if (r.errors.empty() && r.view && r.enabled && (started_ || out == nullptr)) {
+      runValidate(cfg, name, p, r, errors);
+    }
     if (out) out->emplace(name, std::move(r));
   }
   return errors;
+}
+
+void PluginHost::runValidate(const config::HubConfig& cfg, const std::string& name,
+                             const Loaded& p, const config::PluginConfigResult& r,
+                             std::vector<config::ConfigError>& errors) const {
+  if (p.table.validate == nullptr) return;
+  struct Sink {
+    const config::HubConfig& cfg;
+    const std::string& name;
+    std::vector<config::ConfigError>& errors;
+  } sink{cfg, name, errors};
+  auto it = cfg.pluginNodeLines.find(name);
+  const int line = it == cfg.pluginNodeLines.end() ? 0 : it->second;
+  const size_t before = errors.size();
+  const int rc = p.table.validate(
+      Context::api(), Context::configHandle(r.view.get()),
+      [](void* u, hearth_str key, hearth_str message) {
+        auto* s = static_cast<Sink*>(u);
+        std::string k = "plugins." + s->name;
+        if (key.size > 0) k += "." + std::string(key.data, key.size);
+        std::string m(message.data, message.size);
+        // "plugins.<name>.key: what" (the plugins' own messages name their key): key and what.
+        const size_t colon = m.find(": ");
+        if (key.size == 0 && m.rfind(k, 0) == 0 && colon != std::string::npos &&
+            m.find(' ') > colon) {
+          k = m.substr(0, colon);
+          m = m.substr(colon + 2);
+        }
+        s->errors.push_back({s->cfg.sourceFile, 0, k, m});
+      },
+      &sink);
+  if (rc != HEARTH_CALL_OK && errors.size() == before) {
+    errors.push_back({cfg.sourceFile, 0, "plugins." + name, "the plugin's validate threw"});
+  }
+  for (size_t i = before; i < errors.size(); ++i) errors[i].line = line;
 }
 
 void PluginHost::startOne(const std::string& name, Loaded& p, config::PluginConfigResult cfg) {
@@ -241,32 +260,40 @@ void PluginHost::startOne(const std::string& name, Loaded& p, config::PluginConf
     p.error = "disabled in the configuration";
     return;
   }
+  ++p.generation;
+  p.failed = false;
   p.error.clear();
   p.detailJson.clear();
+  p.counters.clear();
   p.state = PluginState::kStarting;
   p.context = std::make_shared<Context>(core_, *this, name, std::move(cfg.view));
-  p.instance = p.descriptor->create(p.context.get());
-  if (p.instance == nullptr) {
+  std::string error;
+  void* instance = nullptr;
+  if (p.table.create(Context::api(), p.context->handle(), &instance, into(error)) !=
+          HEARTH_CALL_OK ||
+      instance == nullptr) {
     p.state = PluginState::kFailed;
-    p.error = "create() failed";
-    logger_.error("plugin " + name + " (" + p.file + ") could not be created");
+    p.error = "create() failed" + (error.empty() ? std::string() : ": " + error);
+    logger_.error("plugin " + name + " (" + p.file + ") could not be created: " + p.error);
     p.context.reset();
     return;
   }
-  Status s;
-  try {
-    s = p.instance->start();
-  } catch (const std::exception& e) {
-    s = Status::error(ErrorCode::kInternal, std::string("start() threw: ") + e.what());
-  }
-  if (!s) {
+  p.instance = instance;
+  error.clear();
+  const int32_t code = p.table.start(p.instance, into(error));
+  if (code != HEARTH_OK) {
+    const std::string reason =
+        code == HEARTH_CALL_THREW
+            ? "threw in start(): " + error
+            : Status::error(code > 0 && code <= HEARTH_STORAGE_FULL ? static_cast<ErrorCode>(code)
+                                                                     : ErrorCode::kInternal,
+                            error)
+                  .toString();
     p.state = PluginState::kFailed;
-    p.error = s.toString();
-    logger_.error("plugin " + name + " (" + p.file + ") failed to start: " + s.toString());
-    p.context->release();
-    p.descriptor->destroy(p.instance);
-    p.instance = nullptr;
-    p.context.reset();
+    p.error = reason;
+    logger_.error("plugin " + name + " (" + p.file + ") failed to start: " + reason);
+    p.failed = true;
+    stopOne(name, p, /*callStop=*/false);
     return;
   }
   // A plugin may already have reported e.g. "waiting" from start(); keep that.
@@ -274,21 +301,24 @@ void PluginHost::startOne(const std::string& name, Loaded& p, config::PluginConf
   logger_.info("plugin " + name + " " + pluginStateName(p.state));
 }
 
-void PluginHost::stopOne(const std::string& name, Loaded& p) {
+void PluginHost::stopOne(const std::string& name, Loaded& p, bool callStop) {
   if (p.instance == nullptr) return;
-  try {
-    p.instance->stop();
-  } catch (const std::exception& e) {
-    logger_.error("plugin " + name + " threw in stop(): " + e.what());
+  if (callStop) {
+    std::string error;
+    if (p.table.stop(p.instance, into(error)) != HEARTH_CALL_OK) {
+      logger_.error("plugin " + name + " threw in stop(): " + error);
+    }
   }
   p.context->release();
-  p.descriptor->destroy(p.instance);
+  p.table.destroy(p.instance);
   p.instance = nullptr;
   p.context.reset();
-  p.state = PluginState::kStopped;
+  if (!p.failed) p.state = PluginState::kStopped;
+  core_.statusChanged();
 }
 
 void PluginHost::startAll(std::map<std::string, config::PluginConfigResult> configs) {
+  started_ = true;
   for (auto& [name, p] : plugins_) {
     auto it = configs.find(name);
     if (it == configs.end()) continue;
@@ -333,7 +363,13 @@ void PluginHost::fillStatus(Poco::JSON::Object& status) const {
       }
     }
     d->set("file", p.file);
-    d->set("version", p.descriptor->version ? p.descriptor->version : "");
+    d->set("version", p.table.version ? p.table.version : "");
+    d->set("abi", static_cast<int>(p.table.abi_version));
+    if (!p.counters.empty()) {
+      Poco::JSON::Object::Ptr counters = new Poco::JSON::Object;
+      for (const auto& [counter, value] : p.counters) counters->set(counter, value);
+      d->set("counters", counters);
+    }
     if (!p.error.empty()) d->set("error", p.error);
     details->set(name, d);
   }

@@ -1,10 +1,11 @@
 #pragma once
-// Loads plugin modules, checks their ABI before anything else, hands each its PluginContext,
-// and keeps what hub/status shows about them. A refused or failing plugin is logged (file and
-// both versions) and reported; the others keep running. Hub loop only.
+// Loads plugin modules (dlopen RTLD_NOW | RTLD_LOCAL), negotiates the ABI version and checks the
+// plugin's table before anything else, hands each plugin its context (the C table of
+// hearth/plugin_api.h), and keeps what hub/status shows about them. A refused or failing plugin
+// is logged (file, versions, the call that failed) and reported; the others keep running. Every
+// call into a plugin goes through call(), the one guard. Hub loop only.
 
 #include <Poco/JSON/Object.h>
-#include <Poco/SharedLibrary.h>
 
 #include <map>
 #include <memory>
@@ -15,7 +16,8 @@
 #include "binding/service.h"
 #include "config/config.h"
 #include "control/router.h"
-#include "hearth/plugin.h"
+#include "hearth/plugin_api.h"
+#include "hearth/sdk/context.h"
 #include "loop/event_bus.h"
 #include "loop/hub_loop.h"
 #include "loop/logger.h"
@@ -57,8 +59,9 @@ class PluginHost {
 
   // Loads every *.so in dir and checks its descriptor. Refusals are recorded, not fatal.
   void discover(const std::string& dir);
-  // Validates the plugins: subtrees of the config against the discovered descriptors. A
-  // subtree naming no discovered plugin is an error.
+  // Validates the plugins: subtrees of the config against the discovered plugins' declared
+  // keys, then each plugin's own validate() on a subtree that passed. A subtree naming no
+  // discovered plugin is an error. Starts and stops nothing (--check-config, SIGHUP).
   std::vector<config::ConfigError> validate(
       const config::HubConfig& cfg, std::map<std::string, config::PluginConfigResult>* out) const;
   // Creates and starts every enabled plugin (in name order).
@@ -72,18 +75,36 @@ class PluginHost {
   void fillStatus(Poco::JSON::Object& status) const;
   std::vector<std::string> names() const;
   bool hasPlugin(const std::string& name) const { return plugins_.count(name) > 0; }
+  PluginState state(const std::string& name) const { return plugins_.at(name).state; }
+
+  // The ABI versions this hearthd speaks (offered to hearth_plugin_version).
+  static const std::vector<int>& supportedVersions();
+
+  // The one guard around a call into plugin `name` (`what` names the call in the log): fn gets
+  // the plugin's error out and returns HEARTH_CALL_OK or HEARTH_CALL_THREW. A plugin that is not
+  // running (stopped, or failed earlier) is not called. A throw marks the plugin failed and
+  // stops it (from the hub loop, after the current call has unwound); the hub goes on.
+  enum class Call { kRan, kSkipped, kThrew };
+  Call call(const std::string& name, const std::string& what,
+            const std::function<int(hearth_out error)>& fn);
+
+  class Context;
 
  private:
-  class Context;
+  friend class Context;
   struct Loaded {
     std::string file;
-    std::unique_ptr<Poco::SharedLibrary> library;
-    const hearth_plugin_descriptor* descriptor = nullptr;
-    std::shared_ptr<Context> context;  // shared_ptr: Context is complete only in the .cc
-    Plugin* instance = nullptr;
+    void* library = nullptr;  // dlopen handle, closed when the host goes
+    hearth_plugin table{};    // the plugin's table, members it does not know zeroed
+    std::vector<hearth_config_key> keys;  // its declared keys, in this hearthd's layout
+    std::shared_ptr<Context> context;
+    void* instance = nullptr;
+    bool failed = false;  // threw: no more calls; being stopped
+    uint64_t generation = 0;
     PluginState state = PluginState::kStopped;
     std::string detailJson;
     std::string error;
+    std::map<std::string, int64_t> counters;
   };
   struct Refused {
     std::string file;
@@ -91,12 +112,19 @@ class PluginHost {
   };
 
   void startOne(const std::string& name, Loaded& p, config::PluginConfigResult cfg);
-  void stopOne(const std::string& name, Loaded& p);
+  void stopOne(const std::string& name, Loaded& p, bool callStop = true);
+  void fail(const std::string& name, Loaded& p, const std::string& reason);
+  void runValidate(const config::HubConfig& cfg, const std::string& name, const Loaded& p,
+                   const config::PluginConfigResult& r,
+                   std::vector<config::ConfigError>& errors) const;
 
   CoreServices& core_;
   Logger& logger_;
   std::map<std::string, Loaded> plugins_;
   std::vector<Refused> refused_;
+  std::vector<void*> libraries_;
+  bool started_ = false;  // startAll ran: validate() also runs the plugins' own validate
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for work posted to the loop
 };
 
 }  // namespace hearth
