@@ -236,10 +236,13 @@ export class Coop {
     const onResponse = typeof o.onResponse === 'function' ? o.onResponse : null;
     const p = this._call('requestAccessTo', params, (r) => {
       if (typeof r.commandId !== 'string') throw 'a commandId';
-      if (onResponse) this.requested.set(r.commandId, onResponse);
       return r;
     });
+    // onResponse is registered only after `success` ran: an accessResponse that arrives with
+    // the answer (in the same read) waits in `early` instead of overtaking `success`.
     return settle(o, p, (r) => {
+      if (!onResponse) return;
+      this.requested.set(r.commandId, onResponse);
       for (const ev of this.early.take(`a:${r.commandId}`)) this._onAccessResponse(ev);
     });
   }
