@@ -136,7 +136,6 @@ class CloudBridgePlugin : public Plugin, private LinkListener {
   uint64_t dropsFirstSeq_ = 0;
   uint64_t dropsLastSeq_ = 0;
   std::chrono::steady_clock::time_point lastDropLog_{};
-  uint64_t inDropLogged_ = 0;
   // While the state disk is full (an outbox commit answered STORAGE_FULL).
   bool storageFull_ = false;
   std::map<std::string, OutboxMessage> heldRetained_;  // cloud topic -> latest retained message

@@ -26,7 +26,7 @@ void CoopRelayPlugin::flush(const TerminalKey& key, int64_t reofferOlderThanMs) 
       b.apply([this, seq = seq] { eraseOutbox(seq); });
     }
     // The events are out: a failed erase only means they are sent again after a restart.
-    commit(b, /*applyOnFailure=*/true);
+    (void)commit(b, /*applyOnFailure=*/true);  // commit() logs a failure
   }
 
   for (auto& [id, r] : requests_) {
@@ -78,7 +78,7 @@ void CoopRelayPlugin::flush(const TerminalKey& key, int64_t reofferOlderThanMs) 
   }
   // Delivery happened; if recording it fails the command is delivered again later (at least
   // once, deduplicated by commandId), which beats forgetting it was sent.
-  commit(b, /*applyOnFailure=*/true);
+  (void)commit(b, /*applyOnFailure=*/true);  // commit() logs a failure
 }
 
 void CoopRelayPlugin::flushAllOnline() {

@@ -161,7 +161,7 @@ void CoopRelayPlugin::onPresence(const std::string& dataJson, bool online) {
   Batch b;
   b.hints.push_back(syncHint({key->userId, ""}, kSyncMyDevices));
   hintPartners(b, *key);
-  commit(b);
+  (void)commit(b);  // hints only; commit() logs a failure
 }
 
 void CoopRelayPlugin::onHello(const std::string& dataJson) {
@@ -226,7 +226,7 @@ void CoopRelayPlugin::onUserRemoved(const std::string& dataJson) {
       b.erase(kRemoved, k.str());
       b.apply([this, k] { hidden_.erase(k); });
     }
-    commit(b);
+    (void)commit(b);  // commit() logs a failure; the next user.removed retries nothing
   }
 }
 

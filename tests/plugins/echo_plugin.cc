@@ -26,7 +26,7 @@ class EchoPlugin : public hearth::Plugin {
 
   hearth::Status start() override {
     using hearth::MethodScope;
-    ctx_.registerMethod("echo", MethodScope::kUser,
+    must(ctx_.registerMethod("echo", MethodScope::kUser,
                         [this](const hearth::Request& req, hearth::Responder res) {
                           Poco::JSON::Object r;
                           r.set("params", parse(req.paramsJson));
@@ -34,14 +34,14 @@ class EchoPlugin : public hearth::Plugin {
                           r.set("userId", req.userId);
                           r.set("clientId", req.clientId);
                           res.ok(toJson(r));
-                        });
-    ctx_.registerMethod(
+                        }));
+    must(ctx_.registerMethod(
         "kvPut", MethodScope::kUser, [this](const hearth::Request& req, hearth::Responder res) {
           auto p = parse(req.paramsJson);
           res.status(ctx_.store().put("kv", req.userId + "/" + p->getValue<std::string>("key"),
                                       p->getValue<std::string>("value")));
-        });
-    ctx_.registerMethod(
+        }));
+    must(ctx_.registerMethod(
         "kvGet", MethodScope::kUser, [this](const hearth::Request& req, hearth::Responder res) {
           auto p = parse(req.paramsJson);
           auto v = ctx_.store().get("kv", req.userId + "/" + p->getValue<std::string>("key"));
@@ -50,9 +50,9 @@ class EchoPlugin : public hearth::Plugin {
           Poco::JSON::Object r;
           r.set("value", *v.value());
           res.ok(toJson(r));
-        });
+        }));
     // Answers after `delayMs` from a hub-loop timer, and sends an event to the caller first.
-    ctx_.registerMethod("later", MethodScope::kUser,
+    must(ctx_.registerMethod("later", MethodScope::kUser,
                         [this](const hearth::Request& req, hearth::Responder res) {
                           auto p = parse(req.paramsJson);
                           auto delay = std::chrono::milliseconds(p->optValue<int>("delayMs", 10));
@@ -61,25 +61,30 @@ class EchoPlugin : public hearth::Plugin {
                             ctx_.sendEvent(user, client, "tick", "{\"n\":1}");
                             res.ok("{\"late\":true}");
                           });
-                        });
+                        }));
     // Never answers: the core must answer INTERNAL for it.
-    ctx_.registerMethod("forget", MethodScope::kUser,
-                        [](const hearth::Request&, hearth::Responder) {});
-    ctx_.registerMethod("echoAdmin", MethodScope::kAdmin,
-                        [](const hearth::Request&, hearth::Responder res) { res.ok(); });
+    must(ctx_.registerMethod("forget", MethodScope::kUser,
+                        [](const hearth::Request&, hearth::Responder) {}));
+    must(ctx_.registerMethod("echoAdmin", MethodScope::kAdmin,
+                        [](const hearth::Request&, hearth::Responder res) { res.ok(); }));
     ctx_.subscribe(hearth::events::kTerminalHello,
                    [this](const std::string&, const std::string&) { ++hellos_; });
-    ctx_.registerMethod("hellosSeen", MethodScope::kUser,
+    must(ctx_.registerMethod("hellosSeen", MethodScope::kUser,
                         [this](const hearth::Request&, hearth::Responder res) {
                           res.ok("{\"hellos\":" + std::to_string(hellos_) + "}");
-                        });
+                        }));
     ctx_.setState(hearth::PluginState::kRunning,
                   "{\"greeting\":\"" + ctx_.config().getString("greeting") + "\"}");
-    return hearth::Status::ok();
+    return failed_;
   }
   void stop() override {}
 
  private:
+  // Keeps the first failed registration; start() returns it.
+  void must(hearth::Status s) {
+    if (!s && failed_.isOk()) failed_ = std::move(s);
+  }
+  hearth::Status failed_;
   hearth::PluginContext& ctx_;
   int hellos_ = 0;
 };

@@ -9,6 +9,7 @@
 
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <sstream>
 
 #include "hearth/plugin.h"
@@ -115,10 +116,12 @@ class TestTransport : public hearth::Plugin, public hearth::DeviceTransport {
 
  private:
   void reg(const char* name, std::function<void(Poco::JSON::Object::Ptr, hearth::Responder)> fn) {
-    ctx_.registerMethod(
+    hearth::Status s = ctx_.registerMethod(
         name, hearth::MethodScope::kAdmin, [fn](const hearth::Request& req, hearth::Responder res) {
           fn(Poco::JSON::Parser().parse(req.paramsJson).extract<Poco::JSON::Object::Ptr>(), res);
         });
+    // From start(): the host's guard marks the plugin failed with this message.
+    if (!s) throw std::runtime_error("registering " + std::string(name) + ": " + s.toString());
   }
 
   hearth::PluginContext& ctx_;

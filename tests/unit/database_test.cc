@@ -135,7 +135,7 @@ TEST_F(DatabaseTest, FailedTransactionRollsBack) {
   ASSERT_TRUE(db);
   PluginKvStore a(*db.value(), "a");
   Status s = a.transaction([&] {
-    a.put("q", "1", "x");
+    EXPECT_TRUE(a.put("q", "1", "x"));
     return Status::error(ErrorCode::kConflict, "no");
   });
   EXPECT_EQ(s.code(), ErrorCode::kConflict);

@@ -42,15 +42,15 @@ class RouterTest : public ::testing::Test {
  protected:
   RouterTest() : logger_(sink_, "test"), router_(pub_, logger_) {
     sink_.setLevel(LogLevel::kError);
-    router_.registerMethod(
+    EXPECT_TRUE(router_.registerMethod(
         "echo", MethodScope::kUser,
         [this](const Request& req, Responder res) {
           seen_.push_back(req);
           res.ok(req.paramsJson);
         },
-        "test");
-    router_.registerMethod(
-        "status", MethodScope::kAdmin, [](const Request&, Responder res) { res.ok("{}"); }, "test");
+        "test"));
+    EXPECT_TRUE(router_.registerMethod(
+        "status", MethodScope::kAdmin, [](const Request&, Responder res) { res.ok("{}"); }, "test"));
   }
 
   void send(const std::string& topic, const std::string& payload, std::string responseTopic = "",
@@ -189,8 +189,8 @@ TEST_F(RouterTest, ResponseTopicOutsideOwnTreeIsRefused) {
 }
 
 TEST_F(RouterTest, HandlerThatNeverAnswersYieldsInternal) {
-  router_.registerMethod(
-      "forget", MethodScope::kUser, [](const Request&, Responder) {}, "test");
+  ASSERT_TRUE(router_.registerMethod(
+      "forget", MethodScope::kUser, [](const Request&, Responder) {}, "test"));
   send("hearth/v1/u/alice/phone/req/forget", R"({"id":"9"})");
   ASSERT_EQ(pub_.sent.size(), 1u);
   EXPECT_EQ(pub_.sent[0].errorCode(), "INTERNAL");
@@ -198,22 +198,22 @@ TEST_F(RouterTest, HandlerThatNeverAnswersYieldsInternal) {
 }
 
 TEST_F(RouterTest, SecondAnswerIsDropped) {
-  router_.registerMethod(
+  ASSERT_TRUE(router_.registerMethod(
       "twice", MethodScope::kUser,
       [](const Request&, Responder res) {
         res.ok();
         res.error(ErrorCode::kInternal, "again");
       },
-      "test");
+      "test"));
   send("hearth/v1/u/alice/phone/req/twice", R"({"id":"1"})");
   ASSERT_EQ(pub_.sent.size(), 1u);
   EXPECT_TRUE(pub_.sent[0].body()->getValue<bool>("ok"));
 }
 
 TEST_F(RouterTest, ThrowingHandlerYieldsInternalAndRouterKeepsServing) {
-  router_.registerMethod(
+  ASSERT_TRUE(router_.registerMethod(
       "boom", MethodScope::kUser,
-      [](const Request&, Responder) { throw std::runtime_error("bug"); }, "test");
+      [](const Request&, Responder) { throw std::runtime_error("bug"); }, "test"));
   send("hearth/v1/u/alice/phone/req/boom", R"({"id":"1"})");
   send(kEcho, R"({"id":"2"})");
   ASSERT_EQ(pub_.sent.size(), 2u);

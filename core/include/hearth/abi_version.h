@@ -8,6 +8,6 @@
  * adds members at the end of a struct or edits comments (then a plugin built against the old
  * headers still works, and the version stays). */
 #define HEARTH_ABI_VERSION 2
-#define HEARTH_ABI_HEADERS_SHA256 "08a12dddd2d07e2285b71f46b480d140b4aca40c39d6f4ff85aee1140288aec6"
+#define HEARTH_ABI_HEADERS_SHA256 "224a3c01417c2420903b4d72b08e71bfeca2924925a1eb293d405bd4c2f7a446"
 
 #endif

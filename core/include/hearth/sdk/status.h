@@ -86,7 +86,7 @@ inline const char* errorCodeName(ErrorCode code) {
 
 // Outcome of an operation at a boundary: ok, or an error code with a human message. Ignoring
 // one is a compile error in -Werror builds ([[nodiscard]]); (void) says "on purpose".
-class Status {
+class [[nodiscard]] Status {
  public:
   Status() = default;
   static Status ok() { return Status(); }
