@@ -38,7 +38,10 @@ struct RequestTopic {
 // Parses hearth/v1/u/U/C/req/M or hearth/v1/admin/req/M; nullopt for anything else.
 std::optional<RequestTopic> parseRequestTopic(std::string_view topic);
 
-class Params;
+namespace json {
+class Params;  // hearth/util/json.h
+}  // namespace json
+using json::Params;
 // A core method: handed the params the router parsed (the payload is parsed once; a plugin's
 // handler gets them as JSON text, Request::paramsJson, across the plugin boundary instead).
 using CoreRequestHandler = std::function<void(const Request&, const Params&, Responder)>;
