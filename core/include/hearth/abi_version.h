@@ -8,6 +8,6 @@
  * adds members at the end of a struct or edits comments (then a plugin built against the old
  * headers still works, and the version stays). */
 #define HEARTH_ABI_VERSION 2
-#define HEARTH_ABI_HEADERS_SHA256 "224a3c01417c2420903b4d72b08e71bfeca2924925a1eb293d405bd4c2f7a446"
+#define HEARTH_ABI_HEADERS_SHA256 "ab0dd01d9a15383860cb4ea128fe507fb10405339f47ce9b390f23b52d3e655d"
 
 #endif

@@ -274,7 +274,10 @@ class FakeContext : public PluginContext {
   }
   void cancelTimer(TimerId id) override { timers_.erase(id); }
   Devices& devices() override { return devs; }
-  void post(std::function<void()> fn) override { posted_.push_back(std::move(fn)); }
+  void post(std::function<void()> fn) override {
+    if (!stopped_) posted_.push_back(std::move(fn));
+  }
+  void count(std::string_view name, int64_t delta) override { counters[std::string(name)] += delta; }
   void setState(PluginState s, const std::string& detailJson) override {
     state = s;
     details = detailJson;
@@ -318,6 +321,13 @@ class FakeContext : public PluginContext {
     clk.wallMs += duration_cast<milliseconds>(target - clk.steady).count();
     clk.steady = target;
   }
+  // What the host does once the plugin's stop() has returned (or it was marked failed): work
+  // posted before or after is dropped and pending timers are forgotten. Call it after stop().
+  void markStopped() {
+    stopped_ = true;
+    posted_.clear();
+    timers_.clear();
+  }
   // Forgets every pending timer (as if the hub had dropped them with the plugin).
   void clearTimers() { timers_.clear(); }
 
@@ -343,6 +353,7 @@ class FakeContext : public PluginContext {
   };
   std::map<std::string, Account> accounts;               // setBrokerAccount calls
   std::multimap<std::string, EventHandler> busHandlers;  // subscribe() records, emit() calls
+  std::map<std::string, int64_t> counters;               // count() adds here
   void emit(const std::string& topic, const std::string& data) {
     auto range = busHandlers.equal_range(topic);
     for (auto it = range.first; it != range.second; ++it) it->second(topic, data);
@@ -357,6 +368,7 @@ class FakeContext : public PluginContext {
   std::map<TimerId, Timer> timers_;
   TimerId nextTimer_ = 1;
   std::deque<std::function<void()>> posted_;
+  bool stopped_ = false;
 };
 
 }  // namespace hearth::fakes
