@@ -55,6 +55,8 @@ inline Object::Ptr parseObject(const std::string& jsonText) {
   Poco::Dynamic::Var v;
   try {
     v = Poco::JSON::Parser().parse(jsonText);
+  } catch (const Poco::Exception& e) {
+    throw InvalidParam("not JSON: " + e.displayText());  // what() is only "JSON Exception"
   } catch (const std::exception& e) {
     throw InvalidParam(std::string("not JSON: ") + e.what());
   }
