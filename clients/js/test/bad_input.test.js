@@ -141,6 +141,44 @@ test('commands that arrive before receiveCommand wait for it, unacknowledged unt
   await waitFor(() => acks.includes('early-1'), { what: 'acknowledged once handed over' });
 });
 
+test('an answer overtaken by its event: success still runs before onResponse', opts, async (t) => {
+  // The worst order the wire allows: the hub's accessResponse / commandResponse for a request
+  // arrives before the answer that names its commandId. The app must see success first.
+  const c = await loggedIn(hub, 'alice', 'bad-order', 'appA');
+  t.after(() => {
+    behaviour.delete('requestAccessTo');
+    behaviour.delete('sendCommand');
+    return c.coop.logout();
+  });
+  const from = { appId: 'appB', userId: 'bob', clientIdentify: 'bob-tv' };
+  behaviour.set('requestAccessTo', async (env, reply) => {
+    await evt(c, 'accessResponse', { commandId: 'ra-1', code: 0, from });
+    reply({ id: env.id, ok: true, result: { commandId: 'ra-1' } });
+  });
+  behaviour.set('sendCommand', async (env, reply) => {
+    await evt(c, 'commandResponse', { commandId: 'sc-1', from, commandResponse: { done: true } });
+    reply({ id: env.id, ok: true, result: { commandId: 'sc-1', state: 'delivered' } });
+  });
+  const order = [];
+  await new Promise((resolve) => {
+    c.coop.requestAccessTo({
+      appId: 'appB', userId: 'bob', clientIdentify: 'bob-tv', allPermissions: true,
+      success: (r) => order.push(`success:${r.commandId}`),
+      fail: (e) => { order.push(`fail:${e.code}`); resolve(); },
+      onResponse: (r) => { order.push(`onResponse:${r.commandId}:${r.code}`); resolve(); },
+    });
+  });
+  await new Promise((resolve) => {
+    c.coop.sendCommand({
+      commandType: 'play', to: from,
+      success: (r) => order.push(`success:${r.commandId}`),
+      fail: (e) => { order.push(`fail:${e.code}`); resolve(); },
+      onResponse: (r) => { order.push(`onResponse:${r.commandId}`); resolve(); },
+    });
+  });
+  assert.deepEqual(order, ['success:ra-1', 'onResponse:ra-1:0', 'success:sc-1', 'onResponse:sc-1']);
+});
+
 test('10,000 calls in flight: bounded, and every one settles', opts, async (t) => {
   const c = await loggedIn(hub, 'alice', 'bad-4', 'appA', { requestTimeout: 60000 });
   t.after(() => c.coop.logout());
