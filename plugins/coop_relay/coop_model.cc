@@ -2,13 +2,11 @@
 
 #include <cstdio>
 
-#include "coop_json.h"
-
 namespace hearth::coop {
 namespace {
 
-using Poco::JSON::Array;
-using Poco::JSON::Object;
+using json::Array;
+using json::Object;
 
 std::string str(const Object::Ptr& o, const char* name) {
   if (!o->has(name)) throw std::runtime_error(std::string("missing ") + name);
@@ -30,13 +28,6 @@ Endpoint endpointFrom(const Object::Ptr& o) {
   return Endpoint{str(o, "appId"), str(o, "userId"), str(o, "clientIdentify")};
 }
 
-template <typename Container>
-Array::Ptr stringArray(const Container& items) {
-  Array::Ptr a = new Array;
-  for (const auto& s : items) a->add(s);
-  return a;
-}
-
 std::vector<std::string> stringsFrom(const Object::Ptr& o, const char* name) {
   std::vector<std::string> out;
   Array::Ptr a = o->getArray(name);
@@ -46,6 +37,29 @@ std::vector<std::string> stringsFrom(const Object::Ptr& o, const char* name) {
 }
 
 }  // namespace
+
+Object::Ptr endpointJson(const Endpoint& e) {
+  Object::Ptr o = new Object;
+  o->set("appId", e.appId);
+  o->set("userId", e.userId);
+  o->set("clientIdentify", e.clientId);
+  return o;
+}
+
+Endpoint endpointParam(const json::Params& p, const std::string& name) {
+  Object::Ptr o = p.objectParam(name);
+  Endpoint e;
+  const char* fields[] = {"appId", "userId", "clientIdentify"};
+  std::string* targets[] = {&e.appId, &e.userId, &e.clientId};
+  for (size_t i = 0; i < 3; ++i) {
+    std::string what = name + "." + fields[i];
+    if (!o->has(fields[i]) || o->isNull(fields[i])) {
+      throw json::InvalidParam("missing \"" + what + "\"");
+    }
+    *targets[i] = json::Params::identifierValue(o->get(fields[i]), what);
+  }
+  return e;
+}
 
 const char* commandStateName(CommandState state) {
   switch (state) {
@@ -86,11 +100,11 @@ std::string toJson(const Grant& g) {
   o.set("allPermissions", g.allPermissions);
   o.set("permissions", stringArray(g.permissions));
   o.set("grantedAt", g.grantedAtMs);
-  return toText(o);
+  return json::text(o);
 }
 
-Grant grantFromJson(const std::string& json) {
-  Object::Ptr o = parseObject(json);
+Grant grantFromJson(const std::string& record) {
+  Object::Ptr o = json::parseObject(record);
   Grant g;
   g.granter = endpointFrom(obj(o, "granter"));
   g.grantee = endpointFrom(obj(o, "grantee"));
@@ -109,11 +123,11 @@ std::string toJson(const AccessRequest& r) {
   o.set("permissions", stringArray(r.permissions));
   o.set("createdAt", r.createdAtMs);
   o.set("expiresAt", r.expiresAtMs);
-  return toText(o);
+  return json::text(o);
 }
 
-AccessRequest accessRequestFromJson(const std::string& json) {
-  Object::Ptr o = parseObject(json);
+AccessRequest accessRequestFromJson(const std::string& record) {
+  Object::Ptr o = json::parseObject(record);
   AccessRequest r;
   r.commandId = str(o, "commandId");
   r.from = endpointFrom(obj(o, "from"));
@@ -132,23 +146,23 @@ std::string toJson(const Command& c) {
   o.set("from", endpointJson(c.from));
   o.set("to", endpointJson(c.to));
   o.set("commandType", c.commandType);
-  o.set("commandParams", parseObject(c.paramsJson));
+  o.set("commandParams", json::parseObject(c.paramsJson));
   o.set("state", commandStateName(c.state));
   o.set("createdAt", c.createdAtMs);
   o.set("expiresAt", c.expiresAtMs);
   o.set("replyDeadline", c.replyDeadlineMs);
-  return toText(o);
+  return json::text(o);
 }
 
-Command commandFromJson(const std::string& json) {
-  Object::Ptr o = parseObject(json);
+Command commandFromJson(const std::string& record) {
+  Object::Ptr o = json::parseObject(record);
   Command c;
   c.commandId = str(o, "commandId");
   c.seq = o->getValue<uint64_t>("seq");
   c.from = endpointFrom(obj(o, "from"));
   c.to = endpointFrom(obj(o, "to"));
   c.commandType = str(o, "commandType");
-  c.paramsJson = toText(obj(o, "commandParams"));
+  c.paramsJson = json::text(obj(o, "commandParams"));
   auto state = commandStateFromName(str(o, "state"));
   if (!state || (*state != CommandState::kQueued && *state != CommandState::kDelivered &&
                  *state != CommandState::kOffered)) {
@@ -167,18 +181,18 @@ std::string toJson(const OutboxEntry& e) {
   o.set("userId", e.to.userId);
   o.set("clientId", e.to.clientId);
   o.set("event", e.event);
-  o.set("data", parseObject(e.dataJson));
+  o.set("data", json::parseObject(e.dataJson));
   o.set("expiresAt", e.expiresAtMs);
-  return toText(o);
+  return json::text(o);
 }
 
-OutboxEntry outboxEntryFromJson(const std::string& json) {
-  Object::Ptr o = parseObject(json);
+OutboxEntry outboxEntryFromJson(const std::string& record) {
+  Object::Ptr o = json::parseObject(record);
   OutboxEntry e;
   e.seq = o->getValue<uint64_t>("seq");
   e.to = TerminalKey{str(o, "userId"), str(o, "clientId")};
   e.event = str(o, "event");
-  e.dataJson = toText(obj(o, "data"));
+  e.dataJson = json::text(obj(o, "data"));
   e.expiresAtMs = i64(o, "expiresAt");
   return e;
 }

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "hearth/util/json.h"
+
 namespace hearth::coop {
 
 // A terminal as the core names it: (user, MQTT client id). '/' cannot occur in an identifier,
@@ -116,6 +118,20 @@ struct OutboxEntry {
   int64_t expiresAtMs = 0;
 };
 
+// The seed's address shape, {"appId","userId","clientIdentify"}: as an event or record carries
+// it, and read from the request param `name` (an object of three identifiers; throws
+// json::InvalidParam naming the field, e.g. "to.userId").
+json::Object::Ptr endpointJson(const Endpoint& e);
+Endpoint endpointParam(const json::Params& p, const std::string& name);
+
+// A JSON array of strings.
+template <typename Container>
+json::Array::Ptr stringArray(const Container& items) {
+  json::Array::Ptr a = new json::Array;
+  for (const auto& s : items) a->add(s);
+  return a;
+}
+
 // Zero-padded so that the store's bytewise key order is numeric order (FIFO on reload).
 std::string seqKey(uint64_t seq);
 
@@ -124,9 +140,9 @@ std::string toJson(const Grant& g);
 std::string toJson(const AccessRequest& r);
 std::string toJson(const Command& c);
 std::string toJson(const OutboxEntry& e);
-Grant grantFromJson(const std::string& json);
-AccessRequest accessRequestFromJson(const std::string& json);
-Command commandFromJson(const std::string& json);
-OutboxEntry outboxEntryFromJson(const std::string& json);
+Grant grantFromJson(const std::string& record);
+AccessRequest accessRequestFromJson(const std::string& record);
+Command commandFromJson(const std::string& record);
+OutboxEntry outboxEntryFromJson(const std::string& record);
 
 }  // namespace hearth::coop

@@ -21,21 +21,17 @@ void CoopRelayPlugin::addDeadline(int64_t atMs, const std::string& tag) {
 void CoopRelayPlugin::removeDeadline(const std::string& tag) { deadlines_.erase(tag); }
 
 void CoopRelayPlugin::armTimer() {
-  if (!running_) return;
   if (deadlines_.empty()) {
-    if (timer_ != 0) ctx_.cancelTimer(timer_);
-    timer_ = 0;
+    timer_.cancel();
     return;
   }
   int64_t at = std::max(deadlines_.earliest(), backoffUntilMs_);
-  if (timer_ != 0 && timerAtMs_ == at) return;
-  if (timer_ != 0) ctx_.cancelTimer(timer_);
+  if (timer_.armed() && timerAtMs_ == at) return;
   timerAtMs_ = at;
   // One timer for the earliest deadline rather than one per record: a queue of thousands of
-  // commands costs one hub-loop timer.
-  timer_ = ctx_.startTimer(std::chrono::milliseconds(std::max<int64_t>(0, at - nowMs())), [this] {
-    timer_ = 0;
-    if (!running_) return;
+  // commands costs one hub-loop timer. Assigning cancels the one it replaces.
+  timer_ = ctx_.after(std::chrono::milliseconds(std::max<int64_t>(0, at - nowMs())), [this] {
+    timer_.cancel();  // fired: armTimer() below arms the next one
     expireDue();
     deliverFreed();  // a reply timeout makes room in its target's delivery window
     armTimer();
@@ -47,15 +43,16 @@ void CoopRelayPlugin::expireDue() {
   int64_t now = nowMs();
   if (now < backoffUntilMs_) return;
   Batch b;
+  int64_t expired = 0;
+  int64_t timedOut = 0;
   for (const std::string& tag : deadlines_.due(now)) {
     std::string id = tag.substr(2);
     switch (tag[0]) {
       case 'c': {
         const Command& c = commands_.at(id);
-        finishCommand(
-            b, c,
-            c.state == CommandState::kDelivered ? CommandState::kTimeout : CommandState::kExpired,
-            nullptr);
+        bool delivered = c.state == CommandState::kDelivered;
+        finishCommand(b, c, delivered ? CommandState::kTimeout : CommandState::kExpired, nullptr);
+        ++(delivered ? timedOut : expired);
         break;
       }
       case 'r': {
@@ -72,7 +69,12 @@ void CoopRelayPlugin::expireDue() {
     }
   }
   if (b.applies.empty()) return;
-  if (!commit(b)) backoffUntilMs_ = now + kStoreRetryMs;
+  if (!commit(b)) {
+    backoffUntilMs_ = now + kStoreRetryMs;
+    return;  // nothing ended: the same deadlines come due again
+  }
+  if (expired > 0) ctx_.count("commands_expired", expired);
+  if (timedOut > 0) ctx_.count("commands_timed_out", timedOut);
 }
 
 }  // namespace hearth::coop

@@ -15,7 +15,7 @@ using namespace relay;
 // Delivery
 
 void CoopRelayPlugin::flush(const TerminalKey& key, int64_t reofferOlderThanMs) {
-  if (!running_ || !isOnline(key)) return;
+  if (!isOnline(key)) return;
 
   auto box = outbox_.find(key);
   if (box != outbox_.end()) {
@@ -65,6 +65,7 @@ void CoopRelayPlugin::flush(const TerminalKey& key, int64_t reofferOlderThanMs) 
     if (room == 0) break;
     Command c = commands_.at(id);
     if (ctx_.sendEvent(key.userId, key.clientId, kEvCommand, commandEventJson(c)) == 0) break;
+    ctx_.count("commands_relayed");
     --room;
     c.state = CommandState::kOffered;
     c.offeredAtMs = now;
@@ -91,10 +92,6 @@ void CoopRelayPlugin::flushAllOnline() {
 }
 
 void CoopRelayPlugin::deliverFreed() {
-  if (!running_) {
-    freed_.clear();
-    return;
-  }
   // flush() changes nothing that adds to freed_ (it only moves queued commands to delivered),
   // but loop anyway rather than rely on that.
   while (!freed_.empty()) {
@@ -102,11 +99,7 @@ void CoopRelayPlugin::deliverFreed() {
     keys.swap(freed_);
     for (const auto& k : keys) {
       if (queued_.count(k) == 0) continue;  // nothing waits: the room is simply free
-      try {
-        flush(k, kNoReoffer);
-      } catch (const std::exception& e) {
-        ctx_.logger().error("delivering the backlog of " + k.str() + " failed: " + e.what());
-      }
+      flush(k, kNoReoffer);
     }
   }
 }
@@ -117,8 +110,7 @@ size_t CoopRelayPlugin::inFlight(const TerminalKey& target) const {
 }
 
 void CoopRelayPlugin::commitDelivered() {
-  if (writeBehindTimer_ != 0) ctx_.cancelTimer(writeBehindTimer_);
-  writeBehindTimer_ = 0;
+  writeBehindTimer_.cancel();  // also when it is the one firing now
   if (unacked_.empty()) return;
   std::map<std::string, Responder> acks;
   acks.swap(unacked_);

@@ -13,15 +13,15 @@ using namespace relay;
 // ------------------------------------------------------------------------------------------
 // Requests
 
-void CoopRelayPlugin::getOpenId(const Request& req, const ParamReader&, const Responder& res) {
+void CoopRelayPlugin::getOpenId(const Request& req, const json::Params&, const Responder& res) {
   auto t = ctx_.terminal(req.userId, req.clientId);
   if (!t) return res.error(ErrorCode::kNotFound, "this terminal is not known: send hello first");
   Object o;
   o.set("openId", t->openId);
-  res.ok(toText(o));
+  res.ok(json::text(o));
 }
 
-void CoopRelayPlugin::getDeviceInfo(const Request& req, const ParamReader& p,
+void CoopRelayPlugin::getDeviceInfo(const Request& req, const json::Params& p,
                                     const Responder& res) {
   std::string openId = p.identifier("openId");
   auto t = ctx_.terminalByOpenId(openId);
@@ -45,17 +45,17 @@ void CoopRelayPlugin::getDeviceInfo(const Request& req, const ParamReader& p,
   o.set("deviceName", t->deviceName);
   o.set("online", t->online);
   o.set("allPermissions", all);
-  o.set("permissions", toArray(perms));
-  res.ok(toText(o));
+  o.set("permissions", stringArray(perms));
+  res.ok(json::text(o));
 }
 
-void CoopRelayPlugin::requestAccessTo(const Request& req, const ParamReader& p,
+void CoopRelayPlugin::requestAccessTo(const Request& req, const json::Params& p,
                                       const Responder& res) {
-  Endpoint to = p.endpoint("to");
+  Endpoint to = endpointParam(p, "to");
   bool all = p.optionalBool("allPermissions", false);
   std::vector<std::string> perms = p.identifierList("permissions", kMaxPermissions);
   if (!all && perms.empty()) {
-    throw InvalidParam(
+    throw json::InvalidParam(
         "\"permissions\" must name at least one permission unless "
         "\"allPermissions\" is true");
   }
@@ -95,46 +95,55 @@ void CoopRelayPlugin::requestAccessTo(const Request& req, const ParamReader& p,
   b.apply([this, r] { insertRequest(r); });
   Status s = commit(b);
   if (!s) return res.status(s);
+  ctx_.count("access_requests");
   // Offered now if the target is connected, else when it comes online (flush).
   flush(r.to.key(), kNoReoffer);
   Object o;
   o.set("commandId", r.commandId);
   o.set("expiresAt", r.expiresAtMs);
-  res.ok(toText(o));
+  res.ok(json::text(o));
 }
 
-void CoopRelayPlugin::agreeAccessRequest(const Request& req, const ParamReader& p,
-                                         const Responder& res) {
+Result<CoopRelayPlugin::Answerable> CoopRelayPlugin::answerableRequest(
+    const Request& req, const json::Params& p) const {
   std::string id = p.identifier("commandId");
-  Endpoint to = p.endpoint("to");
+  Endpoint to = endpointParam(p, "to");
   auto it = requests_.find(id);
   if (it == requests_.end()) {
-    return res.error(ErrorCode::kNotFound, "no pending access request " + id);
+    return Status::error(ErrorCode::kNotFound, "no pending access request " + id);
   }
   const AccessRequest& r = it->second;
-  TerminalKey self{req.userId, req.clientId};
-  if (r.to.key() != self) {
-    return res.error(ErrorCode::kForbidden, "only the addressed terminal may answer " + id);
+  if (r.to.key() != TerminalKey{req.userId, req.clientId}) {
+    return Status::error(ErrorCode::kForbidden, "only the addressed terminal may answer " + id);
   }
   if (to != r.from) {
-    return res.error(ErrorCode::kForbidden, "\"to\" is not the terminal that asked");
+    return Status::error(ErrorCode::kForbidden, "\"to\" is not the terminal that asked");
   }
   auto me = caller(req);
-  if (!me) return res.status(me.status());
+  if (!me) return me.status();
+  return Answerable{&r, me.value()};
+}
+
+void CoopRelayPlugin::agreeAccessRequest(const Request& req, const json::Params& p,
+                                         const Responder& res) {
+  auto answerable = answerableRequest(req, p);
+  if (!answerable) return res.status(answerable.status());
+  const AccessRequest& r = *answerable.value().request;
+  const Endpoint& me = answerable.value().me;
 
   Grant g;
-  if (const Grant* existing = findGrant(self, r.from.key())) {
+  if (const Grant* existing = findGrant(me.key(), r.from.key())) {
     g = *existing;  // a second agreement widens the grant, it never narrows it
   } else {
     g.grantedAtMs = nowMs();
   }
-  g.granter = me.value();
+  g.granter = me;
   g.grantee = r.from;
   g.allPermissions = g.allPermissions || r.allPermissions;
   g.permissions.insert(r.permissions.begin(), r.permissions.end());
 
   Batch b;
-  decideRequest(b, r, AccessResponseCode::kAgreed, me.value());
+  decideRequest(b, r, AccessResponseCode::kAgreed, me);
   b.put(kGrants, g.storeKey(), toJson(g));
   b.apply([this, g] { grants_[g.storeKey()] = g; });
   b.hints.push_back(syncHint(g.granter.key(), kSyncAuthorized));
@@ -142,29 +151,17 @@ void CoopRelayPlugin::agreeAccessRequest(const Request& req, const ParamReader& 
   res.status(commit(b));
 }
 
-void CoopRelayPlugin::rejectAccessRequest(const Request& req, const ParamReader& p,
+void CoopRelayPlugin::rejectAccessRequest(const Request& req, const json::Params& p,
                                           const Responder& res) {
-  std::string id = p.identifier("commandId");
-  Endpoint to = p.endpoint("to");
-  auto it = requests_.find(id);
-  if (it == requests_.end()) {
-    return res.error(ErrorCode::kNotFound, "no pending access request " + id);
-  }
-  const AccessRequest& r = it->second;
-  if (r.to.key() != TerminalKey{req.userId, req.clientId}) {
-    return res.error(ErrorCode::kForbidden, "only the addressed terminal may answer " + id);
-  }
-  if (to != r.from) {
-    return res.error(ErrorCode::kForbidden, "\"to\" is not the terminal that asked");
-  }
-  auto me = caller(req);
-  if (!me) return res.status(me.status());
+  auto answerable = answerableRequest(req, p);
+  if (!answerable) return res.status(answerable.status());
   Batch b;
-  decideRequest(b, r, AccessResponseCode::kRejected, me.value());
+  decideRequest(b, *answerable.value().request, AccessResponseCode::kRejected,
+                answerable.value().me);
   res.status(commit(b));
 }
 
-void CoopRelayPlugin::getMyDevices(const Request& req, const ParamReader&, const Responder& res) {
+void CoopRelayPlugin::getMyDevices(const Request& req, const json::Params&, const Responder& res) {
   Array::Ptr devices = new Array;
   for (const auto& t : ctx_.terminals(req.userId)) {
     if (hidden_.count({t.userId, t.clientId}) > 0) continue;
@@ -179,32 +176,32 @@ void CoopRelayPlugin::getMyDevices(const Request& req, const ParamReader&, const
   }
   Object o;
   o.set("devices", devices);
-  res.ok(toText(o));
+  res.ok(json::text(o));
 }
 
-void CoopRelayPlugin::getAuthorizedDevices(const Request& req, const ParamReader&,
+void CoopRelayPlugin::getAuthorizedDevices(const Request& req, const json::Params&,
                                            const Responder& res) {
   Object o;
-  o.set("devices", Poco::JSON::Parser().parse(deviceListJson(true, {req.userId, req.clientId})));
-  res.ok(toText(o));
+  o.set("devices", deviceList(true, {req.userId, req.clientId}));
+  res.ok(json::text(o));
 }
 
-void CoopRelayPlugin::getAccessibleDevices(const Request& req, const ParamReader&,
+void CoopRelayPlugin::getAccessibleDevices(const Request& req, const json::Params&,
                                            const Responder& res) {
   Object o;
-  o.set("devices", Poco::JSON::Parser().parse(deviceListJson(false, {req.userId, req.clientId})));
-  res.ok(toText(o));
+  o.set("devices", deviceList(false, {req.userId, req.clientId}));
+  res.ok(json::text(o));
 }
 
-void CoopRelayPlugin::getAllDevices(const Request& req, const ParamReader&, const Responder& res) {
+void CoopRelayPlugin::getAllDevices(const Request& req, const json::Params&, const Responder& res) {
   TerminalKey self{req.userId, req.clientId};
   Object o;
-  o.set("authorizedDevices", Poco::JSON::Parser().parse(deviceListJson(true, self)));
-  o.set("accessibleDevices", Poco::JSON::Parser().parse(deviceListJson(false, self)));
-  res.ok(toText(o));
+  o.set("authorizedDevices", deviceList(true, self));
+  o.set("accessibleDevices", deviceList(false, self));
+  res.ok(json::text(o));
 }
 
-void CoopRelayPlugin::removeAuthorizedDevice(const Request& req, const ParamReader& p,
+void CoopRelayPlugin::removeAuthorizedDevice(const Request& req, const json::Params& p,
                                              const Responder& res) {
   Endpoint other{p.identifier("appId"), p.identifier("userId"), p.identifier("clientIdentify")};
   const Grant* g = findGrant({req.userId, req.clientId}, other.key());
@@ -217,7 +214,7 @@ void CoopRelayPlugin::removeAuthorizedDevice(const Request& req, const ParamRead
   res.status(commit(b));
 }
 
-void CoopRelayPlugin::removeAccessibleDevice(const Request& req, const ParamReader& p,
+void CoopRelayPlugin::removeAccessibleDevice(const Request& req, const json::Params& p,
                                              const Responder& res) {
   Endpoint other{p.identifier("appId"), p.identifier("userId"), p.identifier("clientIdentify")};
   const Grant* g = findGrant(other.key(), {req.userId, req.clientId});
@@ -230,7 +227,7 @@ void CoopRelayPlugin::removeAccessibleDevice(const Request& req, const ParamRead
   res.status(commit(b));
 }
 
-void CoopRelayPlugin::removeMyDevice(const Request& req, const ParamReader& p,
+void CoopRelayPlugin::removeMyDevice(const Request& req, const json::Params& p,
                                      const Responder& res) {
   TerminalKey key{req.userId, p.identifier("clientIdentify")};
   if (!visibleTerminal(key)) {
@@ -244,9 +241,9 @@ void CoopRelayPlugin::removeMyDevice(const Request& req, const ParamReader& p,
   res.status(commit(b));
 }
 
-void CoopRelayPlugin::sendCommand(const Request& req, const ParamReader& p, const Responder& res) {
+void CoopRelayPlugin::sendCommand(const Request& req, const json::Params& p, const Responder& res) {
   std::string commandType = p.identifier("commandType");
-  Endpoint to = p.endpoint("to");
+  Endpoint to = endpointParam(p, "to");
   std::string params = p.objectJson("commandParams");
   auto self = caller(req);
   if (!self) return res.status(self.status());
@@ -293,13 +290,13 @@ void CoopRelayPlugin::sendCommand(const Request& req, const ParamReader& p, cons
   // record a never-sent command as delivered.
   if (deliverNow &&
       ctx_.sendEvent(targetKey.userId, targetKey.clientId, kEvCommand, commandEventJson(c)) > 0) {
+    ctx_.count("commands_relayed");
     c.state = CommandState::kOffered;
     c.offeredAtMs = c.createdAtMs;
     insertCommand(c);
     unacked_.emplace(c.commandId, res);
-    if (writeBehindTimer_ == 0) {
-      writeBehindTimer_ = ctx_.startTimer(kWriteBehind, [this] {
-        writeBehindTimer_ = 0;
+    if (!writeBehindTimer_.armed()) {  // commitDelivered() disarms it
+      writeBehindTimer_ = ctx_.after(kWriteBehind, [this] {
         commitDelivered();
         deliverFreed();  // a failed commit drops its commands, and their window slots
       });
@@ -321,10 +318,10 @@ void CoopRelayPlugin::sendCommand(const Request& req, const ParamReader& p, cons
   res.ok(sendResultJson(c.commandId, current == commands_.end() ? c.state : current->second.state));
 }
 
-void CoopRelayPlugin::replyCommand(const Request& req, const ParamReader& p, const Responder& res) {
+void CoopRelayPlugin::replyCommand(const Request& req, const json::Params& p, const Responder& res) {
   std::string id = p.identifier("commandId");
   std::string params = p.objectJson("commandParams");
-  Endpoint to = p.endpoint("to");
+  Endpoint to = endpointParam(p, "to");
   auto it = commands_.find(id);
   if (it == commands_.end()) {
     return res.error(ErrorCode::kNotFound, "no command " + id + " awaits a reply");
@@ -342,7 +339,7 @@ void CoopRelayPlugin::replyCommand(const Request& req, const ParamReader& p, con
   Object data;
   data.set("commandId", c.commandId);
   data.set("commandType", c.commandType);
-  data.set("commandParams", parseObject(params));
+  data.set("commandParams", json::parseObject(params));
   data.set("from", endpointJson(me.value()));
   data.set("state", commandStateName(CommandState::kReplied));
   data.set("stateCode", static_cast<int>(CommandState::kReplied));
@@ -368,16 +365,19 @@ void CoopRelayPlugin::replyCommand(const Request& req, const ParamReader& p, con
   // only brings the command back as delivered, and the sender gets a `timeout` for a command
   // it already has the answer to (final states are final; clients ignore later ones).
   if (isOnline(c.from.key()) &&
-      ctx_.sendEvent(c.from.userId, c.from.clientId, kEvCommandResponse, toText(data)) > 0) {
+      ctx_.sendEvent(c.from.userId, c.from.clientId, kEvCommandResponse, json::text(data)) > 0) {
+    ctx_.count("replies_relayed");
     return res.status(commit(b, /*applyOnFailure=*/true));
   }
-  b.durable.push_back({c.from.key(), kEvCommandResponse, toText(data), nowMs() + commandTtlMs_});
-  res.status(commit(b));
+  b.durable.push_back({c.from.key(), kEvCommandResponse, json::text(data), nowMs() + commandTtlMs_});
+  Status s = commit(b);
+  if (s) ctx_.count("replies_relayed");  // to the outbox: the sender gets it when back online
+  res.status(s);
 }
 
-void CoopRelayPlugin::ackCommand(const Request& req, const ParamReader& p, const Responder& res) {
+void CoopRelayPlugin::ackCommand(const Request& req, const json::Params& p, const Responder& res) {
   std::vector<std::string> ids = p.identifierList("commandIds", kMaxAckIds);
-  if (ids.empty()) throw InvalidParam("commandIds: at least one commandId");
+  if (ids.empty()) throw json::InvalidParam("commandIds: at least one commandId");
   auto me = caller(req);
   if (!me) return res.status(me.status());
   TerminalKey self = me.value().key();
@@ -433,7 +433,7 @@ void CoopRelayPlugin::ackCommand(const Request& req, const ParamReader& p, const
   Object o;
   o.set("acknowledged", acked);
   o.set("unknown", unknown);
-  res.ok(toText(o));
+  res.ok(json::text(o));
 }
 
 }  // namespace hearth::coop

@@ -65,7 +65,7 @@ Status CoopRelayPlugin::start() {
   details.set("grants", static_cast<uint64_t>(grants_.size()));
   details.set("pendingAccessRequests", static_cast<uint64_t>(requests_.size()));
   details.set("commandsInFlight", static_cast<uint64_t>(commands_.size()));
-  ctx_.setState(PluginState::kRunning, toText(details));
+  ctx_.setState(PluginState::kRunning, json::text(details));
   ctx_.logger().info("loaded " + std::to_string(grants_.size()) + " grants, " +
                      std::to_string(requests_.size()) + " access requests, " +
                      std::to_string(commands_.size()) + " commands in flight");
@@ -75,10 +75,13 @@ Status CoopRelayPlugin::start() {
 void CoopRelayPlugin::stop() {
   commitDelivered();  // every sendCommand gets its answer, and its record is kept
   running_ = false;
-  if (timer_ != 0) ctx_.cancelTimer(timer_);
-  timer_ = 0;
+  timer_.cancel();
   ctx_.setState(PluginState::kStopped);
 }
+
+// Every entry into the plugin (request, core event, timer) ends with deliverFreed(): a reply, a
+// timeout or a removal may have made room in a delivery window. An exception that escapes is a
+// bug: the host marks the plugin failed (bad params are INVALID_REQUEST, json::withParams).
 
 Status CoopRelayPlugin::registerMethods() {
   static const std::pair<const char*, Method> kMethods[] = {
@@ -99,23 +102,11 @@ Status CoopRelayPlugin::registerMethods() {
       {"ackCommand", &CoopRelayPlugin::ackCommand},
   };
   for (const auto& [name, method] : kMethods) {
-    std::string methodName = name;
     Status s = ctx_.registerMethod(
-        methodName, MethodScope::kUser,
-        [this, method = method, methodName](const Request& req, Responder res) {
+        name, MethodScope::kUser, [this, method = method](const Request& req, Responder res) {
           if (!running_) return res.error(ErrorCode::kUnavailable, "coop_relay is not running");
-          // No exception may cross the plugin boundary: bad input is INVALID_REQUEST, anything
-          // else is a bug in this method, answered INTERNAL while the hub keeps serving.
-          try {
-            ParamReader params(req.paramsJson);
-            (this->*method)(req, params, res);
-          } catch (const InvalidParam& e) {
-            res.error(ErrorCode::kInvalidRequest, e.what());
-          } catch (const std::exception& e) {
-            ctx_.logger().error(methodName + " failed: " + e.what());
-            res.error(ErrorCode::kInternal, "internal error");
-          }
-          deliverFreed();  // a reply (or a removal) may have made room in a delivery window
+          json::withParams(req, res, [&](const json::Params& p) { (this->*method)(req, p, res); });
+          deliverFreed();
         });
     if (!s) return s;
   }
@@ -123,24 +114,20 @@ Status CoopRelayPlugin::registerMethods() {
 }
 
 void CoopRelayPlugin::subscribeEvents() {
-  auto guarded = [this](std::function<void(const std::string&)> fn) {
-    return [this, fn = std::move(fn)](const std::string& topic, const std::string& data) {
-      if (!running_) return;
-      try {
-        fn(data);
-      } catch (const std::exception& e) {
-        ctx_.logger().error("handling " + topic + " failed: " + e.what());
-      }
-      deliverFreed();
-    };
+  using Handler = void (CoopRelayPlugin::*)(const std::string&);
+  static const std::pair<const char*, Handler> kHandlers[] = {
+      {events::kTerminalOnline, &CoopRelayPlugin::onOnline},
+      {events::kTerminalOffline, &CoopRelayPlugin::onOffline},
+      {events::kTerminalHello, &CoopRelayPlugin::onHello},
+      {events::kTerminalSeen, &CoopRelayPlugin::onSeen},
+      {events::kUserRemoved, &CoopRelayPlugin::onUserRemoved},
   };
-  ctx_.subscribe(events::kTerminalOnline,
-                 guarded([this](const std::string& d) { onPresence(d, true); }));
-  ctx_.subscribe(events::kTerminalOffline,
-                 guarded([this](const std::string& d) { onPresence(d, false); }));
-  ctx_.subscribe(events::kTerminalHello, guarded([this](const std::string& d) { onHello(d); }));
-  ctx_.subscribe(events::kTerminalSeen, guarded([this](const std::string& d) { onSeen(d); }));
-  ctx_.subscribe(events::kUserRemoved, guarded([this](const std::string& d) { onUserRemoved(d); }));
+  for (const auto& [topic, handler] : kHandlers) {
+    ctx_.subscribe(topic, [this, handler = handler](const std::string&, const std::string& data) {
+      (this->*handler)(data);
+      deliverFreed();
+    });
+  }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -185,7 +172,7 @@ void CoopRelayPlugin::onSeen(const std::string& dataJson) {
   if (!key || offered_.count(*key) == 0) return;  // the common case: nothing unconfirmed
   bool presence = false;
   try {
-    presence = parseObject(dataJson)->optValue<std::string>("via", "") == "presence";
+    presence = json::parseObject(dataJson)->optValue<std::string>("via", "") == "presence";
   } catch (const std::exception&) {
   }
   flush(*key, presence ? 0 : kReofferAfterRequestMs);
@@ -194,7 +181,7 @@ void CoopRelayPlugin::onSeen(const std::string& dataJson) {
 void CoopRelayPlugin::onUserRemoved(const std::string& dataJson) {
   std::string userId;
   try {
-    userId = parseObject(dataJson)->optValue<std::string>("userId", "");
+    userId = json::parseObject(dataJson)->optValue<std::string>("userId", "");
   } catch (const std::exception&) {
     return;
   }
@@ -267,8 +254,8 @@ const Grant* CoopRelayPlugin::findGrant(const TerminalKey& granter,
   return it == grants_.end() ? nullptr : &it->second;
 }
 
-std::string CoopRelayPlugin::deviceListJson(bool authorized, const TerminalKey& self) const {
-  Array devices;
+Array::Ptr CoopRelayPlugin::deviceList(bool authorized, const TerminalKey& self) const {
+  Array::Ptr devices = new Array;
   for (const auto& [k, g] : grants_) {
     const Endpoint& mine = authorized ? g.granter : g.grantee;
     const Endpoint& other = authorized ? g.grantee : g.granter;
@@ -282,12 +269,10 @@ std::string CoopRelayPlugin::deviceListJson(bool authorized, const TerminalKey& 
     d->set("online", t ? t->online : false);
     d->set("userId", other.userId);
     d->set("allPermissions", g.allPermissions);
-    d->set("permissions", toArray(g.permissions));
-    devices.add(d);
+    d->set("permissions", stringArray(g.permissions));
+    devices->add(d);
   }
-  std::ostringstream out;
-  devices.stringify(out);
-  return out.str();
+  return devices;
 }
 
 std::string CoopRelayPlugin::newCommandId() const {
@@ -305,13 +290,13 @@ std::string CoopRelayPlugin::commandStateJson(const Command& c, CommandState sta
   o.set("stateCode", static_cast<int>(state));
   o.set("to", endpointJson(c.to));
   if (reason != nullptr) o.set("reason", reason);
-  return toText(o);
+  return json::text(o);
 }
 
 CoopRelayPlugin::Notice CoopRelayPlugin::syncHint(const TerminalKey& to, const char* type) {
   Object o;
   o.set("type", type);
-  return Notice{to, kEvSync, toText(o), 0};
+  return Notice{to, kEvSync, json::text(o), 0};
 }
 
 }  // namespace hearth::coop

@@ -25,7 +25,6 @@
 #include <vector>
 
 #include "coop_model.h"
-#include "coop_params.h"
 #include "hearth/host.h"
 #include "hearth/plugin.h"
 #include "hearth/util/deadline_queue.h"
@@ -82,25 +81,34 @@ class CoopRelayPlugin : public Plugin {
     void apply(std::function<void()> fn) { applies.push_back(std::move(fn)); }
   };
 
-  using Method = void (CoopRelayPlugin::*)(const Request&, const ParamReader&, const Responder&);
+  using Method = void (CoopRelayPlugin::*)(const Request&, const json::Params&, const Responder&);
 
   // --- requests (one per mtl.coop call) ---
-  void getOpenId(const Request& req, const ParamReader& p, const Responder& res);
-  void getDeviceInfo(const Request& req, const ParamReader& p, const Responder& res);
-  void requestAccessTo(const Request& req, const ParamReader& p, const Responder& res);
-  void agreeAccessRequest(const Request& req, const ParamReader& p, const Responder& res);
-  void rejectAccessRequest(const Request& req, const ParamReader& p, const Responder& res);
-  void getMyDevices(const Request& req, const ParamReader& p, const Responder& res);
-  void getAuthorizedDevices(const Request& req, const ParamReader& p, const Responder& res);
-  void getAccessibleDevices(const Request& req, const ParamReader& p, const Responder& res);
-  void getAllDevices(const Request& req, const ParamReader& p, const Responder& res);
-  void removeAuthorizedDevice(const Request& req, const ParamReader& p, const Responder& res);
-  void removeAccessibleDevice(const Request& req, const ParamReader& p, const Responder& res);
-  void removeMyDevice(const Request& req, const ParamReader& p, const Responder& res);
-  void sendCommand(const Request& req, const ParamReader& p, const Responder& res);
-  void replyCommand(const Request& req, const ParamReader& p, const Responder& res);
+  void getOpenId(const Request& req, const json::Params& p, const Responder& res);
+  void getDeviceInfo(const Request& req, const json::Params& p, const Responder& res);
+  void requestAccessTo(const Request& req, const json::Params& p, const Responder& res);
+  void agreeAccessRequest(const Request& req, const json::Params& p, const Responder& res);
+  void rejectAccessRequest(const Request& req, const json::Params& p, const Responder& res);
+  void getMyDevices(const Request& req, const json::Params& p, const Responder& res);
+  void getAuthorizedDevices(const Request& req, const json::Params& p, const Responder& res);
+  void getAccessibleDevices(const Request& req, const json::Params& p, const Responder& res);
+  void getAllDevices(const Request& req, const json::Params& p, const Responder& res);
+  void removeAuthorizedDevice(const Request& req, const json::Params& p, const Responder& res);
+  void removeAccessibleDevice(const Request& req, const json::Params& p, const Responder& res);
+  void removeMyDevice(const Request& req, const json::Params& p, const Responder& res);
+  void sendCommand(const Request& req, const json::Params& p, const Responder& res);
+  void replyCommand(const Request& req, const json::Params& p, const Responder& res);
   // SPEC §4a: the target confirms it received commands (offered -> delivered).
-  void ackCommand(const Request& req, const ParamReader& p, const Responder& res);
+  void ackCommand(const Request& req, const json::Params& p, const Responder& res);
+
+  // The pending access request that agreeAccessRequest / rejectAccessRequest answer: params
+  // {commandId, to}; the request must be addressed to the caller and `to` must be the terminal
+  // that asked. Otherwise NOT_FOUND or FORBIDDEN (bad params throw json::InvalidParam).
+  struct Answerable {
+    const AccessRequest* request = nullptr;
+    Endpoint me;  // the caller, who decides
+  };
+  Result<Answerable> answerableRequest(const Request& req, const json::Params& p) const;
 
   Status registerMethods();
   void subscribeEvents();
@@ -158,6 +166,8 @@ class CoopRelayPlugin : public Plugin {
   void expireDue();
 
   // --- presence ---
+  void onOnline(const std::string& dataJson) { onPresence(dataJson, true); }
+  void onOffline(const std::string& dataJson) { onPresence(dataJson, false); }
   void onPresence(const std::string& dataJson, bool online);
   void onHello(const std::string& dataJson);
   // Core's terminal.seen (a request from it, or presence `online` repeated): offer again what
@@ -175,7 +185,7 @@ class CoopRelayPlugin : public Plugin {
   // The addressed terminal, or NOT_FOUND (unknown, removed, or another app).
   Result<Endpoint> resolveTarget(const Endpoint& to) const;
   const Grant* findGrant(const TerminalKey& granter, const TerminalKey& grantee) const;
-  std::string deviceListJson(bool authorized, const TerminalKey& self) const;
+  json::Array::Ptr deviceList(bool authorized, const TerminalKey& self) const;
   std::string newCommandId() const;
   std::string commandStateJson(const Command& c, CommandState state, const char* reason) const;
   void hintPartners(Batch& batch, const TerminalKey& key) const;
@@ -207,10 +217,10 @@ class CoopRelayPlugin : public Plugin {
   // that waits for it: the record is written by a group commit shortly after, or never if the
   // reply comes first (see sendCommand).
   std::map<std::string, Responder> unacked_;  // commandId -> the sender's responder
-  TimerId writeBehindTimer_ = 0;
+  Timer writeBehindTimer_;                    // armed while unacked_ waits for its commit
 
   util::DeadlineQueue<std::string> deadlines_;  // "c:"/"r:"/"o:" + id -> wall ms
-  TimerId timer_ = 0;
+  Timer timer_;                                 // for the earliest deadline, at timerAtMs_
   int64_t timerAtMs_ = 0;
   int64_t backoffUntilMs_ = 0;  // after a store error, deadlines wait before the next try
 };

@@ -13,15 +13,14 @@
 #include <string>
 #include <vector>
 
-#include "coop_json.h"
 #include "coop_model.h"
 #include "coop_relay_plugin.h"
 #include "hearth/status.h"
 
 namespace hearth::coop::relay {
 
-using Poco::JSON::Array;
-using Poco::JSON::Object;
+using json::Array;
+using json::Object;
 
 // Store collections.
 inline constexpr const char* kGrants = "grants";      // Grant::storeKey() -> Grant
@@ -68,48 +67,38 @@ inline const char* accessMessage(AccessResponseCode code) {
   return "rejected";
 }
 
-inline Array::Ptr toArray(const std::vector<std::string>& items) {
-  Array::Ptr a = new Array;
-  for (const auto& s : items) a->add(s);
-  return a;
-}
-
-inline Array::Ptr toArray(const std::set<std::string>& items) {
-  return toArray(std::vector<std::string>(items.begin(), items.end()));
-}
-
 inline std::string sendResultJson(const std::string& commandId, CommandState state) {
   Object o;
   o.set("commandId", commandId);
   o.set("state", commandStateName(state));
   o.set("stateCode", static_cast<int>(state));
-  return toText(o);
+  return json::text(o);
 }
 
 inline std::string commandEventJson(const Command& c) {
   Object o;
   o.set("commandId", c.commandId);
   o.set("commandType", c.commandType);
-  o.set("commandParams", parseObject(c.paramsJson));
+  o.set("commandParams", json::parseObject(c.paramsJson));
   o.set("from", endpointJson(c.from));
-  return toText(o);
+  return json::text(o);
 }
 
 inline std::string accessRequestEventJson(const AccessRequest& r) {
   Object params;
   params.set("allPermissions", r.allPermissions);
-  params.set("permissions", toArray(r.permissions));
+  params.set("permissions", stringArray(r.permissions));
   Object o;
   o.set("commandId", r.commandId);
   o.set("from", endpointJson(r.from));
   o.set("commandParams", params);
-  return toText(o);
+  return json::text(o);
 }
 
 // The `userId`/`clientId` of a core event; nullopt if malformed (then it is ignored).
 inline std::optional<TerminalKey> terminalOfEvent(const std::string& dataJson) {
   try {
-    Object::Ptr o = parseObject(dataJson);
+    Object::Ptr o = json::parseObject(dataJson);
     TerminalKey k{o->optValue<std::string>("userId", ""), o->optValue<std::string>("clientId", "")};
     if (!isValidIdentifier(k.userId) || !isValidIdentifier(k.clientId)) return std::nullopt;
     return k;

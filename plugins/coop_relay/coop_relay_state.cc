@@ -195,7 +195,7 @@ void CoopRelayPlugin::decideRequest(Batch& batch, const AccessRequest& r, Access
   data.set("code", static_cast<int>(code));
   data.set("from", endpointJson(decider));
   if (code != AccessResponseCode::kAgreed) data.set("message", accessMessage(code));
-  batch.durable.push_back({r.from.key(), kEvAccessResponse, toText(data), nowMs() + commandTtlMs_});
+  batch.durable.push_back({r.from.key(), kEvAccessResponse, json::text(data), nowMs() + commandTtlMs_});
 }
 
 void CoopRelayPlugin::finishCommand(Batch& batch, const Command& c, CommandState state,

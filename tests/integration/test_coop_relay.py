@@ -221,6 +221,28 @@ class SeedFlowTest(CoopCase):
         a, _ = self.pair()
         self.assertEqual(a.call("getOpenId")["openId"], a.open_id)
 
+    def test_counters_in_hub_status(self):
+        def counters():
+            return self.hub.status()["details"]["coop_relay"].get("counters", {})
+
+        def delta(name):
+            return counters().get(name, 0) - before.get(name, 0)
+
+        before = counters()
+        a, b = self.pair()
+        self.grant(a, b, permissions=["light"])
+        sent = self.send(a, b, "light")
+        self.assertTrue(sent["ok"], sent)
+        cmd = b.wait_event("command")["data"]
+        b.call("replyCommand", {"commandId": cmd["commandId"], "to": cmd["from"]})
+        a.wait_event("commandResponse")
+        self.assertEqual(self.send(b, a, "light")["error"]["code"], "FORBIDDEN")  # counts nothing
+        self.assertEqual({n: delta(n) for n in ("access_requests", "commands_relayed",
+                                                "replies_relayed")},
+                         {"access_requests": 1, "commands_relayed": 1, "replies_relayed": 1})
+        # The details the plugin sets itself are still there.
+        self.assertIn("grants", self.hub.status()["details"]["coop_relay"])
+
 
 class GrantTest(CoopCase):
     def test_command_without_grant_is_forbidden(self):

@@ -1501,5 +1501,105 @@ TEST_F(CoopRelayTest, StoppedPluginAnswersUnavailable) {
   EXPECT_EQ(call("alice", "a1", "getMyDevices").code, "UNAVAILABLE");
 }
 
+// The deadline timer is re-armed from its own callback (hearth::Timer reassigned while it
+// fires): each of three commands, due an hour apart, expires on time.
+TEST_F(CoopRelayTest, DeadlineTimerReArmsFromItsOwnCallback) {
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(sendOk("light"));
+    ctx_.advance(std::chrono::hours(1));
+  }
+  ctx_.advance(std::chrono::hours(21) + std::chrono::seconds(1));  // ids[0] is 24 h old
+  EXPECT_EQ(statesOf(ids[0]), std::vector<std::string>{"expired"});
+  EXPECT_TRUE(statesOf(ids[1]).empty());
+  ctx_.advance(std::chrono::hours(1));
+  EXPECT_EQ(statesOf(ids[1]), std::vector<std::string>{"expired"});
+  EXPECT_TRUE(statesOf(ids[2]).empty());
+  ctx_.advance(std::chrono::hours(1));
+  EXPECT_EQ(statesOf(ids[2]), std::vector<std::string>{"expired"});
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
+}
+
+// The write-behind timer fires, and the next command delivered at once arms a new one (a fired
+// hearth::Timer still says armed() unless the plugin disarms it).
+TEST_F(CoopRelayTest, WriteBehindTimerIsArmedAgainAfterItFired) {
+  grant();
+  for (int i = 0; i < 3; ++i) {
+    auto sent = sendAsync("light");
+    EXPECT_EQ(sent->answers, 0);
+    ctx_.advance(std::chrono::milliseconds(60));
+    ASSERT_TRUE(sent->ok) << "round " << i << ": " << sent->code;
+    EXPECT_EQ(ctx_.kv.size("commands"), static_cast<size_t>(i + 1));
+  }
+}
+
+// stop() cancels the deadline timer: nothing expires while the plugin is stopped, and what
+// fell due is settled by the next start().
+TEST_F(CoopRelayTest, StopCancelsTheDeadlineTimer) {
+  grant();
+  ctx_.setOnline("bob", "b1", false);
+  std::string id = sendOk("light");
+  plugin_->stop();  // the fake keeps the plugin's timers: only stop() can cancel this one
+  ctx_.advance(std::chrono::hours(25));
+  EXPECT_TRUE(statesOf(id).empty());
+  EXPECT_EQ(ctx_.kv.size("commands"), 1u);
+}
+
+// Plain counters for a dashboard (hub/status details.coop_relay.counters, /metrics).
+TEST_F(CoopRelayTest, CountsRelayedCommandsRepliesExpiryAndAccessRequests) {
+  grant();  // one access request
+  std::string replied = sendOk("light");  // delivered at once
+  replyTo(replied);
+  std::string unanswered = sendOk("light");  // delivered at once, confirmed, never replied
+  ack({unanswered});
+  ctx_.setOnline("bob", "b1", false);
+  std::string queued = sendOk("light");  // queued; delivered when bob is back
+  std::string expires = sendOk("light");
+  ctx_.setOnline("bob", "b1", true);
+  ack({queued});
+  replyTo(queued);
+  ctx_.advance(std::chrono::seconds(31));  // `unanswered` (confirmed) times out
+  ctx_.setOnline("bob", "b1", false);
+  sendOk("light");                       // queued, then expires at command_ttl
+  ctx_.advance(std::chrono::hours(25));  // `expires` was offered, never confirmed: expired too
+  EXPECT_EQ(ctx_.counters["access_requests"], 1);
+  EXPECT_EQ(ctx_.counters["commands_relayed"], 4);
+  EXPECT_EQ(ctx_.counters["replies_relayed"], 2);
+  EXPECT_EQ(ctx_.counters["commands_timed_out"], 1);
+  EXPECT_EQ(ctx_.counters["commands_expired"], 2);
+  // Refused calls count nothing.
+  EXPECT_EQ(call("carol", "c1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}")
+                .code,
+            "FORBIDDEN");
+  EXPECT_EQ(call("alice", "a1", "requestAccessTo", R"({"to":)" + bobB1() + "}").code,
+            "INVALID_REQUEST");
+  EXPECT_EQ(ctx_.counters["access_requests"], 1);
+  EXPECT_EQ(ctx_.counters["commands_relayed"], 4);
+}
+
+// Bad params answer INVALID_REQUEST naming the field, never a throw (which would fail the
+// whole plugin in the host).
+TEST_F(CoopRelayTest, InvalidParamMessagesNameTheField) {
+  auto message = [&](const std::string& method, const std::string& params) {
+    Reply r = call("alice", "a1", method, params);
+    EXPECT_EQ(r.code, "INVALID_REQUEST") << method << " " << params;
+    return r.message;
+  };
+  EXPECT_EQ(message("sendCommand", R"({"commandType":"light"})"), "missing \"to\"");
+  EXPECT_EQ(message("sendCommand", R"({"commandType":"light","to":"bob"})"),
+            "\"to\" must be an object");
+  EXPECT_EQ(message("sendCommand", R"({"commandType":"light","to":{"userId":"bob"}})"),
+            "missing \"to.appId\"");
+  EXPECT_EQ(
+      message("rejectAccessRequest",
+              R"({"commandId":"x","to":{"appId":"a","userId":"b+","clientIdentify":"c"}})"),
+      "\"to.userId\" must match [A-Za-z0-9._:-]{1,64}");
+  EXPECT_EQ(message("requestAccessTo", R"({"to":)" + bobB1() + R"(,"allPermissions":1})"),
+            "\"allPermissions\" must be true or false");
+  EXPECT_EQ(message("ackCommand", R"({"commandIds":[]})"), "commandIds: at least one commandId");
+}
+
 }  // namespace
 }  // namespace hearth::coop
