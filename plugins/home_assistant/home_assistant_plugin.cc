@@ -215,8 +215,9 @@ void HomeAssistantPlugin::stop() {
 
 void HomeAssistantPlugin::haExpose(const Request& req, const Responder& res) {
   json::withParams(req, res, [&](const json::Params& p) {
+    std::string deviceId = p.identifier("deviceId");
     if (!p.has("enabled")) throw json::InvalidParam("missing \"enabled\"");
-    expose(req, res, p.identifier("deviceId"), p.optionalBool("enabled", false));
+    expose(req, res, deviceId, p.optionalBool("enabled", false));
   });
 }
 
