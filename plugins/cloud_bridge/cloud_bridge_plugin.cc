@@ -228,8 +228,8 @@ Status CloudBridgePlugin::start() {
 void CloudBridgePlugin::stop() {
   if (!started_) return;
   started_ = false;
-  for (Timer* t : {&cloudTimer_, &localTimer_, &statusTimer_, &dropLogTimer_, &ackTimer_,
-                   &fullRetryTimer_}) {
+  for (Timer* t :
+       {&cloudTimer_, &localTimer_, &statusTimer_, &dropLogTimer_, &ackTimer_, &fullRetryTimer_}) {
     t->cancel();
   }
   // Local first: after it is joined no more local messages arrive.
@@ -528,7 +528,8 @@ void CloudBridgePlugin::commit(std::deque<LinkMessage> locals, const std::vector
     return;
   }
   // The outbox counts the messages lost before it (the I/O threads' queue bound) with its own.
-  if (lostBeforeOutbox > 0) ctx_.count("dropped_queue_full", static_cast<int64_t>(lostBeforeOutbox));
+  if (lostBeforeOutbox > 0)
+    ctx_.count("dropped_queue_full", static_cast<int64_t>(lostBeforeOutbox));
   if (r.value().dropped > lostBeforeOutbox) {
     ctx_.count("dropped_outbox_full", static_cast<int64_t>(r.value().dropped - lostBeforeOutbox));
   }

@@ -1,8 +1,6 @@
 #include "home_assistant_plugin.h"
 
 #include <Poco/Environment.h>
-#include <Poco/JSON/Array.h>
-#include <Poco/JSON/Object.h>
 #include <Poco/StringTokenizer.h>
 
 #include <fstream>
@@ -287,27 +285,25 @@ void HomeAssistantPlugin::haExposed(const Request& req, const Responder& res) {
 }
 
 void HomeAssistantPlugin::haAccount(const Request& req, const Responder& res) {
-  std::string password;
-  try {
-    password = json::Params(req.paramsJson).string("password", 256, 8);
-  } catch (const json::InvalidParam& e) {
-    return res.error(ErrorCode::kInvalidRequest, e.what());
-  }
-  if (external_) {
-    return res.error(ErrorCode::kUnavailable,
-                     "Home Assistant uses an external broker (broker_host): its accounts are "
-                     "that broker's business");
-  }
-  std::string user = ctx_.config().getString("ha_username");
-  ctx_.setBrokerAccount(user, password, haAcls(topics_),
-                        [this, user, res, live = std::weak_ptr<char>(callbacksLive_)](Status s) {
-    if (!s) return res.error(s.code(), s.message());
-    if (live.expired()) return res.error(ErrorCode::kUnavailable, "the plugin stopped");
-    ctx_.logger().info("Home Assistant's broker account " + user + " set");
-    Object r;
-    r.set("username", user);
-    r.set("discoveryPrefix", topics_.discoveryPrefix);
-    res.ok(text(r));
+  json::withParams(req, res, [&](const json::Params& p) {
+    std::string password = p.string("password", 256, 8);
+    if (external_) {
+      return res.error(ErrorCode::kUnavailable,
+                       "Home Assistant uses an external broker (broker_host): its accounts are "
+                       "that broker's business");
+    }
+    std::string user = ctx_.config().getString("ha_username");
+    ctx_.setBrokerAccount(user, password, haAcls(topics_),
+                          [this, user, res, live = std::weak_ptr<char>(callbacksLive_)](Status s) {
+                            if (!s) return res.error(s.code(), s.message());
+                            if (live.expired())
+                              return res.error(ErrorCode::kUnavailable, "the plugin stopped");
+                            ctx_.logger().info("Home Assistant's broker account " + user + " set");
+                            Object r;
+                            r.set("username", user);
+                            r.set("discoveryPrefix", topics_.discoveryPrefix);
+                            res.ok(text(r));
+                          });
   });
 }
 
@@ -393,18 +389,18 @@ void HomeAssistantPlugin::setUpAccount() {
   if (state_ != LinkState::kAccount || link_) return;
   std::string user = ctx_.config().getString("bridge_username");
   std::string password = randomPassword(rng_);
-  ctx_.setBrokerAccount(user, password, bridgeAcls(topics_),
-                        [this, user, password,
-                         live = std::weak_ptr<char>(callbacksLive_)](Status s) {
-                          if (live.expired() || link_) return;
-                          if (!s) {
-                            lastError_ = "broker account " + user + ": " + s.message();
-                            ctx_.logger().error(lastError_ + " (retried on the next connect)");
-                            ctx_.setState(PluginState::kDegraded, "{}");
-                            return;
-                          }
-                          connectLink(user, password);
-                        });
+  ctx_.setBrokerAccount(
+      user, password, bridgeAcls(topics_),
+      [this, user, password, live = std::weak_ptr<char>(callbacksLive_)](Status s) {
+        if (live.expired() || link_) return;
+        if (!s) {
+          lastError_ = "broker account " + user + ": " + s.message();
+          ctx_.logger().error(lastError_ + " (retried on the next connect)");
+          ctx_.setState(PluginState::kDegraded, "{}");
+          return;
+        }
+        connectLink(user, password);
+      });
 }
 
 void HomeAssistantPlugin::connectLink(const std::string& username, const std::string& password) {
@@ -562,31 +558,32 @@ void HomeAssistantPlugin::onCommand(const std::string& node, const std::string& 
     return;
   }
   std::string owner = e->owner;
-  ctx_.devices().controlAs(
-      owner, deviceId, cmd.value().command, cmd.value().paramsJson, kVia,
-      [this, live = std::weak_ptr<char>(callbacksLive_), deviceId, owner,
-       command = cmd.value().command](Result<std::string> r) {
-        if (live.expired()) return;
-        if (!r) {
-          ++counters_.commandsRefused;
-          ctx_.count("commands_refused");
-          ctx_.logger().warn("Home Assistant's " + command + " on " + deviceId + " (as " + owner +
-                             ") failed: " + errorCodeName(r.status().code()) + " " +
-                             r.status().message());
-          // HA shows what it asked for until told otherwise: tell it what is true.
-          publishState(deviceId);
-          report();
-          return;
-        }
-        ctx_.count("commands_relayed");
-        Object::Ptr result = objectOrNull(r.value());
-        if (result && result->getObject("state")) {
-          Object data;
-          data.set("deviceId", deviceId);
-          data.set("state", result->getObject("state"));
-          onDeviceState(text(data));
-        }
-      });
+  ctx_.devices().controlAs(owner, deviceId, cmd.value().command, cmd.value().paramsJson, kVia,
+                           [this, live = std::weak_ptr<char>(callbacksLive_), deviceId, owner,
+                            command = cmd.value().command](Result<std::string> r) {
+                             if (live.expired()) return;
+                             if (!r) {
+                               ++counters_.commandsRefused;
+                               ctx_.count("commands_refused");
+                               ctx_.logger().warn("Home Assistant's " + command + " on " +
+                                                  deviceId + " (as " + owner +
+                                                  ") failed: " + errorCodeName(r.status().code()) +
+                                                  " " + r.status().message());
+                               // HA shows what it asked for until told otherwise: tell it what is
+                               // true.
+                               publishState(deviceId);
+                               report();
+                               return;
+                             }
+                             ctx_.count("commands_relayed");
+                             Object::Ptr result = objectOrNull(r.value());
+                             if (result && result->getObject("state")) {
+                               Object data;
+                               data.set("deviceId", deviceId);
+                               data.set("state", result->getObject("state"));
+                               onDeviceState(text(data));
+                             }
+                           });
 }
 
 void HomeAssistantPlugin::scheduleResend() {

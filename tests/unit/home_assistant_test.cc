@@ -280,11 +280,16 @@ TEST(HaExposures, DurableAndReloaded) {
 class HaContext : public fakes::FakeContext {
  public:
   HaContext() : FakeContext("home_assistant") {
-    cfg.strings = {{"discovery_prefix", "homeassistant"}, {"base_topic", "hearth/v1/ha"},
-                   {"hub_name", "box"},           {"support_url", ""},
-                   {"broker_host", ""},           {"broker_username", ""},
-                   {"broker_password_file", ""},  {"broker_ca_file", ""},
-                   {"ha_username", "homeassistant"}, {"bridge_username", "hearth-ha-bridge"}};
+    cfg.strings = {{"discovery_prefix", "homeassistant"},
+                   {"base_topic", "hearth/v1/ha"},
+                   {"hub_name", "box"},
+                   {"support_url", ""},
+                   {"broker_host", ""},
+                   {"broker_username", ""},
+                   {"broker_password_file", ""},
+                   {"broker_ca_file", ""},
+                   {"ha_username", "homeassistant"},
+                   {"bridge_username", "hearth-ha-bridge"}};
     cfg.json = {{"models", "[]"}};
     cfg.durations = {{"ble_expire_after", std::chrono::minutes(10)},
                      {"resend_delay_max", std::chrono::seconds(5)}};
