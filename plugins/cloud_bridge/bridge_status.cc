@@ -1,8 +1,6 @@
 #include "bridge_status.h"
 
-#include <Poco/JSON/Object.h>
-
-#include <sstream>
+#include "hearth/util/json.h"
 
 namespace hearth::cloud_bridge {
 
@@ -36,9 +34,7 @@ std::string BridgeStatus::toJson() const {
   o.set("lastError", lastError);
   if (!localConnected && !localError.empty()) o.set("localError", localError);
   if (storageFull) o.set("storageFull", true);
-  std::ostringstream out;
-  o.stringify(out);
-  return out.str();
+  return json::text(o);
 }
 
 PluginState BridgeStatus::pluginState() const {

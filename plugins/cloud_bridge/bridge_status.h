@@ -1,6 +1,6 @@
 #pragma once
 // What the bridge shows in hub/status (details.cloud_bridge) and the plugin state derived from
-// it. Pure value type; JSON through Poco.
+// it. Pure value type; JSON through hearth/util/json.h.
 
 #include <cstdint>
 #include <string>

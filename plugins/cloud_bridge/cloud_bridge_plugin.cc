@@ -228,13 +228,10 @@ Status CloudBridgePlugin::start() {
 void CloudBridgePlugin::stop() {
   if (!started_) return;
   started_ = false;
-  *alive_ = false;
-  cancelTimer(cloudTimer_);
-  cancelTimer(localTimer_);
-  cancelTimer(statusTimer_);
-  cancelTimer(dropLogTimer_);
-  cancelTimer(ackTimer_);
-  cancelTimer(fullRetryTimer_);
+  for (Timer* t :
+       {&cloudTimer_, &localTimer_, &statusTimer_, &dropLogTimer_, &ackTimer_, &fullRetryTimer_}) {
+    t->cancel();
+  }
   // Local first: after it is joined no more local messages arrive.
   if (!local_->shutdown(kShutdownGrace)) {
     ctx_.logger().warn("local connection thread did not stop in time; detached");
@@ -332,9 +329,8 @@ void CloudBridgePlugin::scheduleDrainLocked() {
   if (drainPosted_) return;
   drainPosted_ = true;
   // One drain per batch: whatever queues up while the hub loop is busy goes into one commit.
-  ctx_.post([this, alive = alive_] {
-    if (*alive) drain();
-  });
+  // Dropped by the host once the plugin has stopped, so `this` needs no guard.
+  ctx_.post([this] { drain(); });
 }
 
 // --- hub loop ------------------------------------------------------------------------------
@@ -363,10 +359,9 @@ void CloudBridgePlugin::drain() {
     acked.swap(pendingAcks_);
     commit(std::move(locals), acked, lost);
     pump();
-  } else if (!pendingAcks_.empty() && ackTimer_ == 0) {
-    ackTimer_ = ctx_.startTimer(kAckDelay, [this, alive = alive_] {
-      if (!*alive) return;
-      ackTimer_ = 0;
+  } else if (!pendingAcks_.empty() && !ackTimer_.armed()) {
+    ackTimer_ = ctx_.after(kAckDelay, [this] {
+      ackTimer_.cancel();  // fired: the handle is free for the next one
       std::vector<uint64_t> acked;
       acked.swap(pendingAcks_);
       commit({}, acked, 0);
@@ -392,16 +387,12 @@ void CloudBridgePlugin::handle(Event& e, std::vector<uint64_t>& acked) {
       case Event::Kind::kDown: {
         localUp_ = false;
         status_.localConnected = false;
+        ctx_.count("local_reconnects");
         status_.localError = e.text;
         milliseconds delay = localBackoff_->next();
         log.warn("local broker connection: " + e.text + "; retrying in " +
                  std::to_string(delay.count()) + " ms");
-        cancelTimer(localTimer_);
-        localTimer_ = ctx_.startTimer(delay, [this, alive = alive_] {
-          if (!*alive) return;
-          localTimer_ = 0;
-          connectLocal();
-        });
+        localTimer_ = ctx_.after(delay, [this] { connectLocal(); });
         break;
       }
       case Event::Kind::kWarning:
@@ -425,6 +416,7 @@ void CloudBridgePlugin::handle(Event& e, std::vector<uint64_t>& acked) {
   switch (e.kind) {
     case Event::Kind::kUp:
       cloudUp_ = true;
+      ctx_.count("cloud_connects");
       status_.state = CloudState::kConnected;
       status_.lastError.clear();
       cloudBackoff_->reset();
@@ -437,6 +429,7 @@ void CloudBridgePlugin::handle(Event& e, std::vector<uint64_t>& acked) {
     case Event::Kind::kDown: {
       bool wasUp = cloudUp_;
       cloudUp_ = false;
+      if (wasUp) ctx_.count("cloud_disconnects");
       inflight_.clear();
       status_.state = CloudState::kBackingOff;
       status_.lastError = e.text;
@@ -452,12 +445,7 @@ void CloudBridgePlugin::handle(Event& e, std::vector<uint64_t>& acked) {
       } else {
         log.debug(msg);
       }
-      cancelTimer(cloudTimer_);
-      cloudTimer_ = ctx_.startTimer(delay, [this, alive = alive_] {
-        if (!*alive) return;
-        cloudTimer_ = 0;
-        connectCloud();
-      });
+      cloudTimer_ = ctx_.after(delay, [this] { connectCloud(); });
       break;
     }
     case Event::Kind::kPublished: {
@@ -468,6 +456,7 @@ void CloudBridgePlugin::handle(Event& e, std::vector<uint64_t>& acked) {
       acked.push_back(seq);
       if (e.reasonCode >= 0x80) {
         ++status_.rejected;
+        ctx_.count("rejected");
         std::string m = "the cloud broker refused message " +
                         messageId(outbox_->instanceId(), seq) + ": reason " +
                         std::to_string(e.reasonCode) + " (removed from the outbox)";
@@ -475,6 +464,7 @@ void CloudBridgePlugin::handle(Event& e, std::vector<uint64_t>& acked) {
         status_.lastError = m;
       } else {
         ++status_.forwarded;
+        ctx_.count("forwarded");
       }
       break;
     }
@@ -531,10 +521,17 @@ void CloudBridgePlugin::commit(std::deque<LinkMessage> locals, const std::vector
   if (!r) {
     // The local broker already has our PUBACK for these: they are lost, and we say so.
     unstored_ += count + lostBeforeOutbox;
+    ctx_.count("dropped_commit_failed", static_cast<int64_t>(count + lostBeforeOutbox));
     ctx_.logger().error("outbox commit failed, " + std::to_string(count) +
                         " local messages lost: " + r.status().toString());
     status_.lastError = "outbox: " + r.status().message();
     return;
+  }
+  // The outbox counts the messages lost before it (the I/O threads' queue bound) with its own.
+  if (lostBeforeOutbox > 0)
+    ctx_.count("dropped_queue_full", static_cast<int64_t>(lostBeforeOutbox));
+  if (r.value().dropped > lostBeforeOutbox) {
+    ctx_.count("dropped_outbox_full", static_cast<int64_t>(r.value().dropped - lostBeforeOutbox));
   }
   if (r.value().dropped > 0) {
     noteDropped(r.value().dropped, r.value().firstDroppedSeq, r.value().lastDroppedSeq);
@@ -557,14 +554,14 @@ void CloudBridgePlugin::holdWhileFull(std::vector<OutboxMessage> retained, size_
   }
   unstored_ += dropped;
   droppedWhileFull_ += dropped;
+  if (dropped > 0) ctx_.count("dropped_storage_full", static_cast<int64_t>(dropped));
   // Still in the outbox: removed by the first commit that succeeds (resent meanwhile if the
   // connection drops, as any unremoved record is).
   pendingAcks_.insert(pendingAcks_.end(), acked.begin(), acked.end());
   // Held state must not wait for the next message: look again in a while.
-  if (!heldRetained_.empty() && fullRetryTimer_ == 0) {
-    fullRetryTimer_ = ctx_.startTimer(kFullRetry, [this, alive = alive_] {
-      if (!*alive) return;
-      fullRetryTimer_ = 0;
+  if (!heldRetained_.empty() && !fullRetryTimer_.armed()) {
+    fullRetryTimer_ = ctx_.after(kFullRetry, [this] {
+      fullRetryTimer_.cancel();  // fired: commit() below may need to start it again
       std::vector<uint64_t> acks;
       acks.swap(pendingAcks_);
       commit({}, acks, 0);
@@ -593,9 +590,11 @@ void CloudBridgePlugin::deliverIn(LinkMessage& m) {
   }
   if (r == PublishResult::kOk) {
     ++status_.deliveredIn;
+    ctx_.count("delivered_in");
     return;
   }
   ++status_.inDropped;
+  ctx_.count("in_dropped");
   // One line per power of two, so an outage of the local broker cannot flood the log.
   if ((status_.inDropped & (status_.inDropped - 1)) == 0) {
     ctx_.logger().warn("could not deliver a cloud message to " + route->topic + ": " + error +
@@ -606,6 +605,7 @@ void CloudBridgePlugin::deliverIn(LinkMessage& m) {
 void CloudBridgePlugin::connectCloud() {
   status_.state = CloudState::kConnecting;
   ++status_.attempts;
+  ctx_.count("cloud_attempts");
   cloudAttempt_ = cloud_->connect();
   updateStatus();
 }
@@ -625,6 +625,7 @@ void CloudBridgePlugin::pump() {
       break;
     }
     if (!corrupt.empty()) {
+      ctx_.count("dropped_damaged", static_cast<int64_t>(corrupt.size()));
       ctx_.logger().error(std::to_string(corrupt.size()) +
                           " damaged outbox records dropped (from seq " +
                           std::to_string(corrupt.front()) + ")");
@@ -646,6 +647,7 @@ void CloudBridgePlugin::pump() {
       cursor_ = rec.seq + 1;
       if (r == PublishResult::kRefused) {
         ++status_.rejected;
+        ctx_.count("rejected");
         std::string m = "cannot publish message " + messageId(outbox_->instanceId(), rec.seq) +
                         " to " + rec.message.topic + ": " + error + " (removed from the outbox)";
         ctx_.logger().warn(m);
@@ -668,11 +670,10 @@ void CloudBridgePlugin::noteDropped(uint64_t n, uint64_t firstSeq, uint64_t last
     logDrops();
     return;
   }
-  if (dropLogTimer_ == 0) {
+  if (!dropLogTimer_.armed()) {
     auto wait = std::chrono::duration_cast<milliseconds>(lastDropLog_ + kDropLogInterval - now);
-    dropLogTimer_ = ctx_.startTimer(wait, [this, alive = alive_] {
-      if (!*alive) return;
-      dropLogTimer_ = 0;
+    dropLogTimer_ = ctx_.after(wait, [this] {
+      dropLogTimer_.cancel();  // fired: the next drops start another
       logDrops();
     });
   }
@@ -703,11 +704,10 @@ void CloudBridgePlugin::updateStatus() {
   if (json == lastStatusJson_ && state == lastState_) return;
   auto now = ctx_.clock().steadyNow();
   if (now - lastStatusAt_ < kStatusInterval && state == lastState_) {
-    if (statusTimer_ == 0) {
+    if (!statusTimer_.armed()) {
       auto wait = std::chrono::duration_cast<milliseconds>(lastStatusAt_ + kStatusInterval - now);
-      statusTimer_ = ctx_.startTimer(wait, [this, alive = alive_] {
-        if (!*alive) return;
-        statusTimer_ = 0;
+      statusTimer_ = ctx_.after(wait, [this] {
+        statusTimer_.cancel();  // fired: updateStatus() may start the next one
         updateStatus();
       });
     }
@@ -717,11 +717,6 @@ void CloudBridgePlugin::updateStatus() {
   lastStatusJson_ = json;
   lastState_ = state;
   ctx_.setState(state, json);
-}
-
-void CloudBridgePlugin::cancelTimer(TimerId& id) {
-  if (id != 0) ctx_.cancelTimer(id);
-  id = 0;
 }
 
 namespace {

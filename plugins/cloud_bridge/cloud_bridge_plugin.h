@@ -12,7 +12,9 @@
 //
 // Threading: the two MqttLinks have their own I/O threads; their callbacks only queue events
 // (under eventsMutex_) and post one drain to the hub loop. Everything else, the outbox, the
-// in-flight window, the state machine, the status, runs on the hub loop.
+// in-flight window, the state machine, the status, runs on the hub loop. The drain captures
+// `this` as it is: the host drops posted work once the plugin has stopped, and stop() joins
+// both I/O threads before any member they use goes.
 
 #include <chrono>
 #include <deque>
@@ -93,11 +95,8 @@ class CloudBridgePlugin : public Plugin, private LinkListener {
   void noteDropped(uint64_t n, uint64_t firstSeq, uint64_t lastSeq);
   void logDrops();
   void updateStatus();
-  void cancelTimer(TimerId& id);
 
   PluginContext& ctx_;
-  // False once stop() ran; work posted to the hub loop before that checks it.
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   Settings settings_;
   TopicRules rules_;
   std::unique_ptr<CloudOutbox> outbox_;
@@ -124,11 +123,13 @@ class CloudBridgePlugin : public Plugin, private LinkListener {
   std::vector<uint64_t> pendingAcks_;           // acknowledged, not yet removed from the store
   uint64_t unstored_ = 0;  // local messages lost to a failed outbox commit, this run
   BridgeStatus status_;
-  TimerId cloudTimer_ = 0;
-  TimerId localTimer_ = 0;
-  TimerId statusTimer_ = 0;
-  TimerId dropLogTimer_ = 0;
-  TimerId ackTimer_ = 0;
+  // Timers are handles: reassigning one cancels what it held; a callback that may be started
+  // again while pending frees its handle first (armed() stays true after a timer fired).
+  Timer cloudTimer_;
+  Timer localTimer_;
+  Timer statusTimer_;
+  Timer dropLogTimer_;
+  Timer ackTimer_;
   std::chrono::steady_clock::time_point lastStatusAt_{};
   std::string lastStatusJson_;
   PluginState lastState_ = PluginState::kStarting;
@@ -140,7 +141,7 @@ class CloudBridgePlugin : public Plugin, private LinkListener {
   bool storageFull_ = false;
   std::map<std::string, OutboxMessage> heldRetained_;  // cloud topic -> latest retained message
   uint64_t droppedWhileFull_ = 0;
-  TimerId fullRetryTimer_ = 0;
+  Timer fullRetryTimer_;
 };
 
 }  // namespace hearth::cloud_bridge

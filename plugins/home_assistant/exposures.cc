@@ -1,9 +1,6 @@
 #include "exposures.h"
 
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-
-#include <sstream>
+#include "hearth/util/json.h"
 
 namespace hearth::home_assistant {
 namespace {
@@ -15,7 +12,7 @@ Status Exposures::load(size_t* unreadable) {
   size_t bad = 0;
   Status s = store_.scan(kCollection, "", 0, [&](const std::string& key, const std::string& value) {
     try {
-      auto o = Poco::JSON::Parser().parse(value).extract<Poco::JSON::Object::Ptr>();
+      auto o = json::parseObject(value);
       Exposure e;
       e.owner = o->getValue<std::string>("owner");
       e.sinceMs = o->getValue<int64_t>("since");
@@ -31,12 +28,10 @@ Status Exposures::load(size_t* unreadable) {
 }
 
 Status Exposures::expose(const std::string& deviceId, const Exposure& e) {
-  Poco::JSON::Object o;
+  json::Object o;
   o.set("owner", e.owner);
   o.set("since", e.sinceMs);
-  std::ostringstream out;
-  o.stringify(out);
-  if (Status s = store_.put(kCollection, deviceId, out.str()); !s) return s;
+  if (Status s = store_.put(kCollection, deviceId, json::text(o)); !s) return s;
   byDevice_[deviceId] = e;
   return Status::ok();
 }

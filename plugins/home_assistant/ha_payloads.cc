@@ -1,23 +1,15 @@
 #include "ha_payloads.h"
 
-#include <Poco/JSON/Array.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-
 #include <cmath>
-#include <sstream>
+
+#include "hearth/util/json.h"
 
 namespace hearth::home_assistant {
 namespace {
 
-using Poco::JSON::Array;
-using Poco::JSON::Object;
-
-std::string text(const Object& o) {
-  std::ostringstream out;
-  o.stringify(out);
-  return out.str();
-}
+using json::Array;
+using json::Object;
+using json::text;
 
 // The actuator component of a kind: (cmps key, HA platform); empty for sensors.
 std::pair<std::string, std::string> actuator(Kind kind) {
@@ -192,13 +184,9 @@ std::string hubConfig(const Topics& topics, const Origin& origin) {
 }
 
 std::optional<std::string> haState(const Mapping& mapping, const std::string& deviceStateJson) {
-  Object::Ptr in;
-  try {
-    in = Poco::JSON::Parser().parse(deviceStateJson).extract<Object::Ptr>();
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  if (!in) return std::nullopt;
+  auto parsed = json::tryParseObject(deviceStateJson);
+  if (!parsed) return std::nullopt;
+  const Object::Ptr& in = parsed.value();
   Object out;
   auto flag = [&](const char* key) -> std::optional<bool> {
     if (!in->has(key) || !in->get(key).isBoolean()) return std::nullopt;
@@ -240,13 +228,12 @@ Result<DeviceCommand> deviceCommand(const Mapping& mapping, const std::string& c
   switch (mapping.kind) {
     case Kind::kLamp: {
       // JSON schema: {"state":"ON"|"OFF", "brightness": 0..bri_scl, "transition": ...}.
-      Object::Ptr in;
-      try {
-        in = Poco::JSON::Parser().parse(payload).extract<Object::Ptr>();
-      } catch (const std::exception&) {
+      auto parsed = json::tryParseObject(payload);
+      if (!parsed) {
         return Status::error(ErrorCode::kInvalidRequest, "light command is not a JSON object");
       }
-      if (!in || !in->has("state") || !in->get("state").isString()) {
+      const Object::Ptr& in = parsed.value();
+      if (!in->has("state") || !in->get("state").isString()) {
         return Status::error(ErrorCode::kInvalidRequest, "light command without \"state\"");
       }
       std::string state = in->getValue<std::string>("state");

@@ -1,34 +1,25 @@
 #include "home_assistant_plugin.h"
 
 #include <Poco/Environment.h>
-#include <Poco/JSON/Array.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
 #include <Poco/StringTokenizer.h>
 
 #include <fstream>
-#include <sstream>
+
+#include "hearth/util/json.h"
 
 namespace hearth::home_assistant {
 namespace {
 
-using Poco::JSON::Array;
-using Poco::JSON::Object;
+using json::Array;
+using json::Object;
+using json::text;
 
 constexpr const char* kVia = "Home Assistant";
 
-std::string text(const Object& o) {
-  std::ostringstream out;
-  o.stringify(out);
-  return out.str();
-}
-
-Object::Ptr parseObject(const std::string& json) {
-  try {
-    return Poco::JSON::Parser().parse(json).extract<Object::Ptr>();
-  } catch (const std::exception&) {
-    return nullptr;
-  }
+// Bus events and control results are the core's JSON: one that is not an object is ignored.
+Object::Ptr objectOrNull(const std::string& jsonText) {
+  auto r = json::tryParseObject(jsonText);
+  return r ? r.value() : nullptr;
 }
 
 bool validTopicPrefix(const std::string& t) {
@@ -54,8 +45,8 @@ Result<std::string> readFirstLine(const std::string& path) {
 
 // Merges the keys of `patch` (JSON object text) into `base` (JSON object text).
 std::string merged(const std::string& base, const std::string& patch) {
-  Object::Ptr b = parseObject(base.empty() ? "{}" : base);
-  Object::Ptr p = parseObject(patch);
+  Object::Ptr b = objectOrNull(base.empty() ? "{}" : base);
+  Object::Ptr p = objectOrNull(patch);
   if (!b) b = new Object;
   if (p) {
     for (const auto& [k, v] : *p) b->set(k, v);
@@ -163,7 +154,7 @@ Status HomeAssistantPlugin::start() {
                  [this](const std::string&, const std::string& d) { onBindingChanged(d); });
   // A new name or firmware: HA's device page follows.
   ctx_.subscribe(events::kDeviceChanged, [this](const std::string&, const std::string& d) {
-    Object::Ptr o = parseObject(d);
+    Object::Ptr o = objectOrNull(d);
     if (!o || !o->has("deviceId")) return;
     std::string id = o->getValue<std::string>("deviceId");
     if (exposures_.find(id) == nullptr) return;
@@ -207,9 +198,8 @@ Status HomeAssistantPlugin::start() {
 }
 
 void HomeAssistantPlugin::stop() {
-  *alive_ = false;
-  if (resendTimer_ != 0) ctx_.cancelTimer(resendTimer_);
-  resendTimer_ = 0;
+  callbacksLive_.reset();
+  resendTimer_.cancel();
   // A clean DISCONNECT fires no Will: on an external broker say so ourselves.
   if (link_ && external_ && state_ == LinkState::kLive) {
     link_->publish(topics_.hubStatus, "{\"state\":\"offline\"}", true);
@@ -222,16 +212,15 @@ void HomeAssistantPlugin::stop() {
 // ---- requests -------------------------------------------------------------------------------
 
 void HomeAssistantPlugin::haExpose(const Request& req, const Responder& res) {
-  Object::Ptr p = parseObject(req.paramsJson);
-  if (!p || !p->has("deviceId") || !p->get("deviceId").isString() ||
-      !isValidIdentifier(p->getValue<std::string>("deviceId"))) {
-    return res.error(ErrorCode::kInvalidRequest, "\"deviceId\" must be a device id");
-  }
-  if (!p->has("enabled") || !p->get("enabled").isBoolean()) {
-    return res.error(ErrorCode::kInvalidRequest, "\"enabled\" must be true or false");
-  }
-  std::string deviceId = p->getValue<std::string>("deviceId");
-  bool enabled = p->getValue<bool>("enabled");
+  json::withParams(req, res, [&](const json::Params& p) {
+    std::string deviceId = p.identifier("deviceId");
+    if (!p.has("enabled")) throw json::InvalidParam("missing \"enabled\"");
+    expose(req, res, deviceId, p.optionalBool("enabled", false));
+  });
+}
+
+void HomeAssistantPlugin::expose(const Request& req, const Responder& res,
+                                 const std::string& deviceId, bool enabled) {
   auto info = ctx_.devices().deviceInfo(deviceId);
   if (!info) return res.error(ErrorCode::kNotFound, "no device " + deviceId);
   if (info->ownerId != req.userId) {
@@ -296,27 +285,25 @@ void HomeAssistantPlugin::haExposed(const Request& req, const Responder& res) {
 }
 
 void HomeAssistantPlugin::haAccount(const Request& req, const Responder& res) {
-  Object::Ptr p = parseObject(req.paramsJson);
-  if (!p || !p->has("password") || !p->get("password").isString()) {
-    return res.error(ErrorCode::kInvalidRequest, "\"password\" must be a string");
-  }
-  std::string password = p->getValue<std::string>("password");
-  if (password.size() < 8 || password.size() > 256) {
-    return res.error(ErrorCode::kInvalidRequest, "\"password\" must be 8 to 256 characters");
-  }
-  if (external_) {
-    return res.error(ErrorCode::kUnavailable,
-                     "Home Assistant uses an external broker (broker_host): its accounts are "
-                     "that broker's business");
-  }
-  std::string user = ctx_.config().getString("ha_username");
-  ctx_.setBrokerAccount(user, password, haAcls(topics_), [this, user, res](Status s) {
-    if (!s) return res.error(s.code(), s.message());
-    ctx_.logger().info("Home Assistant's broker account " + user + " set");
-    Object r;
-    r.set("username", user);
-    r.set("discoveryPrefix", topics_.discoveryPrefix);
-    res.ok(text(r));
+  json::withParams(req, res, [&](const json::Params& p) {
+    std::string password = p.string("password", 256, 8);
+    if (external_) {
+      return res.error(ErrorCode::kUnavailable,
+                       "Home Assistant uses an external broker (broker_host): its accounts are "
+                       "that broker's business");
+    }
+    std::string user = ctx_.config().getString("ha_username");
+    ctx_.setBrokerAccount(user, password, haAcls(topics_),
+                          [this, user, res, live = std::weak_ptr<char>(callbacksLive_)](Status s) {
+                            if (!s) return res.error(s.code(), s.message());
+                            if (live.expired())
+                              return res.error(ErrorCode::kUnavailable, "the plugin stopped");
+                            ctx_.logger().info("Home Assistant's broker account " + user + " set");
+                            Object r;
+                            r.set("username", user);
+                            r.set("discoveryPrefix", topics_.discoveryPrefix);
+                            res.ok(text(r));
+                          });
   });
 }
 
@@ -344,7 +331,7 @@ std::string HomeAssistantPlugin::detailOf(const std::string& deviceId, const std
 // ---- core events ----------------------------------------------------------------------------
 
 void HomeAssistantPlugin::onDeviceState(const std::string& dataJson) {
-  Object::Ptr d = parseObject(dataJson);
+  Object::Ptr d = objectOrNull(dataJson);
   if (!d || !d->has("deviceId") || !d->getObject("state")) return;
   std::string id = d->getValue<std::string>("deviceId");
   if (exposures_.find(id) == nullptr) return;
@@ -359,7 +346,7 @@ void HomeAssistantPlugin::onDeviceState(const std::string& dataJson) {
 }
 
 void HomeAssistantPlugin::onPresence(const std::string& dataJson, bool online) {
-  Object::Ptr d = parseObject(dataJson);
+  Object::Ptr d = objectOrNull(dataJson);
   if (!d || !d->has("deviceId")) return;
   std::string id = d->getValue<std::string>("deviceId");
   if (exposures_.find(id) == nullptr || state_ != LinkState::kLive) return;
@@ -367,7 +354,7 @@ void HomeAssistantPlugin::onPresence(const std::string& dataJson, bool online) {
 }
 
 void HomeAssistantPlugin::onBindingChanged(const std::string& dataJson) {
-  Object::Ptr d = parseObject(dataJson);
+  Object::Ptr d = objectOrNull(dataJson);
   if (!d || !d->has("deviceId")) return;
   std::string id = d->getValue<std::string>("deviceId");
   const Exposure* e = exposures_.find(id);
@@ -402,18 +389,18 @@ void HomeAssistantPlugin::setUpAccount() {
   if (state_ != LinkState::kAccount || link_) return;
   std::string user = ctx_.config().getString("bridge_username");
   std::string password = randomPassword(rng_);
-  ctx_.setBrokerAccount(user, password, bridgeAcls(topics_),
-                        [this, user, password, alive = std::weak_ptr<bool>(alive_)](Status s) {
-                          auto a = alive.lock();
-                          if (!a || !*a || link_) return;
-                          if (!s) {
-                            lastError_ = "broker account " + user + ": " + s.message();
-                            ctx_.logger().error(lastError_ + " (retried on the next connect)");
-                            ctx_.setState(PluginState::kDegraded, "{}");
-                            return;
-                          }
-                          connectLink(user, password);
-                        });
+  ctx_.setBrokerAccount(
+      user, password, bridgeAcls(topics_),
+      [this, user, password, live = std::weak_ptr<char>(callbacksLive_)](Status s) {
+        if (live.expired() || link_) return;
+        if (!s) {
+          lastError_ = "broker account " + user + ": " + s.message();
+          ctx_.logger().error(lastError_ + " (retried on the next connect)");
+          ctx_.setState(PluginState::kDegraded, "{}");
+          return;
+        }
+        connectLink(user, password);
+      });
 }
 
 void HomeAssistantPlugin::connectLink(const std::string& username, const std::string& password) {
@@ -434,25 +421,20 @@ void HomeAssistantPlugin::connectLink(const std::string& username, const std::st
     o.willTopic = topics_.hubStatus;
     o.willPayload = "{\"state\":\"offline\"}";
   }
-  std::weak_ptr<bool> alive = alive_;
-  auto onLoop = [this, alive](std::function<void()> fn) {
-    ctx_.post([alive, fn = std::move(fn)] {
-      auto a = alive.lock();
-      if (a && *a) fn();
-    });
-  };
+  // The link's network thread hands everything to the hub loop. The host drops posted work once
+  // the plugin has stopped, and stop() joins that thread before link_ goes: `this` needs no guard.
   HaLink::Handlers h;
-  h.connected = [this, onLoop] { onLoop([this] { onLinkUp(); }); };
-  h.refused = [this, onLoop](const std::string& why) {
-    onLoop([this, why] {
+  h.connected = [this] { ctx_.post([this] { onLinkUp(); }); };
+  h.refused = [this](const std::string& why) {
+    ctx_.post([this, why] {
       lastError_ = "the broker refused the connection: " + why;
       ctx_.logger().error(lastError_);
       report();
     });
   };
-  h.disconnected = [this, onLoop] { onLoop([this] { onLinkDown(); }); };
-  h.message = [this, onLoop](std::string topic, std::string payload, bool retained) {
-    onLoop([this, topic = std::move(topic), payload = std::move(payload), retained] {
+  h.disconnected = [this] { ctx_.post([this] { onLinkDown(); }); };
+  h.message = [this](std::string topic, std::string payload, bool retained) {
+    ctx_.post([this, topic = std::move(topic), payload = std::move(payload), retained] {
       onLinkMessage(topic, payload, retained);
     });
   };
@@ -495,6 +477,7 @@ void HomeAssistantPlugin::onLinkMessage(const std::string& topic, const std::str
   if (topic == topics_.birth()) {
     if (payload == "online") {
       ++counters_.births;
+      ctx_.count("births");
       ctx_.logger().info("Home Assistant is online: re-sending discovery");
       scheduleResend();
       report();
@@ -507,7 +490,7 @@ void HomeAssistantPlugin::onLinkMessage(const std::string& topic, const std::str
     std::string node = topic.substr(configPrefix.size());
     node = node.substr(0, node.find('/'));
     auto id = deviceIdOfNode(node);
-    Object::Ptr cfg = parseObject(payload);
+    Object::Ptr cfg = objectOrNull(payload);
     // Only ours: another hub's devices on the same broker name another via_device.
     if (!id || !cfg || !cfg->getObject("dev") ||
         cfg->getObject("dev")->optValue<std::string>("via_device", "") != origin_.hubNode) {
@@ -564,48 +547,52 @@ void HomeAssistantPlugin::onCommand(const std::string& node, const std::string& 
   auto m = info ? mappingOf(*info) : std::nullopt;
   if (!m) return;
   ++counters_.commands;
+  ctx_.count("commands");
   auto cmd = deviceCommand(*m, component, payload);
   if (!cmd) {
     ++counters_.commandsRefused;
+    ctx_.count("commands_refused");
     ctx_.logger().warn("Home Assistant sent " + deviceId + " an unusable command on " + component +
                        ": " + cmd.status().message());
     publishState(deviceId);
     return;
   }
   std::string owner = e->owner;
-  std::weak_ptr<bool> alive = alive_;
-  ctx_.devices().controlAs(
-      owner, deviceId, cmd.value().command, cmd.value().paramsJson, kVia,
-      [this, alive, deviceId, owner, command = cmd.value().command](Result<std::string> r) {
-        auto a = alive.lock();
-        if (!a || !*a) return;
-        if (!r) {
-          ++counters_.commandsRefused;
-          ctx_.logger().warn("Home Assistant's " + command + " on " + deviceId + " (as " + owner +
-                             ") failed: " + errorCodeName(r.status().code()) + " " +
-                             r.status().message());
-          // HA shows what it asked for until told otherwise: tell it what is true.
-          publishState(deviceId);
-          report();
-          return;
-        }
-        Object::Ptr result = parseObject(r.value());
-        if (result && result->getObject("state")) {
-          Object data;
-          data.set("deviceId", deviceId);
-          data.set("state", result->getObject("state"));
-          onDeviceState(text(data));
-        }
-      });
+  ctx_.devices().controlAs(owner, deviceId, cmd.value().command, cmd.value().paramsJson, kVia,
+                           [this, live = std::weak_ptr<char>(callbacksLive_), deviceId, owner,
+                            command = cmd.value().command](Result<std::string> r) {
+                             if (live.expired()) return;
+                             if (!r) {
+                               ++counters_.commandsRefused;
+                               ctx_.count("commands_refused");
+                               ctx_.logger().warn("Home Assistant's " + command + " on " +
+                                                  deviceId + " (as " + owner +
+                                                  ") failed: " + errorCodeName(r.status().code()) +
+                                                  " " + r.status().message());
+                               // HA shows what it asked for until told otherwise: tell it what is
+                               // true.
+                               publishState(deviceId);
+                               report();
+                               return;
+                             }
+                             ctx_.count("commands_relayed");
+                             Object::Ptr result = objectOrNull(r.value());
+                             if (result && result->getObject("state")) {
+                               Object data;
+                               data.set("deviceId", deviceId);
+                               data.set("state", result->getObject("state"));
+                               onDeviceState(text(data));
+                             }
+                           });
 }
 
 void HomeAssistantPlugin::scheduleResend() {
-  if (resendTimer_ != 0) return;  // one resend serves a burst of births
+  if (resendTimer_.armed()) return;  // one resend serves a burst of births
   int64_t maxMs = resendDelayMax_.count();
   std::uniform_int_distribution<int64_t> pick(0, std::max<int64_t>(0, maxMs));
   // Spread out: every integration answering a birth at once is what HA's docs warn about.
-  resendTimer_ = ctx_.startTimer(std::chrono::milliseconds(pick(rng_)), [this] {
-    resendTimer_ = 0;
+  resendTimer_ = ctx_.after(std::chrono::milliseconds(pick(rng_)), [this] {
+    resendTimer_.cancel();  // fired: the next birth schedules another
     publishAll();
     report();
   });
@@ -631,6 +618,7 @@ void HomeAssistantPlugin::publishDevice(const std::string& deviceId) {
   link_->publish(topics_.config(node), deviceConfig(*info, *m, topics_, origin_, discovery_), true);
   link_->publish(topics_.availability(node), info->online ? "online" : "offline", true);
   ++counters_.configsPublished;
+  ctx_.count("configs_published");
 }
 
 void HomeAssistantPlugin::publishState(const std::string& deviceId) {
@@ -639,6 +627,7 @@ void HomeAssistantPlugin::publishState(const std::string& deviceId) {
   if (it == haStates_.end()) return;
   link_->publish(topics_.state(nodeId(deviceId)), it->second, true);
   ++counters_.statesPublished;
+  ctx_.count("states_published");
 }
 
 void HomeAssistantPlugin::clearNode(const std::string& node) {
@@ -649,6 +638,7 @@ void HomeAssistantPlugin::clearNode(const std::string& node) {
   link_->publish(topics_.state(node), "", true);
   link_->publish(topics_.availability(node), "", true);
   ++counters_.configsCleared;
+  ctx_.count("configs_cleared");
 }
 
 void HomeAssistantPlugin::report() {

@@ -8,7 +8,8 @@
 // exposed -> publish the hub's and every exposed device's config, availability and state.
 // HA's birth message repeats the publishing after a random delay of up to resend_delay_max.
 //
-// Threading: everything runs on the hub loop except HaLink's callbacks, which post().
+// Threading: everything runs on the hub loop except HaLink's callbacks, which post() closures
+// that capture `this` as it is: the host drops them once the plugin has stopped.
 
 #include <map>
 #include <memory>
@@ -43,6 +44,7 @@ class HomeAssistantPlugin : public Plugin {
 
   // Requests.
   void haExpose(const Request& req, const Responder& res);
+  void expose(const Request& req, const Responder& res, const std::string& deviceId, bool enabled);
   void haExposed(const Request& req, const Responder& res);
   void haAccount(const Request& req, const Responder& res);
   std::string detailOf(const std::string& deviceId, const std::string& userId) const;
@@ -87,10 +89,11 @@ class HomeAssistantPlugin : public Plugin {
   std::string syncMarker_;
   std::set<std::string> retainedNodes_;          // configs seen on the broker during the sync
   std::map<std::string, std::string> haStates_;  // device -> merged HA state (JSON text)
-  TimerId resendTimer_ = 0;
+  Timer resendTimer_;
   std::mt19937_64 rng_;
-  // Posted link work checks this: it may still be queued when the plugin has stopped.
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  // The one-shot callbacks of controlAs and setBrokerAccount hold a weak copy and do nothing
+  // once stop() has reset it: unlike post(), the host does not promise to drop them after stop.
+  std::shared_ptr<char> callbacksLive_ = std::make_shared<char>();
   struct Counters {
     uint64_t configsPublished = 0;
     uint64_t configsCleared = 0;

@@ -500,6 +500,10 @@ class CloudBridgeTest(unittest.TestCase):
         d = self.wait_details(lambda st, d: d.get("dropped") == 50 and d.get("outbox") == 100,
                               60, "50 dropped, 100 kept")
         self.assertEqual(d["outbox"], 100)
+        # The plugin's counters say why: over the outbox bound (or, should the hub loop have
+        # fallen that far behind, over the same bound on the queue before it).
+        c = d.get("counters", {})
+        self.assertEqual(c.get("dropped_outbox_full", 0) + c.get("dropped_queue_full", 0), 50, c)
         # The retained hub/status topic says the same.
         status_watch.wait(
             lambda ms: any(json.loads(p).get("details", {}).get("cloud_bridge", {}).get("dropped")
@@ -516,6 +520,12 @@ class CloudBridgeTest(unittest.TestCase):
         self.check_burst(consumer.snapshot(), "site1/test/bound", range(50, 150))
         _, d = self.details()
         self.assertEqual(d["dropped"], 50)
+        c = d["counters"]
+        self.assertEqual(c["forwarded"], d["forwarded"], c)
+        self.assertGreaterEqual(c["forwarded"], 100, c)
+        self.assertGreaterEqual(c["cloud_connects"], 2, c)  # before and after the outage
+        self.assertGreaterEqual(c["cloud_disconnects"], 1, c)
+        self.assertEqual(c["cloud_attempts"], d["attempts"], c)
 
     def test_wrong_ca_and_bad_credentials_reported_and_retried(self):
         hub = self.make_hub(ca_file=CERTS["wrong_ca"])
@@ -607,6 +617,8 @@ class CloudBridgeTest(unittest.TestCase):
         self.assertNotIn("hearth-origin", local_copies[0][2])
         d = self.wait_details(lambda st, d: d.get("deliveredIn") == 2, 10, "deliveredIn == 2")
         self.assertEqual(d["inDropped"], 0)
+        self.assertEqual(d["counters"]["delivered_in"], 2, d["counters"])
+        self.assertNotIn("in_dropped", d["counters"])
 
 
 def st_of(details):

@@ -166,7 +166,13 @@ class HomeAssistantTest(unittest.TestCase):
         ha.wait_message(state_topic, after=before)
         self.assertEqual(json.loads(ha.last(state_topic)), {"state": "ON", "brightness": 40})
         wait_for(lambda: "failed: CONFLICT" in hub.log_text(), what="the refusal in the log")
-        self.assertEqual(self.details()["commandsRefused"], 1)
+        d = self.details()
+        self.assertEqual(d["commandsRefused"], 1)
+        # The plugin's counters: the OFF ran, the ON was refused by the device.
+        c = d["counters"]
+        self.assertEqual((c["commands"], c["commands_relayed"], c["commands_refused"]), (2, 1, 1), c)
+        self.assertEqual(c["configs_published"], d["configsPublished"], c)
+        self.assertEqual(c["states_published"], d["statesPublished"], c)
         hub.admin("testRefuse", {"deviceId": "lamp.1", "refuse": False})
 
         # A new name reported by the device: HA's device follows.
@@ -334,7 +340,9 @@ class HomeAssistantTest(unittest.TestCase):
         ha.wait_message(state_topic, after=states_before)
         resent = [t for t, n, p in ha.config_log[mark:] if p]
         self.assertLessEqual(min(resent) - t0, 1.0 + 0.5, "delay within resend_delay_max")
-        self.assertEqual(self.details()["births"], 1)
+        d = self.details()
+        self.assertEqual(d["births"], 1)
+        self.assertEqual(d["counters"]["births"], 1, d["counters"])
         self.assertEqual(ha.problems, {})
 
 

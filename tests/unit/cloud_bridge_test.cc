@@ -1,14 +1,23 @@
 // Unit tests for the pure parts of the cloud_bridge plugin: topic filters and rewriting, rule
 // parsing and the loop guard, the bounded durable outbox (over an in-memory KvStore with
-// transactions and injectable failures), and the status document (the back-off is tested in util_test.cc).
+// transactions and injectable failures), and the status document (the back-off is tested in util_test.cc);
+// and the plugin itself on the SDK's fake context, its links refused by closed loopback ports.
 
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "bridge_status.h"
+#include "cloud_bridge_plugin.h"
 #include "cloud_outbox.h"
 #include "fake_context.h"
 #include "topic_rules.h"
@@ -686,6 +695,160 @@ TEST(BridgeStatus, DocumentAndPluginState) {
   BridgeStatus fresh;
   EXPECT_EQ(fresh.pluginState(), PluginState::kWaiting);
   EXPECT_EQ(cloudStateName(fresh.state), std::string("connecting"));
+}
+
+// --- the plugin on the fake context ------------------------------------------------------
+
+// A loopback port nothing listens on (bound, then closed): connecting is refused at once.
+int closedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), len) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return 0;
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// The fake context with a post() that the links' I/O threads may call (the fake's own queue is
+// the test thread's): work waits here until the test runs it on its thread, the hub loop.
+class BridgeContext : public fakes::FakeContext {
+ public:
+  BridgeContext() : FakeContext("cloud_bridge") {
+    cfg.strings = {{"host", "127.0.0.1"},     {"protocol", "mqtt5"},
+                   {"client_id", ""},         {"username", ""},
+                   {"password_file", ""},     {"ca_file", ""},
+                   {"cert_file", ""},         {"key_file", ""},
+                   {"alpn", ""},              {"local_host", "127.0.0.1"},
+                   {"local_username", ""},    {"local_password_file", ""}};
+    cfg.ints = {{"port", closedPort()},
+                {"local_port", closedPort()},
+                {"inflight", 16},
+                {"max_messages", 1000},
+                {"max_bytes", 1 << 20}};
+    cfg.bools = {{"tls", false}};
+    cfg.durations = {{"keepalive", std::chrono::seconds(30)},
+                     {"session_expiry", std::chrono::hours(1)},
+                     {"connect_timeout", std::chrono::seconds(5)},
+                     {"reconnect_min", std::chrono::seconds(1)},
+                     {"reconnect_max", std::chrono::seconds(1)}};
+    cfg.json = {{"rules", R"([{"direction":"out","local":"hearth/v1/x/#","remote":"s/x/#"}])"}};
+  }
+  void post(std::function<void()> fn) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!dropPosts_) queue_.push_back(std::move(fn));
+  }
+  // Runs what the I/O threads posted, on this (the test's) thread.
+  void runPosted() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (queue_.empty()) return;
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+    }
+  }
+  // Runs posted work until pred holds; false after 20 s (a broken plugin, not a slow machine).
+  template <typename Pred>
+  bool runUntil(Pred pred) {
+    for (int i = 0; i < 4000; ++i) {
+      runPosted();
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  }
+  // What the host does once stop() has returned: posted work is dropped from then on.
+  void dropPosted() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    dropPosts_ = true;
+    queue_.clear();
+  }
+  size_t pending() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return queue_.size();
+  }
+  size_t linesWith(const std::string& part) const {
+    return std::count_if(log.lines.begin(), log.lines.end(),
+                         [&](const std::string& l) { return l.find(part) != std::string::npos; });
+  }
+  int64_t counter(const std::string& name) const {
+    auto it = counters.find(name);
+    return it == counters.end() ? 0 : it->second;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::deque<std::function<void()>> queue_;
+  bool dropPosts_ = false;
+};
+
+// Every failed attempt re-arms the backoff timer (a Timer handle reassigned in the drain after
+// the last one fired); the status timer fires and publishes; stop() cancels what is pending.
+TEST(BridgePlugin, RefusedConnectionsRetryOnTimersAndAreCounted) {
+  BridgeContext ctx;
+  ASSERT_NE(ctx.cfg.ints["port"], 0);
+  CloudBridgePlugin plugin(ctx);
+  ASSERT_TRUE(plugin.start().isOk());
+  EXPECT_EQ(ctx.counter("cloud_attempts"), 1);
+
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    ASSERT_TRUE(ctx.runUntil([&] {
+      return ctx.linesWith("cloud connection failed") >= static_cast<size_t>(attempt);
+    })) << "attempt " << attempt << " never failed";
+    EXPECT_EQ(ctx.counter("cloud_attempts"), attempt);
+    // The retry waits for its timer (reconnect_min..max = 1 s, jittered): not before.
+    ctx.advance(std::chrono::milliseconds(100));
+    EXPECT_EQ(ctx.counter("cloud_attempts"), attempt);
+    ctx.advance(std::chrono::seconds(2));
+    EXPECT_EQ(ctx.counter("cloud_attempts"), attempt + 1);
+  }
+  EXPECT_EQ(ctx.counter("cloud_connects"), 0);
+  EXPECT_EQ(ctx.counter("cloud_disconnects"), 0);  // never up, so never lost
+  ASSERT_TRUE(ctx.runUntil([&] { return ctx.counter("local_reconnects") >= 1; }));
+
+  // The status (throttled to four a second by its own timer) shows the same.
+  ASSERT_TRUE(ctx.runUntil([&] { return ctx.linesWith("cloud connection failed") >= 4; }));
+  ctx.advance(std::chrono::milliseconds(300));
+  EXPECT_EQ(ctx.detail("state"), "backing_off");
+  EXPECT_EQ(ctx.detail("local"), "disconnected");
+  EXPECT_EQ(ctx.state, PluginState::kDegraded);
+
+  plugin.stop();
+  ctx.dropPosted();
+  // The pending backoff timers went with stop(): no attempt follows.
+  const int64_t attempts = ctx.counter("cloud_attempts");
+  ctx.advance(std::chrono::minutes(5));
+  EXPECT_EQ(ctx.counter("cloud_attempts"), attempts);
+  EXPECT_EQ(ctx.linesWith("stopped;"), 1u);
+}
+
+// A drain the I/O threads posted just before stop() is dropped by the host once stop() has
+// returned: the plugin does not guard it, and nothing of it runs.
+TEST(BridgePlugin, WorkPostedBeforeStopIsDroppedAfterIt) {
+  BridgeContext ctx;
+  CloudBridgePlugin plugin(ctx);
+  ASSERT_TRUE(plugin.start().isOk());
+  // The links' failures are posted (one drain for both), not run.
+  for (int i = 0; i < 4000 && ctx.pending() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(ctx.pending(), 1u);
+  plugin.stop();
+  ctx.dropPosted();
+  ctx.runPosted();
+  ctx.advance(std::chrono::minutes(5));
+  EXPECT_EQ(ctx.linesWith("connection failed"), 0u);
+  EXPECT_EQ(ctx.counter("cloud_attempts"), 1);
+  EXPECT_EQ(ctx.counter("local_reconnects"), 0);
 }
 
 }  // namespace

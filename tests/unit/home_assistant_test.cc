@@ -1,5 +1,6 @@
 // Tests of the home_assistant plugin's pure parts: the mapping table, the device id -> HA object
-// id mapping, the discovery payloads, HA state and HA commands (docs/home-assistant.md).
+// id mapping, the discovery payloads, HA state and HA commands (docs/home-assistant.md); and of
+// the plugin itself on the SDK's fake context, as far as it goes without its broker link.
 
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
@@ -14,6 +15,7 @@
 #include "fake_context.h"
 #include "ha_mapping.h"
 #include "ha_payloads.h"
+#include "home_assistant_plugin.h"
 
 namespace hearth::home_assistant {
 namespace {
@@ -269,6 +271,154 @@ TEST(HaExposures, DurableAndReloaded) {
   kv.failWritesAfter = 0;
   EXPECT_FALSE(b.expose("plug-1", Exposure{"alice", 7}));
   EXPECT_EQ(b.find("plug-1"), nullptr);
+}
+
+// --- the plugin on the fake context --------------------------------------------------------
+
+// The fake context with the plugin's methods callable and setBrokerAccount answered when the
+// test says (the host answers later, on the hub loop).
+class HaContext : public fakes::FakeContext {
+ public:
+  HaContext() : FakeContext("home_assistant") {
+    cfg.strings = {{"discovery_prefix", "homeassistant"},
+                   {"base_topic", "hearth/v1/ha"},
+                   {"hub_name", "box"},
+                   {"support_url", ""},
+                   {"broker_host", ""},
+                   {"broker_username", ""},
+                   {"broker_password_file", ""},
+                   {"broker_ca_file", ""},
+                   {"ha_username", "homeassistant"},
+                   {"bridge_username", "hearth-ha-bridge"}};
+    cfg.json = {{"models", "[]"}};
+    cfg.durations = {{"ble_expire_after", std::chrono::minutes(10)},
+                     {"resend_delay_max", std::chrono::seconds(5)}};
+    cfg.bools = {{"broker_tls", false}};
+    cfg.ints = {{"broker_port", 0}};
+  }
+  Status registerMethod(const std::string& method, MethodScope, RequestHandler h) override {
+    methods[method] = std::move(h);
+    return Status::ok();
+  }
+  void setBrokerAccount(const std::string& username, const std::string& password,
+                        const std::vector<BrokerAcl>& acls,
+                        std::function<void(Status)> done) override {
+    accounts[username] = {password, acls};
+    if (deferAccounts) {
+      pendingAccounts.push_back(std::move(done));
+    } else {
+      done(Status::ok());
+    }
+  }
+
+  struct Answer {
+    bool ok = false;
+    ErrorCode code = ErrorCode::kOk;
+    std::string text;  // the result JSON or the error message
+  };
+  Answer call(const std::string& method, const std::string& params,
+              const std::string& user = "alice") {
+    struct Sink : ResponseSink {
+      Answer* a;
+      explicit Sink(Answer* to) : a(to) {}
+      void sendOk(std::string r) override { *a = {true, ErrorCode::kOk, std::move(r)}; }
+      void sendError(ErrorCode c, std::string m) override { *a = {false, c, std::move(m)}; }
+    };
+    Answer a;
+    Request req;
+    req.method = method;
+    req.id = "1";
+    req.userId = user;
+    req.clientId = "phone";
+    req.paramsJson = params;
+    methods.at(method)(req, Responder(std::make_shared<Sink>(&a)));
+    return a;
+  }
+  bool logged(const std::string& part) const {
+    return std::any_of(log.lines.begin(), log.lines.end(),
+                       [&](const std::string& l) { return l.find(part) != std::string::npos; });
+  }
+
+  std::map<std::string, RequestHandler> methods;
+  bool deferAccounts = false;
+  std::vector<std::function<void(Status)>> pendingAccounts;
+};
+
+TEST(HaPlugin, ExposeAndAccountParamsAreCheckedAndNothingChangesOnBadInput) {
+  HaContext ctx;
+  ctx.devs.infos["lamp-0001"] = lamp();
+  HomeAssistantPlugin plugin(ctx);
+  ASSERT_TRUE(plugin.start().isOk());
+
+  struct Bad {
+    const char* params;
+    const char* message;
+  };
+  for (const Bad& b : {Bad{"{}", "missing \"deviceId\""},
+                       Bad{R"({"deviceId":"lamp 1","enabled":true})", "\"deviceId\" must match"},
+                       Bad{R"({"deviceId":7,"enabled":true})", "\"deviceId\" must be a string"},
+                       Bad{R"({"deviceId":"lamp-0001"})", "missing \"enabled\""},
+                       Bad{R"({"deviceId":"lamp-0001","enabled":1})", "must be true or false"},
+                       Bad{R"({"deviceId":"lamp-0001","enabled":null})", "missing \"enabled\""}}) {
+    auto a = ctx.call("haExpose", b.params);
+    EXPECT_FALSE(a.ok) << b.params;
+    EXPECT_EQ(a.code, ErrorCode::kInvalidRequest) << b.params;
+    EXPECT_NE(a.text.find(b.message), std::string::npos) << b.params << " -> " << a.text;
+  }
+  EXPECT_TRUE(ctx.kv.data["exposed"].empty());
+  EXPECT_EQ(ctx.call("haExpose", R"({"deviceId":"lamp-0001","enabled":true})", "bob").code,
+            ErrorCode::kNotOwner);
+  EXPECT_EQ(ctx.call("haExpose", R"({"deviceId":"lamp-9999","enabled":true})").code,
+            ErrorCode::kNotFound);
+  EXPECT_TRUE(ctx.kv.data["exposed"].empty());
+
+  auto a = ctx.call("haExpose", R"({"deviceId":"lamp-0001","enabled":true})");
+  ASSERT_TRUE(a.ok) << a.text;
+  auto r = parse(a.text);
+  EXPECT_TRUE(r->getValue<bool>("exposed"));
+  EXPECT_EQ(r->getValue<std::string>("kind"), "lamp");
+  EXPECT_EQ(ctx.kv.data["exposed"].count("lamp-0001"), 1u);
+  auto detail = parse(ctx.devs.details.at("homeAssistant")("lamp-0001", "alice"));
+  EXPECT_EQ(detail->getValue<std::string>("by"), "alice");
+
+  for (const char* bad : {"{}", R"({"password":12345678})", R"({"password":"short"})"}) {
+    auto b = ctx.call("haAccount", bad, "");
+    EXPECT_EQ(b.code, ErrorCode::kInvalidRequest) << bad;
+  }
+  EXPECT_EQ(ctx.call("haAccount", R"({"password":"short"})", "").text,
+            "\"password\" must be 8 to 256 characters");
+  EXPECT_EQ(ctx.accounts.count("homeassistant"), 0u);
+  auto ok = ctx.call("haAccount", R"({"password":"correct horse"})", "");
+  ASSERT_TRUE(ok.ok) << ok.text;
+  EXPECT_EQ(parse(ok.text)->getValue<std::string>("username"), "homeassistant");
+  EXPECT_EQ(ctx.accounts.at("homeassistant").password, "correct horse");
+  plugin.stop();
+}
+
+// The answer to the plugin's own account request comes back on the hub loop, later. Before stop
+// it is acted on; after stop (the plugin's token is gone) it does nothing, not even connect.
+TEST(HaPlugin, AnAccountAnswerAfterStopIsIgnored) {
+  HaContext ctx;
+  ctx.deferAccounts = true;
+  HomeAssistantPlugin plugin(ctx);
+  ASSERT_TRUE(plugin.start().isOk());
+  ASSERT_EQ(ctx.busHandlers.count(events::kBrokerConnected), 1u);
+
+  ctx.emit(events::kBrokerConnected, "{}");
+  ASSERT_EQ(ctx.pendingAccounts.size(), 1u);
+  EXPECT_EQ(ctx.accounts.count("hearth-ha-bridge"), 1u);
+  ctx.pendingAccounts[0](Status::error(ErrorCode::kUnavailable, "no answer"));
+  EXPECT_EQ(ctx.state, PluginState::kDegraded);
+  EXPECT_TRUE(ctx.logged("broker account hearth-ha-bridge: no answer"));
+
+  ctx.emit(events::kBrokerConnected, "{}");  // the next connect tries again
+  ASSERT_EQ(ctx.pendingAccounts.size(), 2u);
+  plugin.stop();
+  ctx.markStopped();
+  const size_t lines = ctx.log.lines.size();
+  ctx.pendingAccounts[1](Status::ok());
+  EXPECT_EQ(ctx.log.lines.size(), lines);
+  EXPECT_FALSE(ctx.logged("connecting to Home Assistant's broker"));
 }
 
 }  // namespace
