@@ -92,6 +92,24 @@ std::vector<Metric> metrics(DoorGuard& g) {
   };
 }
 
+// A label value of the text format: backslash, double quote and newline escaped. (Plugin and
+// counter names are [a-z0-9_] today; the format's rule holds whatever they become.)
+std::string labelValue(const std::string& v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 Poco::JSON::Object::Ptr countersJson(DoorGuard& g) {
@@ -123,12 +141,19 @@ Poco::JSON::Object::Ptr countersJson(DoorGuard& g) {
   return o;
 }
 
-std::string prometheusText(DoorGuard& g) {
+std::string prometheusText(DoorGuard& g, const std::vector<PluginCounter>& plugins) {
   std::ostringstream out;
   for (const auto& m : metrics(g)) {
     out << "# HELP " << m.name << ' ' << m.help << '\n';
     out << "# TYPE " << m.name << ' ' << m.type << '\n';
     for (const auto& s : m.samples) out << m.name << s.labels << ' ' << s.value << '\n';
+  }
+  out << "# HELP hearth_plugin_counter A plugin's counter (hub/status details.<plugin>.counters), "
+         "by plugin and name; starts again at 0 when the plugin restarts.\n"
+         "# TYPE hearth_plugin_counter counter\n";
+  for (const auto& c : plugins) {
+    out << "hearth_plugin_counter{plugin=\"" << labelValue(c.plugin) << "\",name=\""
+        << labelValue(c.name) << "\"} " << c.value << '\n';
   }
   return out.str();
 }

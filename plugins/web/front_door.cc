@@ -49,7 +49,8 @@ constexpr int kMallocArenas = 2;
 
 class MetricsHandler : public Poco::Net::HTTPRequestHandler {
  public:
-  explicit MetricsHandler(DoorGuard& guard) : guard_(guard) {}
+  MetricsHandler(DoorGuard& guard, const PluginCounterSnapshot& plugins)
+      : guard_(guard), plugins_(plugins) {}
   void handleRequest(Poco::Net::HTTPServerRequest& request,
                      Poco::Net::HTTPServerResponse& response) override {
     std::string uri = request.getURI();
@@ -63,7 +64,7 @@ class MetricsHandler : public Poco::Net::HTTPRequestHandler {
       sendText(response, HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD");
       return;
     }
-    std::string body = prometheusText(guard_);
+    std::string body = prometheusText(guard_, plugins_.get());
     response.setContentType("text/plain; version=0.0.4; charset=utf-8");
     response.set("Cache-Control", "no-store");
     response.setContentLength(static_cast<std::streamsize>(body.size()));
@@ -72,18 +73,21 @@ class MetricsHandler : public Poco::Net::HTTPRequestHandler {
 
  private:
   DoorGuard& guard_;
+  const PluginCounterSnapshot& plugins_;
 };
 
 class MetricsFactory : public Poco::Net::HTTPRequestHandlerFactory {
  public:
-  explicit MetricsFactory(DoorGuard& guard) : guard_(guard) {}
+  MetricsFactory(DoorGuard& guard, const PluginCounterSnapshot& plugins)
+      : guard_(guard), plugins_(plugins) {}
   Poco::Net::HTTPRequestHandler* createRequestHandler(
       const Poco::Net::HTTPServerRequest&) override {
-    return new MetricsHandler(guard_);
+    return new MetricsHandler(guard_, plugins_);
   }
 
  private:
   DoorGuard& guard_;
+  const PluginCounterSnapshot& plugins_;
 };
 
 std::string endpoint(const std::string& scheme, const Poco::Net::SocketAddress& sa) {
@@ -196,8 +200,8 @@ Status FrontDoor::bindAll() {
       params->setMaxThreads(4);
       params->setMaxQueued(16);
       params->setTimeout(Poco::Timespan(5, 0));
-      servers_.push_back(std::make_unique<Poco::Net::HTTPServer>(new MetricsFactory(guard_),
-                                                                 *metricsPool_, sock, params));
+      servers_.push_back(std::make_unique<Poco::Net::HTTPServer>(
+          new MetricsFactory(guard_, pluginCounters_), *metricsPool_, sock, params));
       endpoints_.push_back("http://" + sa.toString() + "/metrics");
     } catch (const Poco::Exception& e) {
       return Status::error(

@@ -15,6 +15,7 @@
 #include "connection_registry.h"
 #include "door_connections.h"
 #include "door_guard.h"
+#include "door_metrics.h"
 #include "hearth/status.h"
 #include "server_tls.h"
 
@@ -57,6 +58,12 @@ class FrontDoor {
   // plugin calls it from a hub-loop timer.
   void housekeep();
 
+  // The plugins' counters GET /metrics serves from now on (hearth_plugin_counter), as the web
+  // plugin read them on the hub loop. Any thread.
+  void setPluginCounters(std::vector<PluginCounter> counters) {
+    pluginCounters_.set(std::move(counters));
+  }
+
   // "mqtts://127.0.0.1:8883" etc., as bound.
   std::vector<std::string> endpoints() const { return endpoints_; }
   // What start() could not do but went on without (no IPv6 on this host).
@@ -68,6 +75,7 @@ class FrontDoor {
   FrontDoorConfig config_;
   ServerTls tls_;
   DoorGuard guard_;
+  PluginCounterSnapshot pluginCounters_;
   ConnectionRegistry registry_;
   DoorShared shared_;
   int stopFd_ = -1;

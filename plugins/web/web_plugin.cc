@@ -8,9 +8,8 @@
 #include <Poco/URI.h>
 #include <sys/stat.h>
 
-#include <sstream>
-
 #include "door_metrics.h"
+#include "hearth/util/json.h"
 
 namespace hearth::web {
 namespace {
@@ -238,16 +237,15 @@ Status WebPlugin::start() {
   s = ctx_.registerMethod("pair", MethodScope::kAdmin,
                           [this](const Request&, Responder r) { r.ok(pairJson()); });
   if (!s) return s;
-  statusTimer_ = ctx_.startTimer(kStatusPeriod, [this] { publishStatus(false); });
-  if (ca_) addressTimer_ = ctx_.startTimer(kAddressPeriod, [this] { checkAddresses(); });
+  statusTimer_ = ctx_.after(kStatusPeriod, [this] { publishStatus(false); });
+  if (ca_) addressTimer_ = ctx_.after(kAddressPeriod, [this] { checkAddresses(); });
   publishStatus(true);
   return Status::ok();
 }
 
 void WebPlugin::stop() {
-  if (statusTimer_) ctx_.cancelTimer(statusTimer_);
-  if (addressTimer_) ctx_.cancelTimer(addressTimer_);
-  statusTimer_ = addressTimer_ = 0;
+  statusTimer_.cancel();
+  addressTimer_.cancel();
   if (door_) {
     door_->stop();
     door_.reset();
@@ -255,7 +253,7 @@ void WebPlugin::stop() {
 }
 
 void WebPlugin::checkAddresses() {
-  addressTimer_ = ctx_.startTimer(kAddressPeriod, [this] { checkAddresses(); });
+  addressTimer_ = ctx_.after(kAddressPeriod, [this] { checkAddresses(); });
   ServerIdentity now = currentServerIdentity();
   if (now.dnsNames == identity_.dnsNames && now.ipAddresses == identity_.ipAddresses) return;
   bool reissued = false;
@@ -312,15 +310,16 @@ std::string WebPlugin::pairJson() const {
     o.set("mqtts", "mqtts://" + hostForUrl(host) + ":" + std::to_string(mqttsPort_));
     o.set("mqttsPort", mqttsPort_);
   }
-  std::ostringstream out;
-  o.stringify(out);
-  return out.str();
+  return json::text(o);
 }
 
 void WebPlugin::publishStatus(bool force) {
-  if (!force) statusTimer_ = ctx_.startTimer(kStatusPeriod, [this] { publishStatus(false); });
+  if (!force) statusTimer_ = ctx_.after(kStatusPeriod, [this] { publishStatus(false); });
   if (!door_) return;
   door_->housekeep();
+  // /metrics is served on the door's threads, which may not call the context: they serve this
+  // snapshot, taken here on the hub loop (so at most kStatusPeriod old).
+  door_->setPluginCounters(ctx_.pluginCounters());
   Poco::JSON::Object o;
   Poco::JSON::Array::Ptr endpoints = new Poco::JSON::Array;
   for (const auto& e : door_->endpoints()) endpoints->add(e);
@@ -328,9 +327,7 @@ void WebPlugin::publishStatus(bool force) {
   o.set("ca", fingerprint_);
   o.set("certificate", ca_ ? "hub CA" : "installer");
   o.set("counters", countersJson(door_->guard()));
-  std::ostringstream out;
-  o.stringify(out);
-  std::string detail = out.str();
+  std::string detail = json::text(o);
   // hub/status is a retained publish: only when something changed.
   if (!force && detail == lastDetail_) return;
   lastDetail_ = detail;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "front_door.h"
 #include "hearth/host.h"
@@ -49,8 +50,8 @@ class WebPlugin : public Plugin {
   int httpsPort_ = 0;
   int mqttsPort_ = 0;
   std::string publicHost_;
-  TimerId statusTimer_ = 0;
-  TimerId addressTimer_ = 0;
+  Timer statusTimer_;   // every 2 s: hub/status detail and the /metrics plugin-counter snapshot
+  Timer addressTimer_;  // every 30 s, hub CA only: re-issue the certificate on address changes
   std::string lastDetail_;
 };
 

@@ -9,7 +9,8 @@
   overlapping rules, web cert_file without key_file;
 - PATH and ENUM keys: a relative path is resolved against the config file's directory;
 - examples/plugin-hello, built the way an outsider builds it (`cmake --install` of the SDK into
-  a temp prefix, then find_package(hearth)), is loaded and answers.
+  a temp prefix, then find_package(hearth)), is loaded and answers, and its counter shows in
+  hub/status and, through the web plugin, on /metrics as hearth_plugin_counter.
 """
 
 import os
@@ -150,29 +151,61 @@ class ShippedPluginsCheckConfigTest(unittest.TestCase):
 
 
 class OutsidePluginTest(unittest.TestCase):
-    def test_example_built_against_the_installed_sdk_loads_and_answers(self):
-        with tempfile.TemporaryDirectory(prefix="hearth-sdk-") as root:
-            prefix = os.path.join(root, "prefix")
-            build = os.path.join(root, "build")
-            def run(args):
-                r = subprocess.run(args, capture_output=True, text=True, timeout=300)
-                self.assertEqual(r.returncode, 0, "%s:\n%s%s" % (args, r.stdout, r.stderr))
-            run(["cmake", "--install", BUILD_DIR, "--prefix", prefix, "--component", "dev"])
-            self.assertTrue(os.path.exists(os.path.join(prefix, "include/hearth/plugin_api.h")))
-            run(["cmake", "-S", os.path.join(SOURCE_DIR, "examples", "plugin-hello"), "-B", build,
-                 "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_PREFIX_PATH=" + prefix])
-            run(["cmake", "--build", build])
-            with Hub(plugins=["hello_sdk"], extra_plugin_dirs=[build],
-                     plugin_config={"hello_sdk": {"tone": "dry"}}) as hub:
-                hub.add_user("alice")
-                t = hub.terminal("alice", "phone")
-                self.assertEqual(t.call("sdkHello"),
-                                 {"greeting": "hello from an outside plugin", "userId": "alice"})
-                self.assertEqual(t.call("sdkHelloLater")["userId"], "alice")
-                details = hub.status()["details"]["hello_sdk"]
-                self.assertEqual(details["counters"]["greetings"], 2)
-                self.assertIn("dry tone", hub.log_text())
+    @classmethod
+    def setUpClass(cls):
+        # Built once for both tests, the way an outsider builds it.
+        cls.root = tempfile.TemporaryDirectory(prefix="hearth-sdk-")
+        prefix = os.path.join(cls.root.name, "prefix")
+        cls.build = os.path.join(cls.root.name, "build")
+        def run(args):
+            r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                cls.root.cleanup()
+                raise AssertionError("%s:\n%s%s" % (args, r.stdout, r.stderr))
+        run(["cmake", "--install", BUILD_DIR, "--prefix", prefix, "--component", "dev"])
+        cls.installed_api = os.path.exists(os.path.join(prefix, "include/hearth/plugin_api.h"))
+        run(["cmake", "-S", os.path.join(SOURCE_DIR, "examples", "plugin-hello"), "-B", cls.build,
+             "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_PREFIX_PATH=" + prefix])
+        run(["cmake", "--build", cls.build])
 
+    @classmethod
+    def tearDownClass(cls):
+        cls.root.cleanup()
+
+    def test_example_built_against_the_installed_sdk_loads_and_answers(self):
+        self.assertTrue(self.installed_api)
+        with Hub(plugins=["hello_sdk"], extra_plugin_dirs=[self.build],
+                 plugin_config={"hello_sdk": {"tone": "dry"}}) as hub:
+            hub.add_user("alice")
+            t = hub.terminal("alice", "phone")
+            self.assertEqual(t.call("sdkHello"),
+                             {"greeting": "hello from an outside plugin", "userId": "alice"})
+            self.assertEqual(t.call("sdkHelloLater")["userId"], "alice")
+            details = hub.status()["details"]["hello_sdk"]
+            self.assertEqual(details["counters"]["greetings"], 2)
+            self.assertIn("dry tone", hub.log_text())
+
+    def test_its_counter_shows_on_metrics_through_the_web_plugin(self):
+        # Issue 16: a plugin's counters appear in hub/status and on /metrics. The outside
+        # plugin counts; web reads every plugin's counters through the boundary and serves
+        # them (a snapshot taken on its 2 s status timer, so polled here).
+        from test_web import WebHub
+        sample = 'hearth_plugin_counter{plugin="hello_sdk",name="greetings"}'
+        with WebHub(plugins=("web", "hello_sdk"), extra_plugin_dirs=[self.build]) as hub:
+            self.assertNotIn(sample, hub.metrics())  # nothing counted yet
+            hub.add_user("alice")
+            t = hub.terminal("alice", "phone")
+            for _ in range(3):
+                self.assertEqual(t.call("sdkHello")["userId"], "alice")
+            wait_for(lambda: hub.metrics().get(sample) == 3, timeout=15,
+                     what="greetings == 3 on /metrics")
+            self.assertEqual(hub.status()["details"]["hello_sdk"]["counters"]["greetings"], 3)
+            text = hub.metrics_text()
+            self.assertEqual(text.count("# HELP hearth_plugin_counter "), 1, text)
+            self.assertEqual(text.count("# TYPE hearth_plugin_counter counter\n"), 1, text)
+            self.assertIn(sample + " 3\n", text)
+            # The front door's own metrics are still there.
+            self.assertIn("hearth_web_max_connections", hub.metrics())
 
 if __name__ == "__main__":
     unittest.main()

@@ -88,7 +88,7 @@ class WebHub(Hub):
         finally:
             conn.close()
 
-    def metrics(self):
+    def metrics_text(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
         try:
             conn.request("GET", "/metrics")
@@ -98,8 +98,12 @@ class WebHub(Hub):
                 raise AssertionError("/metrics answered %d" % r.status)
         finally:
             conn.close()
+        return text
+
+    def metrics(self):
+        """/metrics as {sample with labels: value}."""
         out = {}
-        for line in text.splitlines():
+        for line in self.metrics_text().splitlines():
             if line and not line.startswith("#"):
                 name, value = line.rsplit(" ", 1)
                 out[name] = int(value)

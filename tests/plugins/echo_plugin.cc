@@ -1,6 +1,7 @@
 // A small plugin that proves the plugin host end to end: methods, config view, store
-// namespace, timers, events to terminals, the event bus and status. Test-only; never installed.
+// namespace, timers, events to terminals, the event bus, status and the plugins' counters. Test-only; never installed.
 
+#include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 
@@ -72,6 +73,21 @@ class EchoPlugin : public hearth::Plugin {
     must(ctx_.registerMethod("hellosSeen", MethodScope::kUser,
                         [this](const hearth::Request&, hearth::Responder res) {
                           res.ok("{\"hellos\":" + std::to_string(hellos_) + "}");
+                        }));
+    // Every plugin's counters as the host hands them over (hearth_host_api::plugin_counters).
+    must(ctx_.registerMethod("pluginCounters", MethodScope::kUser,
+                        [this](const hearth::Request&, hearth::Responder res) {
+                          Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+                          for (const auto& c : ctx_.pluginCounters()) {
+                            Poco::JSON::Array::Ptr row = new Poco::JSON::Array;
+                            row->add(c.plugin);
+                            row->add(c.name);
+                            row->add(c.value);
+                            list->add(row);
+                          }
+                          Poco::JSON::Object r;
+                          r.set("counters", list);
+                          res.ok(toJson(r));
                         }));
     ctx_.setState(hearth::PluginState::kRunning,
                   "{\"greeting\":\"" + ctx_.config().getString("greeting") + "\"}");

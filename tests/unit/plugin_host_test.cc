@@ -1,6 +1,8 @@
 // The plugin host refuses modules with another ABI before reading anything else (naming the
 // reason), reports a plugin whose start fails, and keeps the others running; a plugin that
-// throws is marked failed and stopped; a plugin's validate refuses a bad subtree.
+// throws is marked failed and stopped; a plugin's validate refuses a bad subtree; every
+// plugin's counters reach a plugin through the table, and the SDK asks an older, shorter host
+// table for none.
 
 #include "plugin_host/plugin_host.h"
 
@@ -10,7 +12,10 @@
 
 #include <filesystem>
 
+#include "hearth/sdk/c_context.h"
+#include "hearth/sdk/fake_context.h"
 #include "loop/clock.h"
+#include "plugin_host/plugin_context.h"
 
 namespace hearth {
 namespace {
@@ -42,8 +47,15 @@ class FakeCore : public CoreServices {
   }
   void statusChanged() override { ++statusChanges; }
 
+  // Keeps what the router answered last.
   struct NullPublisher : Publisher {
-    void publish(const std::string&, const std::string&, const std::string*) override {}
+    void publish(const std::string& topic, const std::string& payload,
+                 const std::string*) override {
+      lastTopic = topic;
+      lastPayload = payload;
+    }
+    std::string lastTopic;
+    std::string lastPayload;
   };
   int statusChanges = 0;
   std::string dir_;
@@ -188,6 +200,68 @@ TEST(PluginHost, AThrowFromATimerMarksThePluginFailedAndTheOthersRun) {
   EXPECT_NE(error.find("threw in timer"), std::string::npos) << error;
   EXPECT_NE(error.find("thrown from a timer on purpose"), std::string::npos) << error;
   host.stopAll();
+}
+
+// A user request through the router; the payload the router answered.
+std::string request(FakeCore& core, const std::string& method) {
+  MqttMessage m;
+  m.topic = "hearth/v1/u/u1/c1/req/" + method;
+  m.payload = "{\"id\":\"1\",\"params\":{}}";
+  core.router_.handle(m);
+  settle(core);
+  return core.pub_.lastPayload;
+}
+
+TEST(PluginHost, EveryPluginsCountersReachAPluginThroughTheTable) {
+  FakeCore core;
+  PluginHost host(core, core.logger_);
+  host.discover(HEARTH_TEST_PLUGIN_DIR);
+  std::map<std::string, config::PluginConfigResult> cfgs;
+  ASSERT_TRUE(host.validate(configFor("plugins: {}\n"), &cfgs).empty());
+  host.startAll(std::move(cfgs));
+  ASSERT_EQ(host.state("echo"), PluginState::kRunning);
+  EXPECT_NE(request(core, "pluginCounters").find("\"counters\":[]"), std::string::npos)
+      << core.pub_.lastPayload;
+
+  request(core, "guardedWord");
+  request(core, "guardedWord");
+  const std::string answer = request(core, "pluginCounters");
+  EXPECT_NE(answer.find("\"counters\":[[\"guarded\",\"words\",2]]"), std::string::npos) << answer;
+  // The same numbers as hub/status.
+  Poco::JSON::Object status;
+  host.fillStatus(status);
+  EXPECT_EQ(status.getObject("details")
+                ->getObject("guarded")
+                ->getObject("counters")
+                ->getValue<int64_t>("words"),
+            2);
+  std::vector<std::string> seen;
+  host.forEachCounter([&](const std::string& p, const std::string& n, int64_t v) {
+    seen.push_back(p + "." + n + "=" + std::to_string(v));
+  });
+  EXPECT_EQ(seen, std::vector<std::string>{"guarded.words=2"});
+  host.stopAll();
+}
+
+TEST(PluginHost, TheSdkAsksAnOlderShorterHostTableForNoCounters) {
+  // A host table as a hearthd released before plugin_counters fills it: the SDK must see
+  // from `size` that the member is absent and not read past the end.
+  FakeCore core;
+  PluginHost host(core, core.logger_);
+  hearth_host_api older = *PluginHost::Context::api();
+  older.size = offsetof(hearth_host_api, plugin_counters);
+  older.plugin_counters = [](hearth_ctx*, hearth_counter_fn, void*) {
+    ADD_FAILURE() << "called past the table's size";
+  };
+  auto view = std::make_unique<fakes::FakeConfig>();
+  PluginHost::Context context(core, host, "old", std::move(view));
+  sdk::detail::CContext ctx(&older, context.handle(), "old");
+  EXPECT_TRUE(ctx.pluginCounters().empty());
+
+  // The full table has it.
+  hearth_host_api current = *PluginHost::Context::api();
+  EXPECT_GE(current.size, offsetof(hearth_host_api, plugin_counters) + sizeof(void*));
+  EXPECT_NE(current.plugin_counters, nullptr);
 }
 
 }  // namespace

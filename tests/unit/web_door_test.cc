@@ -1,10 +1,17 @@
 // Unit tests for the front door's pure parts (plugin web): the MQTT meter (packet sizes,
 // CONNECT complete, the CONNACK code, across any split of the stream), the door guard (limit,
 // lockout and its window), static path resolution (no escape), MIME types, the hub CA
-// (creation, key modes, re-issue only when the names change) and the Prometheus text.
-// The sockets, TLS and real clients are in tests/integration/test_web*.py.
+// (creation, key modes, re-issue only when the names change), the Prometheus text with every
+// plugin's counters, and the plugin over the fake context: its status timer re-arms itself and
+// hands /metrics a fresh snapshot of the plugins' counters each time.
+// TLS and real clients are in tests/integration/test_web*.py.
 
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/StreamCopier.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,9 +27,11 @@
 #include "connection_registry.h"
 #include "door_guard.h"
 #include "door_metrics.h"
+#include "hearth/sdk/fake_context.h"
 #include "hub_ca.h"
 #include "mqtt_meter.h"
 #include "static_files.h"
+#include "web_plugin.h"
 
 namespace hearth::web {
 namespace {
@@ -314,6 +323,136 @@ TEST(DoorMetrics, PrometheusTextHasHelpTypeAndSamples) {
   auto json = countersJson(g);
   EXPECT_EQ(json->getValue<int64_t>("loginsFailed"), 1);
   EXPECT_EQ(json->getValue<int>("maxConnections"), 7);
+}
+
+TEST(DoorMetrics, EveryPluginCounterOnceUnderOneHelpAndType) {
+  DoorGuard g(7, 20, milliseconds(1000), milliseconds(1000));
+  std::string empty = prometheusText(g);
+  EXPECT_NE(empty.find("# TYPE hearth_plugin_counter counter\n"), std::string::npos);
+  EXPECT_EQ(empty.find("hearth_plugin_counter{"), std::string::npos);
+
+  std::string text = prometheusText(
+      g, {{"ble", "commands_sent", 3}, {"hello_sdk", "greetings", 2}, {"odd", "a\"b\\c\nd", -1}});
+  EXPECT_NE(text.find("\nhearth_plugin_counter{plugin=\"ble\",name=\"commands_sent\"} 3\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nhearth_plugin_counter{plugin=\"hello_sdk\",name=\"greetings\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("hearth_plugin_counter{plugin=\"odd\",name=\"a\\\"b\\\\c\\nd\"} -1\n"),
+            std::string::npos)
+      << text;
+  auto occurrences = [&](const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(occurrences("# HELP hearth_plugin_counter "), 1u);
+  EXPECT_EQ(occurrences("# TYPE hearth_plugin_counter "), 1u);
+}
+
+int freePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    return 0;
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string getMetrics(int port) {
+  Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port));
+  session.setTimeout(Poco::Timespan(10, 0));
+  Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, "/metrics");
+  session.sendRequest(req);
+  Poco::Net::HTTPResponse res;
+  std::string body;
+  Poco::StreamCopier::copyToString(session.receiveResponse(res), body);
+  EXPECT_EQ(res.getStatus(), Poco::Net::HTTPResponse::HTTP_OK);
+  return body;
+}
+
+// The web plugin over the fake context, listening on loopback ports picked here, its hub CA
+// in a temp state dir.
+struct WebOverFake {
+  WebOverFake() : ctx("web") {
+    char tmpl[] = "/tmp/hearth-webfake-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    ctx.stateDirectory = dir;
+    metricsPort = freePort();
+    ctx.cfg.json["listen"] = "[\"127.0.0.1\"]";
+    ctx.cfg.ints["https_port"] = 0;
+    ctx.cfg.ints["mqtts_port"] = freePort();
+    ctx.cfg.strings["www_dir"] = dir;
+    ctx.cfg.ints["max_connections"] = 8;
+    ctx.cfg.ints["max_packet_size"] = 65536;
+    ctx.cfg.durations["connect_timeout"] = milliseconds(10000);
+    ctx.cfg.ints["max_failed_logins"] = 20;
+    ctx.cfg.durations["failed_login_window"] = milliseconds(900000);
+    ctx.cfg.durations["lockout_duration"] = milliseconds(900000);
+    ctx.cfg.strings["metrics_listen"] = "127.0.0.1:" + std::to_string(metricsPort);
+    for (const char* k : {"cert_file", "key_file", "ca_file", "public_host"}) ctx.cfg.strings[k] = "";
+  }
+  ~WebOverFake() { std::filesystem::remove_all(dir); }
+  fakes::FakeContext ctx;
+  std::string dir;
+  int metricsPort = 0;
+};
+
+TEST(WebPlugin, MetricsServesTheLatestSnapshotOfThePluginsCountersFromTheStatusTimer) {
+  WebOverFake f;
+  ASSERT_NE(f.metricsPort, 0);
+  f.ctx.otherCounters = {{"hello_sdk", "greetings", 1}};
+  f.ctx.count("own_counter", 5);
+  WebPlugin plugin(f.ctx);
+  Status s = plugin.start();
+  ASSERT_TRUE(s) << s.toString();
+  // start() took the first snapshot (the web plugin's own counters are among them).
+  std::string m = getMetrics(f.metricsPort);
+  EXPECT_NE(m.find("hearth_plugin_counter{plugin=\"hello_sdk\",name=\"greetings\"} 1\n"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("hearth_plugin_counter{plugin=\"web\",name=\"own_counter\"} 5\n"),
+            std::string::npos);
+  EXPECT_NE(m.find("hearth_web_max_connections 8\n"), std::string::npos);
+
+  // Between two ticks of the status timer /metrics serves the snapshot it has.
+  f.ctx.otherCounters = {{"hello_sdk", "greetings", 2}};
+  f.ctx.advance(milliseconds(1999));
+  EXPECT_NE(getMetrics(f.metricsPort).find("name=\"greetings\"} 1\n"), std::string::npos);
+  // The tick re-arms the timer from its own callback and takes a new snapshot...
+  f.ctx.advance(milliseconds(1));
+  EXPECT_NE(getMetrics(f.metricsPort).find("name=\"greetings\"} 2\n"), std::string::npos);
+  // ...and so does every later one.
+  f.ctx.otherCounters = {{"hello_sdk", "greetings", 3}, {"zigbee", "joins", 4}};
+  f.ctx.advance(milliseconds(2000));
+  m = getMetrics(f.metricsPort);
+  EXPECT_NE(m.find("name=\"greetings\"} 3\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("hearth_plugin_counter{plugin=\"zigbee\",name=\"joins\"} 4\n"),
+            std::string::npos);
+
+  // stop() cancels both timers: nothing fires afterwards (the fake would run it).
+  plugin.stop();
+  f.ctx.markStopped();
+  f.ctx.advance(milliseconds(60000));
+}
+
+TEST(WebPlugin, StopCancelsTheTimersSoNoTickRunsAfterIt) {
+  WebOverFake f;
+  WebPlugin plugin(f.ctx);
+  Status s = plugin.start();
+  ASSERT_TRUE(s) << s.toString();
+  EXPECT_EQ(f.ctx.pendingTimers(), 2u);  // status and (hub CA) addresses
+  f.ctx.advance(milliseconds(30000));     // both fired and re-armed themselves
+  EXPECT_EQ(f.ctx.pendingTimers(), 2u);
+  plugin.stop();
+  // Not markStopped(): a timer the plugin forgot to cancel would still be pending here.
+  EXPECT_EQ(f.ctx.pendingTimers(), 0u);
 }
 
 }  // namespace

@@ -8,6 +8,6 @@
  * adds members at the end of a struct or edits comments (then a plugin built against the old
  * headers still works, and the version stays). */
 #define HEARTH_ABI_VERSION 2
-#define HEARTH_ABI_HEADERS_SHA256 "ab0dd01d9a15383860cb4ea128fe507fb10405339f47ce9b390f23b52d3e655d"
+#define HEARTH_ABI_HEADERS_SHA256 "f704ee4b830b0ddc6013d78ebbc52e0b481971e29021c043d73acdfe37f0d117"
 
 #endif

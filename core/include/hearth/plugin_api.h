@@ -209,6 +209,7 @@ typedef void (*hearth_device_info_fn)(void* user, const hearth_device_info* info
 typedef void (*hearth_string_fn)(void* user, hearth_str s);
 typedef int (*hearth_row_fn)(void* user, hearth_str key, hearth_str value); /* 0 = stop */
 typedef int32_t (*hearth_body_fn)(void* user, hearth_out message);          /* a hearth_code */
+typedef void (*hearth_counter_fn)(void* user, hearth_str plugin, hearth_str name, int64_t value);
 
 typedef struct hearth_transport {
   uint32_t size;
@@ -305,6 +306,12 @@ typedef struct hearth_host_api {
                              const hearth_broker_acl* acls, size_t acl_count, size_t acl_size,
                              hearth_result_fn done, void* user, hearth_release_fn release);
   void (*state_dir)(hearth_ctx* ctx, hearth_out dir);
+
+  /* Added in ABI 2 after its first release: check `size` before calling (a shorter table has
+   * none). Every plugin's counters as hub/status shows them (details.<plugin>.counters, the
+   * calling plugin's own included), visited during the call in order of plugin, then name.
+   * The web plugin serves them on /metrics. */
+  void (*plugin_counters)(hearth_ctx* ctx, hearth_counter_fn fn, void* user);
 } hearth_host_api;
 
 /* What the plugin offers. Members up to `stop` are required; later ones are optional (a

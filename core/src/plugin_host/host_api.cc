@@ -407,6 +407,12 @@ void apiSetBrokerAccount(hearth_ctx* ctx, hearth_str username, hearth_str passwo
                             [cb](Status s) { cb(codeOf(s), s.message()); });
 }
 void apiStateDir(hearth_ctx* ctx, hearth_out dir) { write(dir, Ctx::of(ctx).core().stateDir()); }
+void apiPluginCounters(hearth_ctx* ctx, hearth_counter_fn fn, void* user) {
+  Ctx::of(ctx).host().forEachCounter(
+      [&](const std::string& plugin, const std::string& name, int64_t value) {
+        fn(user, str(plugin), str(name), value);
+      });
+}
 
 const hearth_host_api kApi = {
     sizeof(hearth_host_api),
@@ -452,6 +458,7 @@ const hearth_host_api kApi = {
     apiLocalBroker,
     apiSetBrokerAccount,
     apiStateDir,
+    apiPluginCounters,
 };
 
 }  // namespace

@@ -385,6 +385,13 @@ void PluginHost::fillStatus(Poco::JSON::Object& status) const {
   status.set("details", details);
 }
 
+void PluginHost::forEachCounter(
+    const std::function<void(const std::string&, const std::string&, int64_t)>& fn) const {
+  for (const auto& [name, p] : plugins_) {
+    for (const auto& [counter, value] : p.counters) fn(name, counter, value);
+  }
+}
+
 std::vector<std::string> PluginHost::names() const {
   std::vector<std::string> out;
   for (const auto& [name, p] : plugins_) out.push_back(name);

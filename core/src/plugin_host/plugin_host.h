@@ -7,6 +7,7 @@
 
 #include <Poco/JSON/Object.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -74,6 +75,11 @@ class PluginHost {
   // {"plugins":{name: state}, "details":{name: {...}}}
   void fillStatus(Poco::JSON::Object& status) const;
   std::vector<std::string> names() const;
+  // Every plugin's counters (details.<plugin>.counters of hub/status), in order of plugin, then
+  // name: what hearth_host_api::plugin_counters hands a plugin (web's /metrics).
+  void forEachCounter(
+      const std::function<void(const std::string& plugin, const std::string& name, int64_t value)>&
+          fn) const;
   bool hasPlugin(const std::string& name) const { return plugins_.count(name) > 0; }
   PluginState state(const std::string& name) const { return plugins_.at(name).state; }
 

@@ -5,6 +5,7 @@
 // HEARTH_PLUGIN (hearth/sdk/plugin.h) makes one CContext per instance.
 
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -229,6 +230,22 @@ class CContext final : public PluginContext, private Devices {
   std::string stateDir() const override {
     std::string out;
     api_->state_dir(ctx_, into(out));
+    return out;
+  }
+  std::vector<PluginCounter> pluginCounters() const override {
+    std::vector<PluginCounter> out;
+    // A member added after the table's first release: an older host's table ends before it.
+    if (api_->size < offsetof(hearth_host_api, plugin_counters) + sizeof(api_->plugin_counters) ||
+        api_->plugin_counters == nullptr) {
+      return out;
+    }
+    api_->plugin_counters(
+        ctx_,
+        [](void* u, hearth_str plugin, hearth_str name, int64_t value) {
+          static_cast<std::vector<PluginCounter>*>(u)->push_back(
+              PluginCounter{text(plugin), text(name), value});
+        },
+        &out);
     return out;
   }
 

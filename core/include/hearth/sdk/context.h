@@ -256,6 +256,13 @@ class Devices {
   }
 };
 
+// One counter of one plugin (PluginContext::count), as PluginContext::pluginCounters lists it.
+struct PluginCounter {
+  std::string plugin;
+  std::string name;
+  int64_t value = 0;
+};
+
 enum class PluginState { kStarting, kRunning, kWaiting, kDegraded, kFailed, kStopped };
 
 inline const char* pluginStateName(PluginState s) {
@@ -374,6 +381,12 @@ class PluginContext {
   // Where the hub keeps its state (hub.state_dir), for a plugin that keeps files of its own (in
   // a subdirectory named after it). The default serves contexts that do not know it (fakes).
   virtual std::string stateDir() const { return {}; }
+
+  // -- added for /metrics (web) -----------------------------------------------------------
+  // Every plugin's counters as hub/status shows them (this plugin's own included), in order of
+  // plugin, then name: a snapshot taken now, on the hub loop. Empty from a host that does not
+  // offer them (an older hearthd) and from contexts that do not know them.
+  virtual std::vector<PluginCounter> pluginCounters() const { return {}; }
 };
 
 inline void Timer::cancel() {

@@ -278,11 +278,22 @@ class FakeContext : public PluginContext {
     if (!stopped_) posted_.push_back(std::move(fn));
   }
   void count(std::string_view name, int64_t delta) override { counters[std::string(name)] += delta; }
+  // The host's list: this plugin's `counters` merged with `otherCounters` (other plugins'),
+  // in order of plugin, then name.
+  std::vector<PluginCounter> pluginCounters() const override {
+    std::map<std::pair<std::string, std::string>, int64_t> all;
+    for (const auto& c : otherCounters) all[{c.plugin, c.name}] = c.value;
+    for (const auto& [n, v] : counters) all[{name_, n}] = v;
+    std::vector<PluginCounter> out;
+    for (const auto& [key, v] : all) out.push_back(PluginCounter{key.first, key.second, v});
+    return out;
+  }
   void setState(PluginState s, const std::string& detailJson) override {
     state = s;
     details = detailJson;
   }
   LocalBrokerInfo localBroker() const override { return broker; }
+  std::string stateDir() const override { return stateDirectory; }
   void setBrokerAccount(const std::string& username, const std::string& password,
                         const std::vector<BrokerAcl>& acls,
                         std::function<void(Status)> done) override {
@@ -330,6 +341,8 @@ class FakeContext : public PluginContext {
   }
   // Forgets every pending timer (as if the hub had dropped them with the plugin).
   void clearTimers() { timers_.clear(); }
+  // Timers started and neither fired nor cancelled yet.
+  size_t pendingTimers() const { return timers_.size(); }
 
   // One string field of the last setState detail JSON ("" if absent).
   std::string detail(const std::string& key) const {
@@ -347,6 +360,7 @@ class FakeContext : public PluginContext {
   PluginState state = PluginState::kStarting;
   std::string details;  // the last setState detail JSON
   LocalBrokerInfo broker{"127.0.0.1", 1883, true};
+  std::string stateDirectory;  // what stateDir() answers ("" = the hub did not say)
   struct Account {
     std::string password;
     std::vector<BrokerAcl> acls;
@@ -354,6 +368,7 @@ class FakeContext : public PluginContext {
   std::map<std::string, Account> accounts;               // setBrokerAccount calls
   std::multimap<std::string, EventHandler> busHandlers;  // subscribe() records, emit() calls
   std::map<std::string, int64_t> counters;               // count() adds here
+  std::vector<PluginCounter> otherCounters;  // other plugins' counters, for pluginCounters()
   void emit(const std::string& topic, const std::string& data) {
     auto range = busHandlers.equal_range(topic);
     for (auto it = range.first; it != range.second; ++it) it->second(topic, data);
