@@ -8,6 +8,12 @@
 
 #include "hearth/sdk.h"
 
+// Answers to accountLater's setBrokerAccount that reached the plugin; read by
+// tests/unit/plugin_host_test.cc through dlsym (an answer after stop must not arrive).
+extern "C" {
+__attribute__((visibility("default"))) int guarded_account_answers = 0;
+}
+
 namespace {
 
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }  // test values: no escapes
@@ -52,6 +58,15 @@ class Guarded : public hearth::Plugin {
     });
     if (s) s = reg("throwInPost", [this](const Request&, Responder res) {
       ctx_.post([] { throw std::runtime_error("thrown from posted work on purpose"); });
+      res.ok();
+    });
+    // Asks for a broker account; the answer comes whenever the core gives it (the test holds it
+    // back until the plugin has stopped).
+    if (s) s = reg("accountLater", [this](const Request&, Responder res) {
+      ctx_.setBrokerAccount("late", "late-password", {}, [this](hearth::Status) {
+        ++guarded_account_answers;
+        ctx_.count("account_answers");
+      });
       res.ok();
     });
     return s;

@@ -8,6 +8,7 @@
 
 #include <Poco/JSON/Object.h>
 #include <gtest/gtest.h>
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -46,6 +47,12 @@ class FakeCore : public CoreServices {
     return 0;
   }
   void statusChanged() override { ++statusChanges; }
+  // Holds every setBrokerAccount answer until the test gives it.
+  void setBrokerAccount(const std::string&, const std::string&, const std::vector<BrokerAcl>&,
+                        std::function<void(Status)> done) override {
+    heldAccountAnswers.push_back(std::move(done));
+  }
+  std::vector<std::function<void(Status)>> heldAccountAnswers;
 
   // Keeps what the router answered last.
   struct NullPublisher : Publisher {
@@ -262,6 +269,39 @@ TEST(PluginHost, TheSdkAsksAnOlderShorterHostTableForNoCounters) {
   hearth_host_api current = *PluginHost::Context::api();
   EXPECT_GE(current.size, offsetof(hearth_host_api, plugin_counters) + sizeof(void*));
   EXPECT_NE(current.plugin_counters, nullptr);
+}
+
+TEST(PluginHost, AnAnswerThatComesAfterThePluginStoppedIsDropped) {
+  FakeCore core;
+  PluginHost host(core, core.logger_);
+  host.discover(HEARTH_TEST_PLUGIN_DIR);
+  std::map<std::string, config::PluginConfigResult> cfgs;
+  ASSERT_TRUE(host.validate(configFor("plugins: {}\n"), &cfgs).empty());
+  host.startAll(std::move(cfgs));
+  ASSERT_EQ(host.state("guarded"), PluginState::kRunning);
+  void* module = dlopen(HEARTH_TEST_PLUGIN_DIR "/guarded_plugin.so", RTLD_NOW | RTLD_NOLOAD);
+  ASSERT_NE(module, nullptr) << "the host has guarded_plugin.so loaded";
+  auto* answers = static_cast<int*>(dlsym(module, "guarded_account_answers"));
+  ASSERT_NE(answers, nullptr);
+  const int before = *answers;
+
+  MqttMessage m;
+  m.topic = "hearth/v1/u/u1/c1/req/accountLater";
+  m.payload = "{\"id\":\"1\",\"params\":{}}";
+  core.router_.handle(m);
+  m.payload = "{\"id\":\"2\",\"params\":{}}";
+  core.router_.handle(m);
+  settle(core);
+  ASSERT_EQ(core.heldAccountAnswers.size(), 2u);
+  // While the plugin runs, the answer reaches it.
+  core.heldAccountAnswers[0](Status::ok());
+  EXPECT_EQ(*answers, before + 1);
+  // Once it has stopped (its context and instance are gone), the late answer is dropped: it
+  // must not run the old instance's closure (ASan: heap-use-after-free before the fix).
+  host.stopAll();
+  core.heldAccountAnswers[1](Status::ok());
+  EXPECT_EQ(*answers, before + 1);
+  dlclose(module);
 }
 
 }  // namespace

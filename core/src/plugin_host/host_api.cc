@@ -21,6 +21,12 @@ namespace {
 
 using Ctx = PluginHost::Context;
 
+// A closure the plugin hands over, holding its module (PluginClosure says why).
+std::shared_ptr<PluginClosure> closureOf(hearth_ctx* ctx, void* fn, void* user,
+                                         hearth_release_fn release) {
+  return std::make_shared<PluginClosure>(fn, user, release, Ctx::of(ctx).module());
+}
+
 hearth_str str(std::string_view s) { return hearth_str{s.data(), s.size()}; }
 std::string text(hearth_str s) { return s.data ? std::string(s.data, s.size) : std::string(); }
 void write(hearth_out out, std::string_view s) {
@@ -190,7 +196,7 @@ int32_t apiKvTransaction(hearth_ctx* ctx, hearth_body_fn body, void* user, heart
 int32_t apiRegisterMethod(hearth_ctx* ctx, hearth_str method, int scope, hearth_handler_fn fn,
                           void* user, hearth_release_fn release, hearth_out error) {
   Ctx& c = Ctx::of(ctx);
-  auto closure = std::make_shared<PluginClosure>(reinterpret_cast<void*>(fn), user, release);
+  auto closure = closureOf(ctx, reinterpret_cast<void*>(fn), user, release);
   const std::string name = text(method);
   RequestHandler handler = [&c, closure, name](const Request& req, Responder res) {
     hearth_request r{sizeof(hearth_request), str(req.method), str(req.id), str(req.userId),
@@ -243,7 +249,7 @@ int32_t apiUserExists(hearth_ctx* ctx, hearth_str user) {
 void apiSubscribe(hearth_ctx* ctx, hearth_str topic, hearth_event_fn fn, void* user,
                   hearth_release_fn release) {
   Ctx& c = Ctx::of(ctx);
-  auto closure = std::make_shared<PluginClosure>(reinterpret_cast<void*>(fn), user, release);
+  auto closure = closureOf(ctx, reinterpret_cast<void*>(fn), user, release);
   const std::string t = text(topic);
   c.core().bus().subscribe(
       t,
@@ -261,11 +267,11 @@ void apiPublish(hearth_ctx* ctx, hearth_str topic, hearth_str data) {
 uint64_t apiStartTimer(hearth_ctx* ctx, int64_t delayMs, hearth_task_fn fn, void* user,
                        hearth_release_fn release) {
   return Ctx::of(ctx).startTimer(
-      delayMs, std::make_shared<PluginClosure>(reinterpret_cast<void*>(fn), user, release));
+      delayMs, closureOf(ctx, reinterpret_cast<void*>(fn), user, release));
 }
 void apiCancelTimer(hearth_ctx* ctx, uint64_t id) { Ctx::of(ctx).cancelTimer(id); }
 void apiPost(hearth_ctx* ctx, hearth_task_fn fn, void* user, hearth_release_fn release) {
-  Ctx::of(ctx).post(std::make_shared<PluginClosure>(reinterpret_cast<void*>(fn), user, release));
+  Ctx::of(ctx).post(closureOf(ctx, reinterpret_cast<void*>(fn), user, release));
 }
 
 void apiSetState(hearth_ctx* ctx, int state, hearth_str detail) {
@@ -279,7 +285,7 @@ void apiCounterAdd(hearth_ctx* ctx, hearth_str name, int64_t delta) {
 int32_t apiRegisterTransport(hearth_ctx* ctx, hearth_str transport, const hearth_transport* fns,
                              void* user, hearth_release_fn release, hearth_out error) {
   Ctx& c = Ctx::of(ctx);
-  auto closure = std::make_shared<PluginClosure>(nullptr, user, release);
+  auto closure = closureOf(ctx, nullptr, user, release);
   DeviceTransport* t = c.addTransport(fns, std::move(closure));
   return statusOut(c.core().bindings().registerTransport(text(transport), t, c.name()), error);
 }
@@ -339,11 +345,17 @@ int32_t apiDeviceInfo(hearth_ctx* ctx, hearth_str device, hearth_device_info_fn 
   fn(u, &c);
   return 1;
 }
-// A one-shot callback into the plugin (control_as, set_broker_account).
+// A one-shot callback into the plugin (control_as, set_broker_account). The answer can come
+// after the plugin stopped (a broker that answers late, a SIGHUP restart in between): the
+// context, and with it that plugin instance, is gone then, so the answer is dropped (its
+// closure released) instead of run — as Context::post does.
 std::function<void(int32_t, const std::string&)> oneShot(Ctx& c, std::string what,
                                                          std::shared_ptr<PluginClosure> closure) {
-  return [&c, what = std::move(what), closure](int32_t code, const std::string& t) {
-    c.host().call(c.name(), what, [&](hearth_out e) {
+  std::weak_ptr<Ctx> self = c.weak_from_this();
+  return [self, what = std::move(what), closure](int32_t code, const std::string& t) {
+    auto ctx = self.lock();
+    if (!ctx) return;
+    ctx->host().call(ctx->name(), what, [&](hearth_out e) {
       return closure->as<hearth_result_fn>()(closure->user, code, str(t), e);
     });
   };
@@ -353,7 +365,7 @@ void apiControlAs(hearth_ctx* ctx, hearth_str user, hearth_str device, hearth_st
                   hearth_release_fn release) {
   Ctx& c = Ctx::of(ctx);
   auto cb = oneShot(c, "controlAs callback",
-                    std::make_shared<PluginClosure>(reinterpret_cast<void*>(done), u, release));
+                    closureOf(ctx, reinterpret_cast<void*>(done), u, release));
   c.core().bindings().controlAs(text(user), text(device), text(command), text(params), text(via),
                                 [cb](Result<std::string> r) {
                                   if (r.isOk()) {
@@ -366,7 +378,7 @@ void apiControlAs(hearth_ctx* ctx, hearth_str user, hearth_str device, hearth_st
 int32_t apiAddDetailProvider(hearth_ctx* ctx, hearth_str key, hearth_detail_fn fn, void* user,
                              hearth_release_fn release, hearth_out error) {
   Ctx& c = Ctx::of(ctx);
-  auto closure = std::make_shared<PluginClosure>(reinterpret_cast<void*>(fn), user, release);
+  auto closure = closureOf(ctx, reinterpret_cast<void*>(fn), user, release);
   const std::string k = text(key);
   return statusOut(c.core().bindings().addDetailProvider(
                        k,
@@ -402,7 +414,7 @@ void apiSetBrokerAccount(hearth_ctx* ctx, hearth_str username, hearth_str passwo
     list.push_back(BrokerAcl{text(a.type), text(a.topic), a.allow != 0});
   }
   auto cb = oneShot(c, "setBrokerAccount callback",
-                    std::make_shared<PluginClosure>(reinterpret_cast<void*>(done), u, release));
+                    closureOf(ctx, reinterpret_cast<void*>(done), u, release));
   c.core().setBrokerAccount(text(username), text(password), list,
                             [cb](Status s) { cb(codeOf(s), s.message()); });
 }
@@ -466,10 +478,11 @@ const hearth_host_api kApi = {
 const hearth_host_api* PluginHost::Context::api() { return &kApi; }
 
 PluginHost::Context::Context(CoreServices& core, PluginHost& host, std::string name,
-                             std::unique_ptr<ConfigView> config)
+                             std::unique_ptr<ConfigView> config, std::shared_ptr<void> module)
     : core_(core),
       host_(host),
       name_(std::move(name)),
+      module_(std::move(module)),
       logger_(core.logSink(), name_),
       config_(std::move(config)),
       store_(core.database(), name_) {}

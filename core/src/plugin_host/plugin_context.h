@@ -16,11 +16,16 @@
 namespace hearth {
 
 // A closure the plugin handed over; its release runs (on the plugin's side) when this goes.
+// It holds the plugin's module too: the core may keep a closure after the plugin stopped and
+// the host went (an answer the broker never gave), and its code must still be mapped when its
+// release runs. The module is closed when the last holder lets it go.
 struct PluginClosure {
   void* fn = nullptr;  // one of the hearth_*_fn types, cast back at the call
   void* user = nullptr;
   hearth_release_fn release = nullptr;
-  PluginClosure(void* f, void* u, hearth_release_fn r) : fn(f), user(u), release(r) {}
+  std::shared_ptr<void> module;  // destroyed after the destructor's body: release runs first
+  PluginClosure(void* f, void* u, hearth_release_fn r, std::shared_ptr<void> m)
+      : fn(f), user(u), release(r), module(std::move(m)) {}
   PluginClosure(const PluginClosure&) = delete;
   PluginClosure& operator=(const PluginClosure&) = delete;
   ~PluginClosure() {
@@ -34,8 +39,9 @@ struct PluginClosure {
 
 class PluginHost::Context : public std::enable_shared_from_this<PluginHost::Context> {
  public:
+  // module: the plugin's dlopen handle (closures handed over keep it loaded); none in tests.
   Context(CoreServices& core, PluginHost& host, std::string name,
-          std::unique_ptr<ConfigView> config);
+          std::unique_ptr<ConfigView> config, std::shared_ptr<void> module = nullptr);
   ~Context() { release(); }
 
   // The C table every plugin is handed (one for all; the ctx argument tells them apart).
@@ -51,6 +57,7 @@ class PluginHost::Context : public std::enable_shared_from_this<PluginHost::Cont
   void release();
 
   const std::string& name() const { return name_; }
+  const std::shared_ptr<void>& module() const { return module_; }
   CoreServices& core() { return core_; }
   PluginHost& host() { return host_; }
   Logger& logger() { return logger_; }
@@ -68,6 +75,7 @@ class PluginHost::Context : public std::enable_shared_from_this<PluginHost::Cont
   CoreServices& core_;
   PluginHost& host_;
   std::string name_;
+  std::shared_ptr<void> module_;
   TaggedLogger logger_;
   std::unique_ptr<ConfigView> config_;
   PluginKvStore store_;

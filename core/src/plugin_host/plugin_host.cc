@@ -73,8 +73,7 @@ void PluginHost::fail(const std::string& name, Loaded& p, const std::string& rea
 
 PluginHost::~PluginHost() {
   stopAll();
-  plugins_.clear();  // the contexts and closures go before their code
-  for (void* lib : libraries_) dlclose(lib);
+  plugins_.clear();  // each module is closed when the last closure holding it goes
 }
 
 void PluginHost::discover(const std::string& dir) {
@@ -181,8 +180,7 @@ void PluginHost::discover(const std::string& dir) {
     }
     Loaded p;
     p.file = path;
-    p.library = lib;
-    libraries_.push_back(lib);
+    p.library = std::shared_ptr<void>(lib, [](void* l) { dlclose(l); });
     p.table = table;
     p.keys = std::move(keys);
     plugins_.emplace(name, std::move(p));
@@ -266,7 +264,7 @@ void PluginHost::startOne(const std::string& name, Loaded& p, config::PluginConf
   p.detailJson.clear();
   p.counters.clear();
   p.state = PluginState::kStarting;
-  p.context = std::make_shared<Context>(core_, *this, name, std::move(cfg.view));
+  p.context = std::make_shared<Context>(core_, *this, name, std::move(cfg.view), p.library);
   std::string error;
   void* instance = nullptr;
   if (p.table.create(Context::api(), p.context->handle(), &instance, into(error)) !=

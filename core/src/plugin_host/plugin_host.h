@@ -100,7 +100,9 @@ class PluginHost {
   friend class Context;
   struct Loaded {
     std::string file;
-    void* library = nullptr;  // dlopen handle, closed when the host goes
+    // The dlopen handle, closed when its last holder goes: the host, the plugin's context, or
+    // a closure of the plugin the core still holds (PluginClosure).
+    std::shared_ptr<void> library;
     hearth_plugin table{};    // the plugin's table, members it does not know zeroed
     std::vector<hearth_config_key> keys;  // its declared keys, in this hearthd's layout
     std::shared_ptr<Context> context;
@@ -128,7 +130,6 @@ class PluginHost {
   Logger& logger_;
   std::map<std::string, Loaded> plugins_;
   std::vector<Refused> refused_;
-  std::vector<void*> libraries_;
   bool started_ = false;  // startAll ran: validate() also runs the plugins' own validate
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for work posted to the loop
 };
