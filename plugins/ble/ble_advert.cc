@@ -328,7 +328,9 @@ Result<Bytes> commandPayload(const ControlSpec& spec, const std::string& command
   const std::string needs = "command '" + command + "' needs params.value: 1 to " +
                             std::to_string(kMaxWriteBytes) + " bytes as hex";
   auto params = json::tryParseObject(paramsJson.empty() ? "{}" : paramsJson);
-  if (!params.isOk()) return Status::error(ErrorCode::kInvalidRequest, "params: " + params.status().message());
+  if (!params.isOk()) {
+    return Status::error(ErrorCode::kInvalidRequest, "params: " + params.status().message());
+  }
   std::optional<Bytes> bytes;
   try {
     bytes = fromHex(json::Params(params.value()).string("value", 2 * kMaxWriteBytes, 2));

@@ -29,13 +29,14 @@ void BlePlugin::control(const std::string& deviceId, const std::string& userId,
   };
   auto kit = known_.find(deviceId);
   if (kit == known_.end() || kit->second.rule == nullptr) {
-    answer(Status::error(ErrorCode::kOffline, deviceId + " has not been seen since the hub started"));
+    answer(
+        Status::error(ErrorCode::kOffline, deviceId + " has not been seen since the hub started"));
     return;
   }
   const ProductRule& rule = *kit->second.rule;
   if (!rule.control) {
     answer(Status::error(ErrorCode::kInvalidRequest,
-                       "model " + rule.model + " has no control characteristic configured"));
+                         "model " + rule.model + " has no control characteristic configured"));
     return;
   }
   auto payload = commandPayload(*rule.control, command, paramsJson);
@@ -52,7 +53,7 @@ void BlePlugin::control(const std::string& deviceId, const std::string& userId,
   }
   if (jobs_.size() >= maxQueue_) {
     answer(Status::error(ErrorCode::kUnavailable,
-                       "too many commands waiting (" + std::to_string(maxQueue_) + ")"));
+                         "too many commands waiting (" + std::to_string(maxQueue_) + ")"));
     return;
   }
   const uint64_t id = nextJobId_++;

@@ -202,7 +202,8 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   bool busUp_ = false;
   bool busConnectedBefore_ = false;  // a later successful start() counts as a bus reconnect
   uint64_t treeGen_ = 0;  // bumped by every resync/drop; stale tree replies are ignored
-  Timer retryTimer_;  // the next attempt at the bus or BlueZ while waiting for them
+  // The next attempt at the bus or BlueZ while waiting for them.
+  Timer retryTimer_;
   std::string adapterPath_;
 
   // Mirror of BlueZ's objects (current session only).
@@ -214,12 +215,14 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   // Discovery.
   bool scanning_ = false;
   uint64_t scanGen_ = 0;
-  Timer scanTimer_;  // the next switch of the duty cycle (or a StartDiscovery retry)
+  // The next switch of the duty cycle (or a StartDiscovery retry).
+  Timer scanTimer_;
 
   // Devices.
   std::map<std::string, Known> known_;
   std::map<std::string, uint8_t> resetCounters_;  // by device id, persisted
-  Timer sweepTimer_;  // the offline sweep, re-armed by itself
+  // The offline sweep, re-armed by itself.
+  Timer sweepTimer_;
 
   // Control.
   std::map<uint64_t, Job> jobs_;  // by id = arrival order
@@ -227,7 +230,8 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   bool connectPending_ = false;  // a Device1.Connect call is in flight
   uint64_t connectToken_ = 0;    // identifies that call; bumped when a session is dropped
   uint64_t resolvingJob_ = 0;    // the job whose fresh connection waits for ServicesResolved
-  Timer resolveTimer_;  // connect_timeout for ServicesResolved of resolvingJob_
+  // connect_timeout for ServicesResolved of resolvingJob_.
+  Timer resolveTimer_;
   std::map<std::string, Held> held_;
   bool pumping_ = false;
   bool pumpAgain_ = false;

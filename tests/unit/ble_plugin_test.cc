@@ -944,7 +944,7 @@ TEST_F(BlePluginTest, StopCancelsEveryTimer) {
   auto a = control(kA);
   connectAndResolve(kA);
   bluez->take("WriteValue").done(std::nullopt);
-  ctx.drain();  // A's connection is held: its idle timer runs
+  ctx.drain();           // A's connection is held: its idle timer runs
   auto b = control(kB);  // B's command timer and connect
   plugin->stop();
   ASSERT_TRUE(b->done);
@@ -955,7 +955,7 @@ TEST_F(BlePluginTest, StopCancelsEveryTimer) {
   EXPECT_EQ(ctx.devs.onlineChanges.size(), offline);
 }
 
-// ---- counters ------------------------------------------------------------------------------------
+// ---- counters -----------------------------------------------------------------------------------
 
 TEST_F(BlePluginTest, CountsAdvertsCommandsAndReconnects) {
   ctx.cfg.durations["control_timeout"] = seconds(5);
