@@ -169,8 +169,9 @@ class FakeBluez : public BluezClient {
     c.path = path;
     return c;
   }
-  // Like the real client: a reply posted before stop() (or the client's destruction) is
-  // dropped when it reaches the front of the queue.
+  // Like the real client: a reply posted before stop() is dropped when it reaches the front of
+  // the queue. So is one posted before the fake's destruction: the host drops a stopped
+  // plugin's posts, but this context lives on across the restarts of one test.
   void answer(std::function<void()> fn) {
     ctx_.post([session = session_, current = *session_, fn = std::move(fn)] {
       if (*session == current) fn();
