@@ -12,6 +12,8 @@
 #include <cctype>
 #include <set>
 
+#include "hearth/util/json.h"
+
 namespace hearth::ble {
 namespace {
 
@@ -21,6 +23,7 @@ using Poco::JSON::Object;
 constexpr std::string_view kBaseUuidSuffix = "-0000-1000-8000-00805f9b34fb";
 constexpr size_t kMaxModelLength = 128;
 constexpr size_t kMaxAdvOffset = 255;
+constexpr size_t kMaxWriteBytes = 512;  // params.value of a "*" command
 
 bool isHexDigit(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
 
@@ -322,20 +325,19 @@ Result<Bytes> commandPayload(const ControlSpec& spec, const std::string& command
                          "unknown command '" + command + "' (this product knows: " + known + ")");
   }
   if (it->second) return *it->second;
-  std::string value;
+  const std::string needs = "command '" + command + "' needs params.value: 1 to " +
+                            std::to_string(kMaxWriteBytes) + " bytes as hex";
+  auto params = json::tryParseObject(paramsJson.empty() ? "{}" : paramsJson);
+  if (!params.isOk()) {
+    return Status::error(ErrorCode::kInvalidRequest, "params: " + params.status().message());
+  }
+  std::optional<Bytes> bytes;
   try {
-    Poco::Dynamic::Var params = Poco::JSON::Parser().parse(paramsJson.empty() ? "{}" : paramsJson);
-    Object::Ptr o = params.type() == typeid(Object::Ptr) ? params.extract<Object::Ptr>() : nullptr;
-    if (o && o->has("value") && o->get("value").isString())
-      value = o->getValue<std::string>("value");
-  } catch (const std::exception&) {
-    return Status::error(ErrorCode::kInvalidRequest, "params is not a JSON object");
+    bytes = fromHex(json::Params(params.value()).string("value", 2 * kMaxWriteBytes, 2));
+  } catch (const json::InvalidParam& e) {
+    return Status::error(ErrorCode::kInvalidRequest, needs + " (" + e.what() + ")");
   }
-  auto bytes = fromHex(value);
-  if (!bytes || bytes->empty() || bytes->size() > 512) {
-    return Status::error(ErrorCode::kInvalidRequest,
-                         "command '" + command + "' needs params.value: 1 to 512 bytes as hex");
-  }
+  if (!bytes) return Status::error(ErrorCode::kInvalidRequest, needs + " (not hex)");
   return *bytes;
 }
 

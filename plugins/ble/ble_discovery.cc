@@ -20,8 +20,7 @@ void BlePlugin::stopScanning(bool tellBluez) {
   if (!scanning_) return;
   scanning_ = false;
   ++scanGen_;
-  if (scanTimer_ != 0) ctx_.cancelTimer(scanTimer_);
-  scanTimer_ = 0;
+  scanTimer_.cancel();
   if (tellBluez && !adapterPath_.empty()) client_->stopDiscovery(adapterPath_, ignoreReply);
 }
 
@@ -40,16 +39,14 @@ void BlePlugin::scanOn(uint64_t gen) {
           if (!err || err->name == "org.bluez.Error.InProgress") return;
           ctx_.logger().warn("StartDiscovery failed: " + err->name + ": " + err->message);
           if (continuous) {
-            scanTimer_ = ctx_.startTimer(retryInterval_, [this, gen] {
-              scanTimer_ = 0;
+            scanTimer_ = ctx_.after(retryInterval_, [this, gen] {
               if (gen == scanGen_) scanOn(gen);
             });
           }
         });
       });
   if (!continuous) {
-    scanTimer_ = ctx_.startTimer(scanWindow_, [this, gen] {
-      scanTimer_ = 0;
+    scanTimer_ = ctx_.after(scanWindow_, [this, gen] {
       if (gen == scanGen_) scanOff(gen);
     });
   }
@@ -57,8 +54,7 @@ void BlePlugin::scanOn(uint64_t gen) {
 
 void BlePlugin::scanOff(uint64_t gen) {
   client_->stopDiscovery(adapterPath_, ignoreReply);
-  scanTimer_ = ctx_.startTimer(scanInterval_ - scanWindow_, [this, gen] {
-    scanTimer_ = 0;
+  scanTimer_ = ctx_.after(scanInterval_ - scanWindow_, [this, gen] {
     if (gen == scanGen_) scanOn(gen);
   });
 }

@@ -2,10 +2,8 @@
 // connections the plugin holds, the GATT write, the reply and the controlReply to bound users.
 #include "ble_plugin.h"
 
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-
 #include <algorithm>
+#include <cctype>
 #include <utility>
 
 #include "ble_shared.h"
@@ -24,32 +22,38 @@ void BlePlugin::control(const std::string& deviceId, const std::string& userId,
     done(Status::error(ErrorCode::kUnavailable, "the ble plugin is not running"));
     return;
   }
+  // Every answer from here on is counted, refusals as well as the device's answers.
+  auto answer = [this, done = std::move(done)](Result<std::string> result) {
+    countResult(result);
+    done(std::move(result));
+  };
   auto kit = known_.find(deviceId);
   if (kit == known_.end() || kit->second.rule == nullptr) {
-    done(Status::error(ErrorCode::kOffline, deviceId + " has not been seen since the hub started"));
+    answer(
+        Status::error(ErrorCode::kOffline, deviceId + " has not been seen since the hub started"));
     return;
   }
   const ProductRule& rule = *kit->second.rule;
   if (!rule.control) {
-    done(Status::error(ErrorCode::kInvalidRequest,
-                       "model " + rule.model + " has no control characteristic configured"));
+    answer(Status::error(ErrorCode::kInvalidRequest,
+                         "model " + rule.model + " has no control characteristic configured"));
     return;
   }
   auto payload = commandPayload(*rule.control, command, paramsJson);
   if (!payload.isOk()) {
-    done(payload.status());
+    answer(payload.status());
     return;
   }
   if (link_ != Link::kReady) {
     const char* why = link_ == Link::kPoweredOff  ? "the Bluetooth adapter is powered off"
                       : link_ == Link::kNoAdapter ? "no Bluetooth adapter"
                                                   : "BlueZ is not reachable";
-    done(Status::error(ErrorCode::kUnavailable, why));
+    answer(Status::error(ErrorCode::kUnavailable, why));
     return;
   }
   if (jobs_.size() >= maxQueue_) {
-    done(Status::error(ErrorCode::kUnavailable,
-                       "too many commands waiting (" + std::to_string(maxQueue_) + ")"));
+    answer(Status::error(ErrorCode::kUnavailable,
+                         "too many commands waiting (" + std::to_string(maxQueue_) + ")"));
     return;
   }
   const uint64_t id = nextJobId_++;
@@ -60,11 +64,10 @@ void BlePlugin::control(const std::string& deviceId, const std::string& userId,
   job.userId = userId;
   job.rule = &rule;
   job.payload = std::move(payload).value();
-  job.done = std::move(done);
-  job.timer = ctx_.startTimer(controlTimeout_, [this, id] {
+  job.done = std::move(answer);
+  job.timer = ctx_.after(controlTimeout_, [this, id] {
     auto it = jobs_.find(id);
     if (it == jobs_.end()) return;
-    it->second.timer = 0;
     std::string what;
     switch (it->second.phase) {
       case Job::Phase::kQueued:
@@ -127,10 +130,7 @@ void BlePlugin::pumpOnce() {
     if (d->second.connected.value_or(false) && d->second.servicesResolved.value_or(false)) {
       job.phase = Job::Phase::kWriting;
       auto h = held_.find(job.deviceId);
-      if (h != held_.end() && h->second.idleTimer != 0) {
-        ctx_.cancelTimer(h->second.idleTimer);
-        h->second.idleTimer = 0;
-      }
+      if (h != held_.end()) h->second.idleTimer.cancel();
       beginWrite(id);
       continue;
     }
@@ -166,9 +166,9 @@ void BlePlugin::startConnect(Job& job) {
   job.phase = Job::Phase::kConnecting;
   Held& h = held_[job.deviceId];
   h.path = job.path;
-  if (h.idleTimer != 0) ctx_.cancelTimer(h.idleTimer);
-  h.idleTimer = 0;
+  h.idleTimer.cancel();
   connectPending_ = true;
+  ctx_.count("connects");
   const uint64_t token = ++connectToken_;
   const uint64_t id = job.id;
   const std::string deviceId = job.deviceId;
@@ -185,11 +185,7 @@ void BlePlugin::startConnect(Job& job) {
       return;
     }
     if (err && err->name != "org.bluez.Error.AlreadyConnected") {
-      auto h = held_.find(deviceId);
-      if (h != held_.end()) {
-        if (h->second.idleTimer != 0) ctx_.cancelTimer(h->second.idleTimer);
-        held_.erase(h);
-      }
+      held_.erase(deviceId);
       finishJob(id, mapBluezError(err->name, err->message));
       return;
     }
@@ -203,9 +199,7 @@ void BlePlugin::afterConnect(uint64_t id) {
   Job& job = it->second;
   job.phase = Job::Phase::kResolving;
   resolvingJob_ = id;
-  if (resolveTimer_ != 0) ctx_.cancelTimer(resolveTimer_);
-  resolveTimer_ = ctx_.startTimer(connectTimeout_, [this, id] {
-    resolveTimer_ = 0;
+  resolveTimer_ = ctx_.after(connectTimeout_, [this, id] {
     auto it = jobs_.find(id);
     if (it == jobs_.end() || it->second.phase != Job::Phase::kResolving) return;
     finishJob(id, Status::error(ErrorCode::kTimeout,
@@ -231,8 +225,7 @@ void BlePlugin::afterConnect(uint64_t id) {
 void BlePlugin::servicesReady(uint64_t id) {
   if (resolvingJob_ == id) {
     resolvingJob_ = 0;
-    if (resolveTimer_ != 0) ctx_.cancelTimer(resolveTimer_);
-    resolveTimer_ = 0;
+    resolveTimer_.cancel();
   }
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
@@ -314,6 +307,7 @@ void BlePlugin::writeNow(uint64_t id) {
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
   const Job& job = it->second;
+  ctx_.count("gatt_writes");
   client_->writeValue(
       job.charPath, job.payload, job.rule->control->withResponse, controlTimeout_,
       [this, id](const MaybeError& err) {
@@ -330,6 +324,7 @@ void BlePlugin::writeNow(uint64_t id) {
             finishJob(id, resultJson(job, std::nullopt), kFromDevice);
             return;
           case ReplyMode::kRead:
+            ctx_.count("gatt_reads");
             client_->readValue(
                 job.replyPath, controlTimeout_, [this, id](const MaybeError& err, Bytes value) {
                   auto it = jobs_.find(id);
@@ -356,6 +351,7 @@ void BlePlugin::onNotification(const std::string& path, const Bytes& value) {
   for (auto& [id, job] : jobs_) {
     if (!job.notifying || job.replyPath != path) continue;
     if (job.phase != Job::Phase::kWriting && job.phase != Job::Phase::kReplying) continue;
+    ctx_.count("gatt_notifications");
     if (job.written) {
       finishJob(id, resultJson(job, value), kFromDevice);
     } else if (!job.notified) {
@@ -366,11 +362,7 @@ void BlePlugin::onNotification(const std::string& path, const Bytes& value) {
 }
 
 void BlePlugin::onDeviceDisconnected(const std::string& deviceId) {
-  auto h = held_.find(deviceId);
-  if (h != held_.end()) {
-    if (h->second.idleTimer != 0) ctx_.cancelTimer(h->second.idleTimer);
-    held_.erase(h);
-  }
+  held_.erase(deviceId);
   for (const auto& [id, job] : jobs_) {
     if (job.deviceId != deviceId) continue;
     if (job.phase == Job::Phase::kQueued || job.phase == Job::Phase::kConnecting) continue;
@@ -387,7 +379,7 @@ std::string BlePlugin::resultJson(const Job& job, const std::optional<Bytes>& re
   o.set("command", job.command);
   o.set("written", toHex(job.payload));
   if (reply) o.set("reply", toHex(*reply));
-  return toText(o);
+  return json::text(o);
 }
 
 void BlePlugin::finishJob(uint64_t id, Result<std::string> result, bool fromDevice) {
@@ -395,11 +387,10 @@ void BlePlugin::finishJob(uint64_t id, Result<std::string> result, bool fromDevi
   if (it == jobs_.end()) return;
   Job job = std::move(it->second);
   jobs_.erase(it);
-  if (job.timer != 0) ctx_.cancelTimer(job.timer);
+  job.timer.cancel();
   if (resolvingJob_ == id) {
     resolvingJob_ = 0;
-    if (resolveTimer_ != 0) ctx_.cancelTimer(resolveTimer_);
-    resolveTimer_ = 0;
+    resolveTimer_.cancel();
   }
   if (job.notifying && busUp_) client_->stopNotify(job.replyPath, ignoreReply);
   if (job.phase != Job::Phase::kQueued) releaseHeld(job.deviceId);
@@ -429,18 +420,28 @@ void BlePlugin::notifyControlReply(const Job& job, const Result<std::string>& re
   data.set("command", job.command);
   data.set("ok", result.isOk());
   if (result.isOk()) {
-    try {
-      data.set("result", Poco::JSON::Parser().parse(result.value()));
-    } catch (const Poco::Exception&) {
-      return;  // resultJson() made it, so this does not happen
-    }
+    auto parsed = json::tryParseObject(result.value());
+    if (!parsed.isOk()) return;  // resultJson() made it, so this does not happen
+    data.set("result", parsed.value());
   } else {
     Object::Ptr error = new Object;
     error->set("code", errorCodeName(result.status().code()));
     error->set("message", result.status().message());
     data.set("error", error);
   }
-  ctx_.devices().notifyBoundUsers(job.deviceId, "controlReply", toText(data));
+  ctx_.devices().notifyBoundUsers(job.deviceId, "controlReply", json::text(data));
+}
+
+void BlePlugin::countResult(const Result<std::string>& result) {
+  if (result.isOk()) {
+    ctx_.count("commands_ok");
+    return;
+  }
+  std::string name = "command_errors_";
+  for (const char* c = errorCodeName(result.status().code()); *c != '\0'; ++c) {
+    name += static_cast<char>(std::tolower(static_cast<unsigned char>(*c)));
+  }
+  ctx_.count(name);
 }
 
 void BlePlugin::failAllJobs(ErrorCode code, const std::string& why) {
@@ -459,17 +460,13 @@ void BlePlugin::releaseHeld(const std::string& deviceId) {
   if (it == held_.end() || deviceBusy(deviceId)) return;
   Held& h = it->second;
   h.lastUsed = now();
-  if (h.idleTimer != 0) ctx_.cancelTimer(h.idleTimer);
-  h.idleTimer = 0;
+  h.idleTimer.cancel();
   if (connectionIdle_.count() == 0) {
     closeHeld(deviceId);
     return;
   }
-  h.idleTimer = ctx_.startTimer(connectionIdle_, [this, deviceId] {
-    auto it = held_.find(deviceId);
-    if (it == held_.end()) return;
-    it->second.idleTimer = 0;
-    if (deviceBusy(deviceId)) return;
+  h.idleTimer = ctx_.after(connectionIdle_, [this, deviceId] {
+    if (!held_.count(deviceId) || deviceBusy(deviceId)) return;
     closeHeld(deviceId);
     pump();
   });
@@ -478,9 +475,8 @@ void BlePlugin::releaseHeld(const std::string& deviceId) {
 void BlePlugin::closeHeld(const std::string& deviceId) {
   auto it = held_.find(deviceId);
   if (it == held_.end()) return;
-  if (it->second.idleTimer != 0) ctx_.cancelTimer(it->second.idleTimer);
   if (busUp_) client_->disconnect(it->second.path, ignoreReply);
-  held_.erase(it);
+  held_.erase(it);  // and its idle timer
 }
 
 }  // namespace hearth::ble

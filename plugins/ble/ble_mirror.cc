@@ -40,17 +40,13 @@ void BlePlugin::setLink(Link link) {
       detail.set("adapter", lastSegment(adapterPath_));
       break;
   }
-  const std::string text = toText(detail);
+  const std::string text = json::text(detail);
   ctx_.logger().info(std::string("state ") + pluginStateName(state) + " " + text);
   ctx_.setState(state, text);
 }
 
 void BlePlugin::armRetry(std::function<void()> fn) {
-  if (retryTimer_ != 0) ctx_.cancelTimer(retryTimer_);
-  retryTimer_ = ctx_.startTimer(retryInterval_, [this, fn = std::move(fn)] {
-    retryTimer_ = 0;
-    fn();
-  });
+  retryTimer_ = ctx_.after(retryInterval_, std::move(fn));
 }
 
 void BlePlugin::connectBus() {
@@ -64,6 +60,8 @@ void BlePlugin::connectBus() {
     return;
   }
   busUp_ = true;
+  if (busConnectedBefore_) ctx_.count("bus_reconnects");
+  busConnectedBefore_ = true;
   resync();
 }
 
@@ -88,8 +86,7 @@ void BlePlugin::resync() {
 }
 
 void BlePlugin::applyTree(const ObjectTree& tree) {
-  if (retryTimer_ != 0) ctx_.cancelTimer(retryTimer_);
-  retryTimer_ = 0;
+  retryTimer_.cancel();
   adapters_.clear();
   devices_.clear();
   services_.clear();
@@ -132,10 +129,7 @@ void BlePlugin::resetConnections(const std::string& why) {
   // ended; replies still on their way are ignored (connectToken_, job ids, scanGen_).
   stopScanning(false);
   failAllJobs(ErrorCode::kUnavailable, why);
-  for (auto& [id, h] : held_) {
-    if (h.idleTimer != 0) ctx_.cancelTimer(h.idleTimer);
-  }
-  held_.clear();
+  held_.clear();  // and their idle timers
   ++connectToken_;
   connectPending_ = false;
 }
@@ -158,6 +152,7 @@ void BlePlugin::onBluezOwnerChanged(bool present) {
   if (!started_) return;
   if (present) {
     ctx_.logger().info("bluetoothd appeared on the bus; reading its objects");
+    ctx_.count("bluez_restarts");
     dropSession("bluetoothd restarted");
     resync();
   } else {
@@ -173,6 +168,7 @@ void BlePlugin::onBluezOwnerChanged(bool present) {
 void BlePlugin::onBusDisconnected() {
   if (!started_ || !busUp_) return;
   ctx_.logger().warn("lost the system bus; reconnecting");
+  ctx_.count("bus_disconnects");
   dropSession("the system bus connection was lost");
   client_->stop();
   busUp_ = false;
@@ -206,6 +202,7 @@ void BlePlugin::onInterfacesAdded(const std::string& path, const BluezObject& ob
     return;
   }
   if (object.device && under(path, adapterPath_)) {
+    if (object.device->rssi) ctx_.count("adverts_seen");
     observeDevice(path, object.device->rssi.has_value());
   }
 }
@@ -227,11 +224,7 @@ void BlePlugin::onInterfacesRemoved(const std::string& path,
       if (id.empty()) continue;
       auto k = known_.find(id);
       if (k != known_.end() && k->second.path == path) k->second.path.clear();
-      auto h = held_.find(id);
-      if (h != held_.end()) {
-        if (h->second.idleTimer != 0) ctx_.cancelTimer(h->second.idleTimer);
-        held_.erase(h);
-      }
+      held_.erase(id);
       for (auto it = jobs_.begin(); it != jobs_.end(); ++it) {
         if (it->second.deviceId == id && it->second.phase != Job::Phase::kQueued) {
           finishJob(it->first, Status::error(ErrorCode::kOffline, "BlueZ dropped the device"));
@@ -277,10 +270,14 @@ void BlePlugin::onPropertiesChanged(const std::string& path, const std::string& 
       if (name == "TxPower") d.txPower.reset();
     }
     const DeviceProps& c = *changed.device;
-    const bool advertised = c.rssi || c.txPower || c.manufacturerData || c.serviceData || c.uuids ||
-                            c.name || (c.connected && *c.connected);
+    const bool advert =
+        c.rssi || c.txPower || c.manufacturerData || c.serviceData || c.uuids || c.name;
+    const bool advertised = advert || (c.connected && *c.connected);
     if (c.connected && !*c.connected) d.servicesResolved = false;
-    if (under(path, adapterPath_)) observeDevice(path, advertised);
+    if (under(path, adapterPath_)) {
+      if (advert) ctx_.count("adverts_seen");
+      observeDevice(path, advertised);
+    }
     const std::string id = deviceIdAt(path);
     if (c.connected && !*c.connected && !id.empty()) onDeviceDisconnected(id);
     if (c.servicesResolved && *c.servicesResolved && resolvingJob_ != 0) {

@@ -110,6 +110,7 @@ Status BlePlugin::start() {
   s = ctx_.devices().registerTransport(kTransport, this);
   if (!s.isOk()) return s;
   started_ = true;
+  busConnectedBefore_ = false;
   link_ = Link::kNoBluez;
   linkReported_ = false;
   setLink(Link::kNoBluez);  // until the object tree arrives
@@ -121,16 +122,15 @@ Status BlePlugin::start() {
 void BlePlugin::stop() {
   if (!started_) return;
   started_ = false;
-  for (TimerId* t : {&retryTimer_, &scanTimer_, &sweepTimer_, &resolveTimer_}) {
-    if (*t != 0) ctx_.cancelTimer(*t);
-    *t = 0;
-  }
+  retryTimer_.cancel();
+  scanTimer_.cancel();
+  sweepTimer_.cancel();
+  resolveTimer_.cancel();
   failAllJobs(ErrorCode::kUnavailable, "the ble plugin is stopping");
-  for (auto& [id, h] : held_) {
-    if (h.idleTimer != 0) ctx_.cancelTimer(h.idleTimer);
+  for (const auto& [id, h] : held_) {
     if (busUp_) client_->disconnect(h.path, ignoreReply);
   }
-  held_.clear();
+  held_.clear();  // and their idle timers
   stopScanning(busUp_);
   // Pending messages (Disconnect, StopDiscovery) are flushed when the connection closes.
   client_->stop();

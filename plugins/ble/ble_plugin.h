@@ -102,7 +102,7 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
     const ProductRule* rule = nullptr;
     Bytes payload;
     std::function<void(Result<std::string>)> done;
-    TimerId timer = 0;
+    Timer timer;  // control_timeout over the whole command
     Phase phase = Phase::kQueued;
     std::string path;       // device object
     std::string charPath;   // written characteristic
@@ -117,7 +117,7 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   struct Held {
     std::string path;
     TimePoint lastUsed{};
-    TimerId idleTimer = 0;
+    Timer idleTimer;  // connection_idle after its last command
   };
 
   // BluezClient::Listener.
@@ -173,6 +173,8 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   static constexpr bool kFromDevice = true;
   void finishJob(uint64_t id, Result<std::string> result, bool fromDevice = false);
   void notifyControlReply(const Job& job, const Result<std::string>& result);
+  // Counts a controlDevice answer: commands_ok, or command_errors_<code> (timeout, offline, ...).
+  void countResult(const Result<std::string>& result);
   void failAllJobs(ErrorCode code, const std::string& why);
   void releaseHeld(const std::string& deviceId);
   void closeHeld(const std::string& deviceId);
@@ -198,8 +200,10 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   Link link_ = Link::kNoBus;
   bool linkReported_ = false;
   bool busUp_ = false;
+  bool busConnectedBefore_ = false;  // a later successful start() counts as a bus reconnect
   uint64_t treeGen_ = 0;  // bumped by every resync/drop; stale tree replies are ignored
-  TimerId retryTimer_ = 0;
+  // The next attempt at the bus or BlueZ while waiting for them.
+  Timer retryTimer_;
   std::string adapterPath_;
 
   // Mirror of BlueZ's objects (current session only).
@@ -211,12 +215,14 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   // Discovery.
   bool scanning_ = false;
   uint64_t scanGen_ = 0;
-  TimerId scanTimer_ = 0;
+  // The next switch of the duty cycle (or a StartDiscovery retry).
+  Timer scanTimer_;
 
   // Devices.
   std::map<std::string, Known> known_;
   std::map<std::string, uint8_t> resetCounters_;  // by device id, persisted
-  TimerId sweepTimer_ = 0;
+  // The offline sweep, re-armed by itself.
+  Timer sweepTimer_;
 
   // Control.
   std::map<uint64_t, Job> jobs_;  // by id = arrival order
@@ -224,7 +230,8 @@ class BlePlugin : public Plugin, public DeviceTransport, private BluezClient::Li
   bool connectPending_ = false;  // a Device1.Connect call is in flight
   uint64_t connectToken_ = 0;    // identifies that call; bumped when a session is dropped
   uint64_t resolvingJob_ = 0;    // the job whose fresh connection waits for ServicesResolved
-  TimerId resolveTimer_ = 0;
+  // connect_timeout for ServicesResolved of resolvingJob_.
+  Timer resolveTimer_;
   std::map<std::string, Held> held_;
   bool pumping_ = false;
   bool pumpAgain_ = false;

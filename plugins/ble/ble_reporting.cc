@@ -59,6 +59,7 @@ void BlePlugin::observeDevice(const std::string& path, bool seenNow) {
       ctx_.logger().warn("reporting " + id + " failed: " + s.toString());
       return;
     }
+    ctx_.count("device_reports");
     if (!k.reported) {
       ctx_.logger().info("reported " + id + " model " + r.model + " name '" + name +
                          "' bind window " + std::to_string(info.bindWindowSec));
@@ -99,6 +100,7 @@ void BlePlugin::checkResetCounter(const std::string& deviceId, uint8_t counter) 
       ctx_.logger().warn("reportReset " + deviceId + " failed: " + s.toString());
       return;
     }
+    ctx_.count("device_resets");
   }
   Status s = ctx_.store().put(kResetCounters, deviceId, std::to_string(counter));
   if (!s.isOk()) {
@@ -110,8 +112,7 @@ void BlePlugin::checkResetCounter(const std::string& deviceId, uint8_t counter) 
 
 void BlePlugin::armSweep() {
   const Ms period = std::clamp<Ms>(offlineAfter_ / 4, Ms(1000), Ms(30000));
-  sweepTimer_ = ctx_.startTimer(period, [this] {
-    sweepTimer_ = 0;
+  sweepTimer_ = ctx_.after(period, [this] {
     sweepOffline();
     armSweep();
   });
@@ -125,6 +126,7 @@ void BlePlugin::sweepOffline() {
     if (d != devices_.end() && d->second.connected.value_or(false)) continue;
     ctx_.logger().info(id + " silent for " + seconds(offlineAfter_) + "; offline");
     k.online = false;
+    ctx_.count("devices_offline");
     ctx_.devices().setOnline(id, false);
   }
 }

@@ -1,10 +1,7 @@
 #pragma once
 // What the ble sources share inside the plugin: the transport's name, the store collection,
-// reporting limits and small helpers for BlueZ paths, properties and JSON text. Internal to
-// plugins/ble.
-
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Stringifier.h>
+// reporting limits and small helpers for BlueZ paths and properties. JSON goes through the
+// tree's one helper, hearth/util/json.h. Internal to plugins/ble.
 
 #include <algorithm>
 #include <chrono>
@@ -14,10 +11,11 @@
 #include <string>
 
 #include "bluez_client.h"
+#include "hearth/util/json.h"
 
 namespace hearth::ble::detail {
 
-using Poco::JSON::Object;
+using json::Object;
 
 inline constexpr const char* kTransport = "ble";
 inline constexpr const char* kResetCounters = "reset_counters";  // device id -> last reset counter
@@ -25,12 +23,6 @@ inline constexpr const char* kResetCounters = "reset_counters";  // device id ->
 // moved by more than this does.
 inline constexpr std::chrono::seconds kWindowTolerance{2};
 inline constexpr size_t kMaxNameBytes = 128;  // what the core accepts in DeviceReport::name
-
-inline std::string toText(const Object& o) {
-  std::ostringstream out;
-  Poco::JSON::Stringifier::condense(o, out);
-  return out.str();
-}
 
 inline std::string lastSegment(const std::string& path) {
   auto slash = path.rfind('/');

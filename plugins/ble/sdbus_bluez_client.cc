@@ -134,13 +134,12 @@ void SdbusBluezClient::addMatch(const std::string& rule,
 Status SdbusBluezClient::start(Listener* listener) {
   stop();
   listener_ = listener;
-  live_ = std::make_shared<std::atomic<bool>>(true);
-  Liveness live = live_;
-  auto post = post_;
-  // Hands a signal to the listener on the hub loop, unless this session ended by then.
-  auto deliver = [post, live, listener](std::function<void(Listener&)> fn) {
-    post([live, listener, fn = std::move(fn)] {
-      if (live->load()) fn(*listener);
+  const uint64_t session = ++session_;
+  // Hands a signal to the listener on the hub loop, unless this session ended by then. `this`
+  // is safe there: the plugin owns this client, and post() drops work once the plugin stopped.
+  auto deliver = [this, session](std::function<void(Listener&)> fn) {
+    post_([this, session, fn = std::move(fn)] {
+      if (session == session_) fn(*listener_);
     });
   };
   try {
@@ -187,13 +186,14 @@ Status SdbusBluezClient::start(Listener* listener) {
   } catch (const sdbus::Error& e) {
     matches_.clear();
     connection_.reset();
-    live_->store(false);
+    listener_ = nullptr;
+    ++session_;
     return Status::error(ErrorCode::kUnavailable,
                          "cannot reach the system bus: " + e.getName() + ": " + e.getMessage());
   }
   sdbus::IConnection* connection = connection_.get();
   Logger& logger = logger_;
-  loop_ = std::thread([connection, deliver, live, &logger] {
+  loop_ = std::thread([connection, deliver, &logger] {
     try {
       connection->enterEventLoop();
     } catch (const std::exception& e) {
@@ -207,7 +207,7 @@ Status SdbusBluezClient::start(Listener* listener) {
 
 void SdbusBluezClient::stop() {
   if (!connection_) return;
-  live_->store(false);
+  ++session_;  // what this session's I/O thread posted is dropped on the hub loop
   try {
     connection_->leaveEventLoop();
   } catch (const std::exception& e) {
@@ -238,8 +238,13 @@ void SdbusBluezClient::call(const std::string& path, const std::string& interfac
   // Not started (or stopped): by the contract no callback runs, and the caller's own timeout
   // ends whatever waited for this reply.
   if (!connection_) return;
-  Liveness live = live_;
-  auto post = post_;
+  const uint64_t session = session_;
+  // Runs done on the hub loop, unless the session ended by then (`this`: as in start()).
+  auto deliver = [this, session, done](MaybeError err, T value) {
+    post_([this, session, done, err = std::move(err), value = std::move(value)]() mutable {
+      if (session == session_) done(err, std::move(value));
+    });
+  };
   try {
     sdbus::IProxy& p = proxy(path);
     sdbus::MethodCall msg = p.createMethodCall(interface, method);
@@ -247,8 +252,8 @@ void SdbusBluezClient::call(const std::string& path, const std::string& interfac
     const auto usec = std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
     p.callMethod(
         msg,
-        [post, live, decode = std::move(decode), done](sdbus::MethodReply& reply,
-                                                       const sdbus::Error* error) {
+        [deliver, decode = std::move(decode)](sdbus::MethodReply& reply,
+                                              const sdbus::Error* error) {
           MaybeError err;
           T value{};
           if (error != nullptr) {
@@ -260,15 +265,11 @@ void SdbusBluezClient::call(const std::string& path, const std::string& interfac
               err = BluezError{"org.freedesktop.DBus.Error.InvalidSignature", e.what()};
             }
           }
-          post([live, done, err = std::move(err), value = std::move(value)]() mutable {
-            if (live->load()) done(err, std::move(value));
-          });
+          deliver(std::move(err), std::move(value));
         },
         static_cast<uint64_t>(usec));
   } catch (const sdbus::Error& e) {
-    post_([live, done = std::move(done), err = BluezError{e.getName(), e.getMessage()}] {
-      if (live->load()) done(err, T{});
-    });
+    deliver(BluezError{e.getName(), e.getMessage()}, T{});
   }
 }
 

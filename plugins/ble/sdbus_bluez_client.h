@@ -10,10 +10,14 @@
 // touches plugin state. Method calls are sent from the hub loop (sdbus-c++ documents sending
 // calls as thread-safe); the proxies map is hub-loop-only and is destroyed only after the I/O
 // thread has been joined, so no reply handler can run on a destroyed proxy.
+//
+// What the I/O thread posts captures `this`: the plugin owns the client, and PluginContext::post
+// drops work once the plugin has stopped. A session number (hub loop only) drops the replies
+// and signals of an earlier start()..stop() session when one arrives after a reconnect.
 
 #include <sdbus-c++/sdbus-c++.h>
 
-#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -52,10 +56,6 @@ class SdbusBluezClient : public BluezClient {
   void stopNotify(const std::string& characteristic, Done done) override;
 
  private:
-  // Set while one start()..stop() session is live; replies and signals of an earlier session
-  // see false and are dropped on the hub loop.
-  using Liveness = std::shared_ptr<std::atomic<bool>>;
-
   // Decodes a reply on the I/O thread into T (may throw; reported as an error).
   template <typename T>
   using Decoder = std::function<T(sdbus::MethodReply&)>;
@@ -73,7 +73,9 @@ class SdbusBluezClient : public BluezClient {
   std::function<void(std::function<void()>)> post_;
   Logger& logger_;
   Listener* listener_ = nullptr;
-  Liveness live_;
+  // Bumped by start() and stop(); read and written on the hub loop only. Work posted by a
+  // session runs only while session_ still has the number it started with.
+  uint64_t session_ = 0;
   std::unique_ptr<sdbus::IConnection> connection_;
   std::vector<sdbus::Slot> matches_;
   std::map<std::string, std::unique_ptr<sdbus::IProxy>> proxies_;

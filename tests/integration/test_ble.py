@@ -456,6 +456,13 @@ class ShareRequiredLock(BleCase):
                                          {"deviceId": dev, "command": "explode"})["code"],
                          "INVALID_REQUEST")
 
+        # What happened is counted in hub/status (details.ble.counters).
+        counters = self.plugin_state()[1]["counters"]
+        self.assertGreaterEqual(counters["adverts_seen"], 1)
+        self.assertEqual((counters["gatt_writes"], counters["gatt_notifications"],
+                          counters["commands_ok"], counters["command_errors_invalid_request"]),
+                         (2, 2, 2, 1))
+
     def test_discovery_filter_and_duty_cycle(self):
         self.wait_state("running")
         filters = wait_for(lambda: self.mock.calls(self.adapter, "SetDiscoveryFilter"),
@@ -609,6 +616,7 @@ class BluetoothdRestart(BleCase):
                          [b"\x02"])
         self.assertEqual(self.hub.proc.pid, pid)
         self.assertIsNone(self.hub.proc.poll())
+        self.assertGreaterEqual(self.plugin_state()[1]["counters"]["bluez_restarts"], 1)
 
 
 class SystemBusRestart(BleCase):
@@ -628,6 +636,8 @@ class SystemBusRestart(BleCase):
                  what="discovery on the new bus")
         self.mock.add_lock("C0:FF:EE:00:04:01")
         self.wait_device("ble:C0:FF:EE:00:04:01")
+        counters = self.plugin_state()[1]["counters"]
+        self.assertEqual((counters["bus_disconnects"], counters["bus_reconnects"]), (1, 1))
 
 
 class NoAdapterAtStart(BleCase):

@@ -278,6 +278,30 @@ TEST(BleCommands, NamedPayloadsAndHexFromParams) {
   EXPECT_FALSE(commandPayload(spec, "raw", "{\"value\": \"" + std::string(1026, 'a') + "\"}"));
 }
 
+TEST(BleCommands, BadParamsSayWhatIsWrong) {
+  auto r = rules(R"([{"model": "m", "name_pattern": "x",
+                      "control": {"characteristic": "fff1", "commands": {"raw": "*"}}}])");
+  const ControlSpec& spec = *r[0].control;
+  auto message = [&](const std::string& params) {
+    auto p = commandPayload(spec, "raw", params);
+    EXPECT_FALSE(p.isOk()) << params;
+    return p.isOk() ? std::string() : p.status().message();
+  };
+  EXPECT_NE(message("not json").find("params: not JSON"), std::string::npos);
+  EXPECT_NE(message("[1]").find("params: not a JSON object"), std::string::npos);
+  for (const char* params : {"{}", R"({"value": 7})", R"({"value": "xyz"})"}) {
+    EXPECT_NE(message(params).find("command 'raw' needs params.value: 1 to 512 bytes as hex"),
+              std::string::npos)
+        << params;
+  }
+  EXPECT_NE(message("{}").find("missing \"value\""), std::string::npos);
+  EXPECT_NE(message(R"({"value": 7})").find("must be a string"), std::string::npos);
+  EXPECT_NE(message(R"({"value": "xyz"})").find("not hex"), std::string::npos);
+  auto most = commandPayload(spec, "raw", "{\"value\": \"" + std::string(1024, 'a') + "\"}");
+  ASSERT_TRUE(most.isOk());
+  EXPECT_EQ(most.value().size(), 512u);
+}
+
 TEST(BleErrors, BluezErrorsMapToTimeoutOfflineOrUnavailableKeepingTheMessage) {
   struct Case {
     const char* name;

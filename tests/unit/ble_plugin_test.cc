@@ -169,8 +169,9 @@ class FakeBluez : public BluezClient {
     c.path = path;
     return c;
   }
-  // Like the real client: a reply posted before stop() (or the client's destruction) is
-  // dropped when it reaches the front of the queue.
+  // Like the real client: a reply posted before stop() is dropped when it reaches the front of
+  // the queue. So is one posted before the fake's destruction: the host drops a stopped
+  // plugin's posts, but this context lives on across the restarts of one test.
   void answer(std::function<void()> fn) {
     ctx_.post([session = session_, current = *session_, fn = std::move(fn)] {
       if (*session == current) fn();
@@ -848,6 +849,7 @@ TEST_F(BlePluginTest, NotifyRepliesAndGattObjectsMissingFromTheCache) {
   ASSERT_TRUE(out->result.isOk()) << out->result.status().toString();
   EXPECT_NE(out->result.value().find(R"("reply":"a001")"), std::string::npos);
   EXPECT_EQ(bluez->count("StopNotify"), 1u);
+  EXPECT_EQ(ctx.counters["gatt_notifications"], 1);
 }
 
 TEST_F(BlePluginTest, AMissingCharacteristicIsUnavailableAfterOneRefresh) {
@@ -892,6 +894,132 @@ TEST_F(BlePluginTest, StopFailsCommandsClosesConnectionsAndStopsDiscovery) {
   EXPECT_EQ(bluez->count("Disconnect"), 2u);
   EXPECT_EQ(bluez->count("StopDiscovery"), 1u);
   EXPECT_EQ(bluez->listener, nullptr);
+}
+
+// ---- timers (hearth::Timer handles) -------------------------------------------------------------
+
+TEST_F(BlePluginTest, ARetryArmedAgainReplacesTheEarlierOne) {
+  withLocks({kA});
+  startPlugin();
+  EXPECT_EQ(bluez->count("GetManagedObjects"), 1u);
+  bus().onBluezOwnerChanged(false);  // retry at 5 s
+  ctx.drain();
+  ctx.advance(seconds(2));
+  bus().onBluezOwnerChanged(false);  // re-armed: retry at 7 s, the one at 5 s is gone
+  ctx.drain();
+  ctx.advance(seconds(4));  // 6 s
+  EXPECT_EQ(bluez->count("GetManagedObjects"), 1u);
+  ctx.advance(seconds(1));  // 7 s
+  EXPECT_EQ(bluez->count("GetManagedObjects"), 2u);
+  EXPECT_EQ(ctx.state, PluginState::kRunning);
+}
+
+TEST_F(BlePluginTest, TimersReArmedFromTheirOwnCallbacksKeepRunning) {
+  // The duty cycle and the offline sweep re-arm their member Timer from its own callback, and
+  // the retry re-arms itself while the bus stays away.
+  ctx.cfg.durations["scan_window"] = seconds(1);
+  ctx.cfg.durations["scan_interval"] = seconds(2);
+  ctx.cfg.durations["offline_after"] = seconds(4);  // sweep every second
+  withLocks({kA});
+  startPlugin();
+  ctx.advance(seconds(20));
+  EXPECT_EQ(bluez->count("StartDiscovery"), 11u);
+  EXPECT_EQ(bluez->count("StopDiscovery"), 10u);
+  EXPECT_EQ(ctx.devs.onlineChanges.size(), 1u);  // the sweep ran after 4 s of silence
+  EXPECT_EQ(ctx.counters["devices_offline"], 1);
+
+  bluez->startStatus = Status::error(ErrorCode::kUnavailable, "no bus");
+  bus().onBusDisconnected();
+  ctx.drain();
+  const int starts = bluez->starts;
+  ctx.advance(seconds(25));  // retry_interval 5 s
+  EXPECT_EQ(bluez->starts, starts + 5);
+  EXPECT_EQ(ctx.detail("reason"), "waiting_for_system_bus");
+}
+
+TEST_F(BlePluginTest, StopCancelsEveryTimer) {
+  ctx.cfg.durations["scan_window"] = seconds(2);
+  ctx.cfg.durations["scan_interval"] = seconds(5);
+  withLocks({kA, kB});
+  startPlugin();
+  auto a = control(kA);
+  connectAndResolve(kA);
+  bluez->take("WriteValue").done(std::nullopt);
+  ctx.drain();           // A's connection is held: its idle timer runs
+  auto b = control(kB);  // B's command timer and connect
+  plugin->stop();
+  ASSERT_TRUE(b->done);
+  const size_t calls = bluez->log.size();
+  const size_t offline = ctx.devs.onlineChanges.size();
+  ctx.advance(std::chrono::hours(1));
+  EXPECT_EQ(bluez->log.size(), calls) << bluez->log.back();
+  EXPECT_EQ(ctx.devs.onlineChanges.size(), offline);
+}
+
+// ---- counters -----------------------------------------------------------------------------------
+
+TEST_F(BlePluginTest, CountsAdvertsCommandsAndReconnects) {
+  ctx.cfg.durations["control_timeout"] = seconds(5);
+  withLocks({kA, kB});
+  startPlugin();
+  auto& n = ctx.counters;
+  EXPECT_EQ(n["device_reports"], 2);
+  EXPECT_EQ(n["adverts_seen"], 0);  // BlueZ's cached tree is not an advertisement
+  advertise(kA);
+  advertise(kA);
+  EXPECT_EQ(n["adverts_seen"], 2);
+
+  auto ok = control(kA);
+  connectAndResolve(kA);
+  bluez->take("WriteValue").done(std::nullopt);
+  ctx.drain();
+  ASSERT_TRUE(ok->result.isOk());
+  EXPECT_EQ(n["connects"], 1);
+  EXPECT_EQ(n["gatt_writes"], 1);
+  EXPECT_EQ(n["commands_ok"], 1);
+
+  control(kA, "explode");
+  control("AA:00:00:00:00:99");
+  auto late = control(kB);
+  ctx.advance(seconds(5));
+  ASSERT_TRUE(late->done);
+  EXPECT_EQ(n["command_errors_invalid_request"], 1);
+  EXPECT_EQ(n["command_errors_offline"], 1);
+  EXPECT_EQ(n["command_errors_timeout"], 1);
+  EXPECT_EQ(n["connects"], 2);
+
+  bus().onBluezOwnerChanged(true);
+  ctx.drain();
+  EXPECT_EQ(n["bluez_restarts"], 1);
+  EXPECT_EQ(n["bus_reconnects"], 0);
+  bus().onBusDisconnected();
+  ctx.drain();
+  ctx.advance(seconds(5));
+  EXPECT_EQ(n["bus_disconnects"], 1);
+  EXPECT_EQ(n["bus_reconnects"], 1);
+  EXPECT_EQ(ctx.state, PluginState::kRunning);
+}
+
+TEST_F(BlePluginTest, ReadRepliesAreReadAndCounted) {
+  ctx.cfg.json["products"] = R"([{"model": "acme.lock", "service_uuid": "fff0",
+      "control": {"characteristic": "fff1", "reply": "read", "reply_characteristic": "fff2",
+                  "commands": {"unlock": "01"}}}])";
+  withLocks({kA});
+  startPlugin();
+  auto out = control(kA);
+  connectAndResolve(kA);
+  bluez->take("WriteValue").done(std::nullopt);
+  ctx.drain();
+  auto read = bluez->take("ReadValue");
+  EXPECT_EQ(read.path, statusPath(kA));
+  read.bytesDone(std::nullopt, Bytes{0xA0});
+  ctx.drain();
+  ASSERT_TRUE(out->done);
+  ASSERT_TRUE(out->result.isOk()) << out->result.status().toString();
+  EXPECT_NE(out->result.value().find(R"("reply":"a0")"), std::string::npos);
+  EXPECT_EQ(ctx.counters["gatt_writes"], 1);
+  EXPECT_EQ(ctx.counters["gatt_reads"], 1);
+  EXPECT_EQ(ctx.counters["commands_ok"], 1);
 }
 
 }  // namespace
