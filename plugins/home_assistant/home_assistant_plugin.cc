@@ -198,7 +198,6 @@ Status HomeAssistantPlugin::start() {
 }
 
 void HomeAssistantPlugin::stop() {
-  callbacksLive_.reset();
   resendTimer_.cancel();
   // A clean DISCONNECT fires no Will: on an external broker say so ourselves.
   if (link_ && external_ && state_ == LinkState::kLive) {
@@ -294,10 +293,8 @@ void HomeAssistantPlugin::haAccount(const Request& req, const Responder& res) {
     }
     std::string user = ctx_.config().getString("ha_username");
     ctx_.setBrokerAccount(user, password, haAcls(topics_),
-                          [this, user, res, live = std::weak_ptr<char>(callbacksLive_)](Status s) {
+                          [this, user, res](Status s) {
                             if (!s) return res.error(s.code(), s.message());
-                            if (live.expired())
-                              return res.error(ErrorCode::kUnavailable, "the plugin stopped");
                             ctx_.logger().info("Home Assistant's broker account " + user + " set");
                             Object r;
                             r.set("username", user);
@@ -391,8 +388,8 @@ void HomeAssistantPlugin::setUpAccount() {
   std::string password = randomPassword(rng_);
   ctx_.setBrokerAccount(
       user, password, bridgeAcls(topics_),
-      [this, user, password, live = std::weak_ptr<char>(callbacksLive_)](Status s) {
-        if (live.expired() || link_) return;
+      [this, user, password](Status s) {
+        if (link_) return;
         if (!s) {
           lastError_ = "broker account " + user + ": " + s.message();
           ctx_.logger().error(lastError_ + " (retried on the next connect)");
@@ -559,9 +556,8 @@ void HomeAssistantPlugin::onCommand(const std::string& node, const std::string& 
   }
   std::string owner = e->owner;
   ctx_.devices().controlAs(owner, deviceId, cmd.value().command, cmd.value().paramsJson, kVia,
-                           [this, live = std::weak_ptr<char>(callbacksLive_), deviceId, owner,
+                           [this, deviceId, owner,
                             command = cmd.value().command](Result<std::string> r) {
-                             if (live.expired()) return;
                              if (!r) {
                                ++counters_.commandsRefused;
                                ctx_.count("commands_refused");

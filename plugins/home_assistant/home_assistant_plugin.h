@@ -91,9 +91,6 @@ class HomeAssistantPlugin : public Plugin {
   std::map<std::string, std::string> haStates_;  // device -> merged HA state (JSON text)
   Timer resendTimer_;
   std::mt19937_64 rng_;
-  // The one-shot callbacks of controlAs and setBrokerAccount hold a weak copy and do nothing
-  // once stop() has reset it: unlike post(), the host does not promise to drop them after stop.
-  std::shared_ptr<char> callbacksLive_ = std::make_shared<char>();
   struct Counters {
     uint64_t configsPublished = 0;
     uint64_t configsCleared = 0;

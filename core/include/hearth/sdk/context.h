@@ -235,7 +235,8 @@ class Devices {
   virtual std::optional<DeviceInfo> deviceInfo(const std::string& deviceId) const = 0;
   // controlDevice run for `userId` through the same rules as that user's own request (bound,
   // else FORBIDDEN; transport running; device online), recorded in the audit log as `command`
-  // by `userId` with reason "via <via>". done is called exactly once, on the hub loop.
+  // by `userId` with reason "via <via>". done is called exactly once, on the hub loop — or never,
+  // if the plugin has stopped before the answer came (it is dropped then, like post()).
   virtual void controlAs(const std::string& userId, const std::string& deviceId,
                          const std::string& command, const std::string& paramsJson,
                          const std::string& via, std::function<void(Result<std::string>)> done) = 0;
@@ -374,7 +375,8 @@ class PluginContext {
   // dynsec mode: creates broker account `username` with `password`, or sets the password of
   // the existing one, confined by a role "hearth-p-<username>" holding `acls` (added to it).
   // Refused (CONFLICT) for hearth users, the hub's own and admin accounts; UNAVAILABLE in external
-  // mode or when the broker does not answer. done runs once, on the hub loop.
+  // mode or when the broker does not answer. done runs once, on the hub loop — or never, if the
+  // plugin has stopped before the answer came (dropped, like post()).
   virtual void setBrokerAccount(const std::string& username, const std::string& password,
                                 const std::vector<BrokerAcl>& acls,
                                 std::function<void(Status)> done) = 0;
