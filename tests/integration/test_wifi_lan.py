@@ -286,6 +286,10 @@ class WifiLanTest(unittest.TestCase):
     def dropped(self, reason):
         return self.details().get("dropped", {}).get(reason, 0)
 
+    def counters(self):
+        """The plugin counters (ctx.count) the host shows under details.wifi_lan.counters."""
+        return self.details().get("counters", {})
+
     def devices(self):
         r = self.hub.admin("devices")
         self.assertTrue(r["ok"], r)
@@ -524,6 +528,7 @@ class WifiLanTest(unittest.TestCase):
         self.assertEqual(self.dropped("mac"), mac_before + 2)
         self.assertEqual(self.dropped("unsolicited"), unsolicited + 1)
         wait_for(lambda: self.details()["control"]["timeouts"] == 1, what="one timeout counted")
+        self.assertEqual(self.counters().get("control_timeouts"), 1)
         self.assertEqual(sim.count(lambda e: e.get("event") == "control"
                                    and e.get("cmd") == "set"), 1)  # retries are not re-run
         sim.cmd("unmute %s" % dev)
@@ -633,6 +638,11 @@ class WifiLanTest(unittest.TestCase):
                 self.assertEqual(dropped[reason], n, reason)
         for reason in ("replay", "duplicate", "unauthorized", "overLimit", "backlog"):
             self.assertEqual(dropped[reason], 0, reason)
+        # The same drops as plugin counters (handed over with the next status check).
+        wait_for(lambda: all(self.counters().get("dropped_" + r, 0) == self.dropped(r)
+                             for r in sent), timeout=10, what="the drop counters")
+        for reason in ("replay", "duplicate", "unauthorized", "over_limit", "backlog"):
+            self.assertNotIn("dropped_" + reason, self.counters())
         self.assertEqual(self.details()["devices"], 1000)
         self.assertEqual(self.hub.proc.poll(), None)
 
