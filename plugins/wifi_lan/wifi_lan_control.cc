@@ -1,10 +1,11 @@
 // wifi_lan: commands to devices (DeviceTransport::control): the hub's counter, attempts,
 // timeouts and the devices' replies.
+#include "wifi_lan_plugin.h"
+
 #include <Poco/RandomStream.h>
 
 #include <algorithm>
 
-#include "wifi_lan_plugin.h"
 #include "wifi_lan_shared.h"
 
 namespace hearth::wifi_lan {

@@ -1,8 +1,9 @@
 // wifi_lan: devices on the LAN: announcements, provisioning, what is reported to the core,
 // state and reset messages, and presence.
+#include "wifi_lan_plugin.h"
+
 #include <algorithm>
 
-#include "wifi_lan_plugin.h"
 #include "wifi_lan_shared.h"
 
 namespace hearth::wifi_lan {

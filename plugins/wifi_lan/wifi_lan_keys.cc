@@ -1,7 +1,8 @@
 // wifi_lan: the devices' keys and counters in the KvStore, and authenticating a message by them.
+#include "wifi_lan_plugin.h"
+
 #include <Poco/Exception.h>
 
-#include "wifi_lan_plugin.h"
 #include "wifi_lan_shared.h"
 
 namespace hearth::wifi_lan {
