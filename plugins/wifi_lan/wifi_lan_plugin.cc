@@ -77,8 +77,12 @@ size_t WifiLanPlugin::configKeyCount() { return sizeof(kConfigKeys) / sizeof(kCo
 // ------------------------------------------------------------------------------------------
 // Lifecycle
 
-Status WifiLanPlugin::readSettings() {
-  const ConfigView& c = ctx_.config();
+Status WifiLanPlugin::validate(const ConfigView& config) {
+  Settings unused;
+  return readSettings(config, &unused);
+}
+
+Status WifiLanPlugin::readSettings(const ConfigView& c, Settings* out) {
   Settings s;
   try {
     Poco::Dynamic::Var v = Poco::JSON::Parser().parse(c.getJson("interfaces"));
@@ -97,6 +101,7 @@ Status WifiLanPlugin::readSettings() {
     return Status::error(ErrorCode::kInvalidRequest, "interfaces: " + e.displayText());
   }
   s.io.group = c.getString("multicast_group");
+  if (Status g = checkGroup(s.io.group); !g) return g;
   s.io.port = static_cast<uint16_t>(c.getInt("multicast_port"));
   s.io.listenPort = static_cast<uint16_t>(c.getInt("listen_port"));
   s.io.probePeriod = c.getDuration("probe_period");
@@ -106,12 +111,12 @@ Status WifiLanPlugin::readSettings() {
   s.controlTimeout = c.getDuration("control_timeout");
   s.controlRetries = static_cast<int>(c.getInt("control_retries"));
   s.maxDevices = static_cast<size_t>(c.getInt("max_devices"));
-  settings_ = s;
+  *out = std::move(s);
   return Status::ok();
 }
 
 Status WifiLanPlugin::start() {
-  if (Status s = readSettings(); !s) return s;
+  if (Status s = readSettings(ctx_.config(), &settings_); !s) return s;
   if (Status s = loadKeys(); !s) return s;
   if (Status s = ctx_.devices().registerTransport(kTransport, this); !s) return s;
   hubCounter_ = static_cast<uint64_t>(std::max<int64_t>(0, ctx_.clock().nowMs())) * 1000;

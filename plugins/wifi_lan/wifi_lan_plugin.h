@@ -55,6 +55,9 @@ class WifiLanPlugin : public Plugin, public DeviceTransport {
   WifiLanPlugin(PluginContext& ctx, std::unique_ptr<LanIo> io);
   ~WifiLanPlugin() override;
 
+  // What the declared types cannot check: the interfaces list and the multicast group. Run by
+  // `hearthd --check-config` and before a SIGHUP stops anything; start() runs the same checks.
+  static Status validate(const ConfigView& config);
   // Reads the settings and the stored device keys, registers the "wifi" transport, opens the
   // sockets and starts the presence and status timers.
   Status start() override;
@@ -128,7 +131,7 @@ class WifiLanPlugin : public Plugin, public DeviceTransport {
     std::function<void(Result<std::string>)> done;
   };
 
-  Status readSettings();
+  static Status readSettings(const ConfigView& c, Settings* out);
   Status loadKeys();
   void saveKey(const std::string& deviceId, const LanDevice& d);
   void eraseKey(const std::string& deviceId);

@@ -536,5 +536,37 @@ TEST_F(WifiLanPluginTest, WorkTheIoThreadPostsIsDroppedOnceThePluginStopped) {
   EXPECT_EQ(ctx_.details.find("eth2"), std::string::npos) << ctx_.details;
 }
 
+TEST_F(WifiLanPluginTest, ValidateRefusesWhatStartWould) {
+  // validate (--check-config, SIGHUP) and start() run the same checks.
+  EXPECT_TRUE(WifiLanPlugin::validate(ctx_.cfg).isOk());
+  ctx_.cfg.json["interfaces"] = R"(["eth0", "wlan0"])";
+  EXPECT_TRUE(WifiLanPlugin::validate(ctx_.cfg).isOk());
+  const std::pair<const char*, const char*> badInterfaces[] = {
+      {R"({"eth0": 1})", "list of names"},
+      {"[1]", "interface names"},
+      {R"([""])", "interface names"},
+      {R"(["an-interface-name-too-long"])", "interface names"},
+  };
+  plugin_->stop();
+  for (const auto& [list, message] : badInterfaces) {
+    ctx_.cfg.json["interfaces"] = list;
+    Status s = WifiLanPlugin::validate(ctx_.cfg);
+    EXPECT_EQ(s.code(), ErrorCode::kInvalidRequest) << list;
+    EXPECT_NE(s.message().find(message), std::string::npos) << list << ": " << s.message();
+    WifiLanPlugin plugin(ctx_, std::make_unique<FakeLanIo>(&sent_));
+    EXPECT_EQ(plugin.start().message(), s.message()) << list;
+  }
+  ctx_.cfg.json["interfaces"] = "[]";
+  for (const char* group : {"224.0.0.300", "10.0.0.1", "ff02::1", "lan"}) {
+    ctx_.cfg.strings["multicast_group"] = group;
+    Status s = WifiLanPlugin::validate(ctx_.cfg);
+    EXPECT_EQ(s.code(), ErrorCode::kInvalidRequest) << group;
+    EXPECT_NE(s.message().find(std::string("multicast_group ") + group), std::string::npos)
+        << s.message();
+    WifiLanPlugin plugin(ctx_, std::make_unique<FakeLanIo>(&sent_));
+    EXPECT_EQ(plugin.start().message(), s.message()) << group;
+  }
+}
+
 }  // namespace
 }  // namespace hearth::wifi_lan
