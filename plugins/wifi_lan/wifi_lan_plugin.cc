@@ -194,7 +194,8 @@ void WifiLanPlugin::count(uint64_t& counter, std::string_view name) {
 }
 
 void WifiLanPlugin::reportCounts() {
-  // The plugin counters dropped_<reason> and received (docs/lan-protocol.md, "Counters").
+  // The plugin counters dropped_<reason> and received (docs/lan-protocol.md, "Drops and
+  // counters").
   for (size_t i = 0; i < kDropReasons; ++i) {
     uint64_t n = dropped_[i].load(std::memory_order_relaxed);
     if (n == droppedReported_[i]) continue;
