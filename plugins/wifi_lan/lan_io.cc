@@ -63,16 +63,8 @@ class PocoLanIo : public LanIo {
     close();
     config_ = config;
     handlers_ = std::move(handlers);
-    try {
-      group_ = IPAddress(config.group);
-    } catch (const Poco::Exception&) {
-      return Status::error(ErrorCode::kInvalidRequest,
-                           "multicast_group " + config.group + " is not an IPv4 address");
-    }
-    if (group_.family() != IPAddress::IPv4 || !group_.isMulticast()) {
-      return Status::error(ErrorCode::kInvalidRequest,
-                           "multicast_group " + config.group + " is not IPv4 multicast");
-    }
+    if (Status s = checkGroup(config.group); !s) return s;
+    group_ = IPAddress(config.group);
     try {
       // Bound to the group address so that only datagrams sent to the group arrive here.
       groupSocket_.emplace(SocketAddress(group_, config.port), true);
@@ -332,5 +324,18 @@ class PocoLanIo : public LanIo {
 }  // namespace
 
 std::unique_ptr<LanIo> makePocoLanIo(Logger& logger) { return std::make_unique<PocoLanIo>(logger); }
+
+Status checkGroup(const std::string& group) {
+  IPAddress address;
+  if (!IPAddress::tryParse(group, address)) {
+    return Status::error(ErrorCode::kInvalidRequest,
+                         "multicast_group " + group + " is not an IPv4 address");
+  }
+  if (address.family() != IPAddress::IPv4 || !address.isMulticast()) {
+    return Status::error(ErrorCode::kInvalidRequest,
+                         "multicast_group " + group + " is not IPv4 multicast");
+  }
+  return Status::ok();
+}
 
 }  // namespace hearth::wifi_lan

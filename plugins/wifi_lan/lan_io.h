@@ -25,7 +25,7 @@
 #include <thread>
 #include <vector>
 
-#include "hearth/host.h"
+#include "hearth/sdk/context.h"
 
 namespace hearth::wifi_lan {
 
@@ -69,5 +69,8 @@ class LanIo {
 
 // The production LanIo.
 std::unique_ptr<LanIo> makePocoLanIo(Logger& logger);
+
+// Whether group is an IPv4 multicast address (multicast_group); INVALID_REQUEST saying why not.
+Status checkGroup(const std::string& group);
 
 }  // namespace hearth::wifi_lan

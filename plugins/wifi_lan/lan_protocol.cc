@@ -10,9 +10,9 @@
 
 #include <exception>
 #include <limits>
-#include <sstream>
 
 #include "hearth/status.h"
+#include "hearth/util/json.h"
 
 namespace hearth::lan {
 namespace {
@@ -82,12 +82,6 @@ bool getBool(const Obj& o, const char* key, bool* out) {
   return true;
 }
 
-std::string stringify(const Obj& o) {
-  std::ostringstream out;
-  o.stringify(out);
-  return out.str();
-}
-
 // A JSON-object field as compact text; absent = "{}" when optional.
 bool getObject(const Obj& o, const char* key, bool required, std::string* out) {
   if (!o.has(key)) {
@@ -99,7 +93,7 @@ bool getObject(const Obj& o, const char* key, bool required, std::string* out) {
   if (v.type() != typeid(Obj::Ptr)) return false;
   Obj::Ptr p = v.extract<Obj::Ptr>();
   if (p.isNull()) return false;
-  *out = stringify(*p);
+  *out = json::text(*p);
   return true;
 }
 
@@ -400,7 +394,7 @@ std::string encode(const Message& m, std::string_view key, std::string_view prev
   } catch (const Poco::Exception&) {
     return {};  // params/result/state text that is not JSON
   }
-  std::string body = stringify(o);
+  std::string body = json::text(o);
   std::string out = "HLAN/1";
   if (!key.empty()) out += " mac=" + macHex(key, body);
   if (!prevKey.empty()) out += " prev=" + macHex(prevKey, body);

@@ -2,7 +2,6 @@
 // timeouts and the devices' replies.
 #include "wifi_lan_plugin.h"
 
-#include <Poco/Exception.h>
 #include <Poco/RandomStream.h>
 
 #include <algorithm>
@@ -74,7 +73,7 @@ void WifiLanPlugin::control(const std::string& deviceId, const std::string& user
   p.done = std::move(done);
   std::string req = c.req;
   pending_.emplace(req, std::move(p));
-  ++controlSent_;
+  count(controlSent_, "control_sent");
   sendAttempt(req);
 }
 
@@ -84,19 +83,19 @@ void WifiLanPlugin::sendAttempt(const std::string& req) {
   // A retransmission is the identical datagram: the device answers a repeat of the request it
   // last executed from its cache instead of executing it twice.
   io_->sendTo(p.datagram, p.host, p.port);
-  p.timer = ctx_.startTimer(settings_.controlTimeout, [this, req] { onControlTimeout(req); });
+  p.timer = ctx_.after(settings_.controlTimeout, [this, req] { onControlTimeout(req); });
 }
 
 void WifiLanPlugin::onControlTimeout(const std::string& req) {
   auto it = pending_.find(req);
   if (it == pending_.end()) return;
-  it->second.timer = 0;
+  // The fired timer is forgotten; sendAttempt() re-arms the slot from inside its own callback.
   if (it->second.attemptsLeft > 0) {
-    ++controlRetries_;
+    count(controlRetries_, "control_retries");
     sendAttempt(req);
     return;
   }
-  ++controlTimeouts_;
+  count(controlTimeouts_, "control_timeouts");
   std::string deviceId = it->second.deviceId;
   int attempts = settings_.controlRetries + 1;
   finishControl(req,
@@ -109,7 +108,7 @@ void WifiLanPlugin::finishControl(const std::string& req, Result<std::string> re
   if (it == pending_.end()) return;
   PendingControl p = std::move(it->second);
   pending_.erase(it);
-  if (p.timer != 0) ctx_.cancelTimer(p.timer);
+  p.timer.cancel();
   p.done(std::move(result));
 }
 
@@ -125,28 +124,24 @@ void WifiLanPlugin::handleReply(const Message& m) {
     return;
   }
   markSeen(m.id, dev->second, "");
-  ++controlReplies_;
+  count(controlReplies_, "control_replies");
   const PendingControl& p = it->second;
-  Obj data(Poco::JSON_PRESERVE_KEY_ORDER);
+  json::Object data(Poco::JSON_PRESERVE_KEY_ORDER);
   data.set("deviceId", p.deviceId);
   data.set("userId", p.userId);
   data.set("command", p.command);
   data.set("ok", m.ok);
-  Obj::Ptr result;
-  try {
-    result = parseObject(m.json);
-  } catch (const Poco::Exception&) {
-    result = nullptr;  // decode() produced m.json, so this does not happen
-  }
   if (m.ok) {
-    data.set("result", result.isNull() ? Obj::Ptr(new Obj) : result);
+    // decode() produced m.json, an object, so the fallback does not happen.
+    Result<json::Object::Ptr> result = json::tryParseObject(m.json);
+    data.set("result", result ? result.value() : json::Object::Ptr(new json::Object));
   } else {
-    Obj::Ptr e = new Obj;
+    json::Object::Ptr e = new json::Object;
     e->set("code", m.errorCode);
     e->set("message", m.errorMessage);
     data.set("error", e);
   }
-  ctx_.devices().notifyBoundUsers(p.deviceId, "controlReply", stringify(data));
+  ctx_.devices().notifyBoundUsers(p.deviceId, "controlReply", json::text(data));
   if (m.ok) {
     finishControl(m.req, m.json);
   } else {

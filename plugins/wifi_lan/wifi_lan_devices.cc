@@ -2,8 +2,6 @@
 // state and reset messages, and presence.
 #include "wifi_lan_plugin.h"
 
-#include <Poco/Exception.h>
-
 #include <algorithm>
 
 #include "wifi_lan_shared.h"
@@ -109,7 +107,7 @@ void WifiLanPlugin::handleProvisioning(const Message& m, const std::string& host
     // The core told the token's user (provisionFailed); remember the token so that the
     // device's repeats do not trigger the same failure again.
     d->refusedTokenHash = tokenHash;
-    ++provisionRefused_;
+    count(provisionRefused_, "provision_refused");
     ctx_.logger().info("provisioning of " + m.id + " refused: " + bound.status().toString());
     return;
   }
@@ -119,7 +117,7 @@ void WifiLanPlugin::handleProvisioning(const Message& m, const std::string& host
   d->counterHighWater = m.ctr;
   d->counterDirty = false;
   saveKey(m.id, *d);
-  ++provisionAccepted_;
+  count(provisionAccepted_, "provision_accepted");
   ctx_.logger().info("device " + m.id + " provisioned by " + bound.value() +
                      "; its LAN key was replaced");
   sendProvisioned(m.id, *d);
@@ -160,7 +158,7 @@ void WifiLanPlugin::refresh(const std::string& deviceId, LanDevice& d, const Mes
     return;  // the core refused this record recently; retried once per probe_period
   }
   if (!d.reported && !admitNewDevice(now)) {
-    ++deferredReports_;
+    count(deferredReports_, "deferred_reports");
     return;
   }
   d.lastReport = now;
@@ -173,7 +171,7 @@ void WifiLanPlugin::refresh(const std::string& deviceId, LanDevice& d, const Mes
   r.bindWindowSec = m.bindWindow;
   Status s = ctx_.devices().report(r);
   if (!s) {
-    ++reportErrors_;
+    count(reportErrors_, "report_errors");
     d.reported = false;
     ctx_.logger().debug("the core refused the record of " + deviceId + ": " + s.toString());
     return;
@@ -207,22 +205,20 @@ void WifiLanPlugin::handleState(const Message& m, const std::string& host) {
   LanDevice* d = authenticate(m);
   if (d == nullptr) return;
   markSeen(m.id, *d, host);
-  ++stateReports_;
-  Obj data(Poco::JSON_PRESERVE_KEY_ORDER);
+  count(stateReports_, "state_reports");
+  Result<json::Object::Ptr> state = json::tryParseObject(m.json);
+  if (!state) return;  // decode() produced m.json, an object, so this does not happen
+  json::Object data(Poco::JSON_PRESERVE_KEY_ORDER);
   data.set("deviceId", m.id);
-  try {
-    data.set("state", parseObject(m.json));
-  } catch (const Poco::Exception&) {
-    return;  // decode() produced m.json, so this does not happen
-  }
-  ctx_.devices().notifyBoundUsers(m.id, "deviceState", stringify(data));
+  data.set("state", state.value());
+  ctx_.devices().notifyBoundUsers(m.id, "deviceState", json::text(data));
 }
 
 void WifiLanPlugin::handleReset(const Message& m) {
   // Signed with the key the device is about to wipe: only the device (or this hub) has it.
   LanDevice* d = authenticate(m);
   if (d == nullptr) return;
-  ++resets_;
+  count(resets_, "resets");
   Status s = ctx_.devices().reportReset(m.id);
   if (!s) ctx_.logger().warn("reset of " + m.id + " not applied: " + s.toString());
   ctx_.logger().info("device " + m.id + " was reset; its LAN key is forgotten");

@@ -9,6 +9,20 @@ namespace hearth::wifi_lan {
 
 using namespace detail;
 
+namespace {
+
+// The stored record of a device key: {"key": hex, "token": SHA-256 hex, "ctr": high-water}.
+template <typename Device>
+std::string keyRecord(const Device& d) {
+  json::Object o(Poco::JSON_PRESERVE_KEY_ORDER);
+  o.set("key", lan::toHex(d.key));
+  o.set("token", d.keyTokenHash);
+  o.set("ctr", static_cast<Poco::UInt64>(d.counterHighWater));
+  return json::text(o);
+}
+
+}  // namespace
+
 // ------------------------------------------------------------------------------------------
 // Key storage
 
@@ -17,18 +31,23 @@ Status WifiLanPlugin::loadKeys() {
   Status s = ctx_.store().scan(
       kKeyCollection, "", 0, [&](const std::string& id, const std::string& value) {
         try {
-          Obj::Ptr o = parseObject(value);
-          std::string key = o.isNull() ? "" : lan::fromHex(o->optValue<std::string>("key", ""));
-          if (!isValidIdentifier(id) || key.size() != lan::kKeyBytes) {
+          json::Params record(value);  // throws InvalidParam for a record that is not an object
+          std::string key =
+              lan::fromHex(record.optionalString("key", 2 * lan::kKeyBytes).value_or(""));
+          std::string token = record.optionalString("token").value_or("");
+          int64_t ctr = record.optionalInt("ctr").value_or(0);
+          if (!isValidIdentifier(id) || key.size() != lan::kKeyBytes || ctr < 0) {
             ++bad;
             return true;
           }
           LanDevice& d = devices_[id];
           d.key = key;
-          d.keyTokenHash = o->optValue<std::string>("token", "");
-          d.counterHighWater = o->optValue<Poco::UInt64>("ctr", 0);
-        } catch (const Poco::Exception&) {
+          d.keyTokenHash = token;
+          d.counterHighWater = static_cast<uint64_t>(ctr);
+        } catch (const json::InvalidParam&) {
           ++bad;
+        } catch (const Poco::Exception&) {
+          ++bad;  // a counter beyond int64
         }
         return true;
       });
@@ -38,11 +57,7 @@ Status WifiLanPlugin::loadKeys() {
 }
 
 void WifiLanPlugin::saveKey(const std::string& deviceId, const LanDevice& d) {
-  Obj o(Poco::JSON_PRESERVE_KEY_ORDER);
-  o.set("key", lan::toHex(d.key));
-  o.set("token", d.keyTokenHash);
-  o.set("ctr", static_cast<Poco::UInt64>(d.counterHighWater));
-  Status s = ctx_.store().put(kKeyCollection, deviceId, stringify(o));
+  Status s = ctx_.store().put(kKeyCollection, deviceId, keyRecord(d));
   if (!s) {
     ctx_.logger().error("could not store the LAN key of " + deviceId + ": " + s.toString());
   }
@@ -59,11 +74,7 @@ void WifiLanPlugin::flushCounters() {
   Status s = ctx_.store().transaction([&]() -> Status {
     for (auto& [id, d] : devices_) {
       if (!d.counterDirty || d.key.empty()) continue;
-      Obj o(Poco::JSON_PRESERVE_KEY_ORDER);
-      o.set("key", lan::toHex(d.key));
-      o.set("token", d.keyTokenHash);
-      o.set("ctr", static_cast<Poco::UInt64>(d.counterHighWater));
-      if (Status w = ctx_.store().put(kKeyCollection, id, stringify(o)); !w) return w;
+      if (Status w = ctx_.store().put(kKeyCollection, id, keyRecord(d)); !w) return w;
     }
     return Status::ok();
   });

@@ -7,6 +7,7 @@
 #include <Poco/Exception.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "wifi_lan_shared.h"
 
@@ -46,6 +47,17 @@ const hearth_config_key kConfigKeys[] = {
      "How often the hub sends an SSDP M-SEARCH."},
 };
 
+// The plugin counter of each DropReason (ctx_.count names are [a-z0-9_]+; the details keys are
+// lan::dropReasonName()).
+constexpr const char* kDropCounters[] = {
+    "dropped_oversize",    "dropped_header",       "dropped_version",        "dropped_json",
+    "dropped_message",     "dropped_mac",          "dropped_replay",         "dropped_duplicate",
+    "dropped_unsolicited", "dropped_unauthorized", "dropped_unknown_device", "dropped_over_limit",
+    "dropped_backlog",
+};
+static_assert(std::size(kDropCounters) == static_cast<size_t>(DropReason::kCount),
+              "one counter name per DropReason");
+
 }  // namespace
 
 WifiLanPlugin::WifiLanPlugin(PluginContext& ctx)
@@ -65,28 +77,31 @@ size_t WifiLanPlugin::configKeyCount() { return sizeof(kConfigKeys) / sizeof(kCo
 // ------------------------------------------------------------------------------------------
 // Lifecycle
 
-Status WifiLanPlugin::readSettings() {
-  const ConfigView& c = ctx_.config();
+Status WifiLanPlugin::validate(const ConfigView& config) {
+  Settings unused;
+  return readSettings(config, &unused);
+}
+
+Status WifiLanPlugin::readSettings(const ConfigView& c, Settings* out) {
   Settings s;
   try {
     Poco::Dynamic::Var v = Poco::JSON::Parser().parse(c.getJson("interfaces"));
-    if (v.type() != typeid(Poco::JSON::Array::Ptr)) {
+    if (v.type() != typeid(json::Array::Ptr)) {
       return Status::error(ErrorCode::kInvalidRequest, "interfaces must be a list of names");
     }
-    Poco::JSON::Array::Ptr list = v.extract<Poco::JSON::Array::Ptr>();
+    json::Array::Ptr list = v.extract<json::Array::Ptr>();
     for (size_t i = 0; i < list->size(); ++i) {
-      Poco::Dynamic::Var e = list->get(static_cast<unsigned>(i));
-      if (!e.isString() || e.extract<std::string>().empty() ||
-          e.extract<std::string>().size() > 15) {
-        return Status::error(ErrorCode::kInvalidRequest,
-                             "interfaces must be a list of interface names (1-15 characters)");
-      }
-      s.io.interfaces.push_back(e.extract<std::string>());
+      s.io.interfaces.push_back(json::Params::stringValue(
+          list->get(static_cast<unsigned>(i)), "interfaces[" + std::to_string(i) + "]", 15, 1));
     }
+  } catch (const json::InvalidParam&) {
+    return Status::error(ErrorCode::kInvalidRequest,
+                         "interfaces must be a list of interface names (1-15 characters)");
   } catch (const Poco::Exception& e) {
     return Status::error(ErrorCode::kInvalidRequest, "interfaces: " + e.displayText());
   }
   s.io.group = c.getString("multicast_group");
+  if (Status g = checkGroup(s.io.group); !g) return g;
   s.io.port = static_cast<uint16_t>(c.getInt("multicast_port"));
   s.io.listenPort = static_cast<uint16_t>(c.getInt("listen_port"));
   s.io.probePeriod = c.getDuration("probe_period");
@@ -96,44 +111,40 @@ Status WifiLanPlugin::readSettings() {
   s.controlTimeout = c.getDuration("control_timeout");
   s.controlRetries = static_cast<int>(c.getInt("control_retries"));
   s.maxDevices = static_cast<size_t>(c.getInt("max_devices"));
-  settings_ = s;
+  *out = std::move(s);
   return Status::ok();
 }
 
 Status WifiLanPlugin::start() {
-  if (Status s = readSettings(); !s) return s;
+  if (Status s = readSettings(ctx_.config(), &settings_); !s) return s;
   if (Status s = loadKeys(); !s) return s;
   if (Status s = ctx_.devices().registerTransport(kTransport, this); !s) return s;
   hubCounter_ = static_cast<uint64_t>(std::max<int64_t>(0, ctx_.clock().nowMs())) * 1000;
 
-  alive_ = std::make_shared<WifiLanPlugin*>(this);
-  std::weak_ptr<WifiLanPlugin*> weak = alive_;
   LanIoHandlers handlers;
+  // The I/O thread calls these; the work they post captures `this` (see the header).
   handlers.onLan = [this](std::string datagram, std::string host, uint16_t port) {
     onLanDatagram(std::move(datagram), std::move(host), port);
   };
   handlers.onSsdp = [this](std::string datagram, std::string host) {
     onSsdpDatagram(std::move(datagram), std::move(host));
   };
-  handlers.onInterfaces = [this, weak](std::vector<std::string> names) {
-    ctx_.post([weak, names = std::move(names)] {
-      auto self = weak.lock();
-      if (!self) return;
-      (*self)->interfaces_ = names;
-      (*self)->publishStatus();
+  handlers.onInterfaces = [this](std::vector<std::string> names) {
+    ctx_.post([this, names = std::move(names)] {
+      interfaces_ = names;
+      publishStatus();
     });
   };
   running_ = true;
   if (Status s = io_->open(settings_.io, std::move(handlers)); !s) {
     running_ = false;
-    alive_.reset();
     return s;
   }
 
   auto check = std::min(settings_.io.probePeriod, settings_.offlineAfter / 2);
   check = std::max(check, std::chrono::milliseconds(100));
-  arm(check, &presenceTimer_, &WifiLanPlugin::checkPresence);
-  arm(kStatusPeriod, &statusTimer_, &WifiLanPlugin::publishStatus);
+  repeat(presenceTimer_, check, &WifiLanPlugin::checkPresence);
+  repeat(statusTimer_, kStatusPeriod, &WifiLanPlugin::publishStatus);
   // No publishStatus() here: the interface scan in open() posts its result, which publishes.
   ctx_.logger().info("wifi_lan started: group " + settings_.io.group + ":" +
                      std::to_string(settings_.io.port) + ", replies on port " +
@@ -142,32 +153,32 @@ Status WifiLanPlugin::start() {
   return Status::ok();
 }
 
-void WifiLanPlugin::arm(std::chrono::milliseconds period, TimerId* slot,
-                        void (WifiLanPlugin::*fn)()) {
-  // A self re-arming timer: each firing schedules the next while the plugin runs. The host
-  // cancels plugin timers when it releases the plugin, and stop() cancels the pending one.
-  *slot = ctx_.startTimer(period, [this, period, slot, fn] {
-    *slot = 0;
+void WifiLanPlugin::repeat(Timer& slot, std::chrono::milliseconds period,
+                           void (WifiLanPlugin::*fn)()) {
+  // Each firing arms the next while the plugin runs; reassigning the slot from its own callback
+  // is safe (the fired timer is already forgotten). stop() cancels the pending one.
+  slot = ctx_.after(period, [this, &slot, period, fn] {
     (this->*fn)();
-    if (running_) arm(period, slot, fn);
+    if (running_) repeat(slot, period, fn);
   });
 }
 
 void WifiLanPlugin::stop() {
   if (!running_) return;
   running_ = false;
-  alive_.reset();  // closures already posted by the I/O thread now do nothing
+  // Joins the I/O thread: nothing posts any more. What it posted before runs, if at all, while
+  // running_ is false (handlers check it), and the host drops it once stop() has returned.
   io_->close();
-  if (presenceTimer_ != 0) ctx_.cancelTimer(presenceTimer_);
-  if (statusTimer_ != 0) ctx_.cancelTimer(statusTimer_);
-  presenceTimer_ = statusTimer_ = 0;
+  presenceTimer_.cancel();
+  statusTimer_.cancel();
   std::map<std::string, PendingControl> pending;
   pending.swap(pending_);
   for (auto& [req, p] : pending) {
-    if (p.timer != 0) ctx_.cancelTimer(p.timer);
+    p.timer.cancel();
     p.done(Status::error(ErrorCode::kUnavailable, "the wifi_lan plugin stopped"));
   }
   flushCounters();
+  reportCounts();
 }
 
 // ------------------------------------------------------------------------------------------
@@ -175,6 +186,27 @@ void WifiLanPlugin::stop() {
 
 void WifiLanPlugin::count(DropReason reason) {
   dropped_[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void WifiLanPlugin::count(uint64_t& counter, std::string_view name) {
+  ++counter;
+  ctx_.count(name);
+}
+
+void WifiLanPlugin::reportCounts() {
+  // The plugin counters dropped_<reason> and received (docs/lan-protocol.md, "Drops and
+  // counters").
+  for (size_t i = 0; i < kDropReasons; ++i) {
+    uint64_t n = dropped_[i].load(std::memory_order_relaxed);
+    if (n == droppedReported_[i]) continue;
+    ctx_.count(kDropCounters[i], static_cast<int64_t>(n - droppedReported_[i]));
+    droppedReported_[i] = n;
+  }
+  uint64_t received = received_.load(std::memory_order_relaxed);
+  if (received != receivedReported_) {
+    ctx_.count("received", static_cast<int64_t>(received - receivedReported_));
+    receivedReported_ = received;
+  }
 }
 
 uint64_t WifiLanPlugin::dropped(DropReason reason) const {
@@ -196,12 +228,9 @@ void WifiLanPlugin::onLanDatagram(std::string datagram, std::string host, uint16
   }
   received_.fetch_add(1, std::memory_order_relaxed);
   backlog_.fetch_add(1, std::memory_order_relaxed);
-  std::weak_ptr<WifiLanPlugin*> weak = alive_;
-  ctx_.post([weak, m = std::move(m), host = std::move(host), port] {
-    auto self = weak.lock();
-    if (!self) return;
-    (*self)->backlog_.fetch_sub(1, std::memory_order_relaxed);
-    (*self)->handleMessage(m, host, port);
+  ctx_.post([this, m = std::move(m), host = std::move(host), port] {
+    backlog_.fetch_sub(1, std::memory_order_relaxed);
+    handleMessage(m, host, port);
   });
 }
 
@@ -211,12 +240,9 @@ void WifiLanPlugin::onSsdpDatagram(std::string datagram, std::string host) {
     return;
   }
   backlog_.fetch_add(1, std::memory_order_relaxed);
-  std::weak_ptr<WifiLanPlugin*> weak = alive_;
-  ctx_.post([weak, datagram = std::move(datagram), host = std::move(host)] {
-    auto self = weak.lock();
-    if (!self) return;
-    (*self)->backlog_.fetch_sub(1, std::memory_order_relaxed);
-    (*self)->handleSsdp(datagram, host);
+  ctx_.post([this, datagram = std::move(datagram), host = std::move(host)] {
+    backlog_.fetch_sub(1, std::memory_order_relaxed);
+    handleSsdp(datagram, host);
   });
 }
 
@@ -260,8 +286,8 @@ void WifiLanPlugin::handleMessage(const Message& m, const std::string& host, uin
 // Status
 
 std::string WifiLanPlugin::detailsJson() const {
-  Obj o(Poco::JSON_PRESERVE_KEY_ORDER);
-  Poco::JSON::Array::Ptr ifs = new Poco::JSON::Array;
+  json::Object o(Poco::JSON_PRESERVE_KEY_ORDER);
+  json::Array::Ptr ifs = new json::Array;
   for (const auto& name : interfaces_) ifs->add(name);
   o.set("interfaces", ifs);
   o.set("group", settings_.io.group + ":" + std::to_string(settings_.io.port));
@@ -276,7 +302,7 @@ std::string WifiLanPlugin::detailsJson() const {
   o.set("provisioned", keyed);
   o.set("ssdpDevices", ssdp_.size());
   o.set("received", static_cast<Poco::UInt64>(received_.load(std::memory_order_relaxed)));
-  Obj::Ptr dropped = new Obj(Poco::JSON_PRESERVE_KEY_ORDER);
+  json::Object::Ptr dropped = new json::Object(Poco::JSON_PRESERVE_KEY_ORDER);
   uint64_t total = 0;
   for (size_t i = 0; i < static_cast<size_t>(DropReason::kCount); ++i) {
     uint64_t n = dropped_[i].load(std::memory_order_relaxed);
@@ -285,12 +311,12 @@ std::string WifiLanPlugin::detailsJson() const {
   }
   o.set("dropped", dropped);
   o.set("droppedTotal", static_cast<Poco::UInt64>(total));
-  o.set("ssdpInvalid", static_cast<Poco::UInt64>(ssdpInvalid_.load(std::memory_order_relaxed)));
-  Obj::Ptr prov = new Obj(Poco::JSON_PRESERVE_KEY_ORDER);
+  o.set("ssdpInvalid", static_cast<Poco::UInt64>(ssdpInvalid_));
+  json::Object::Ptr prov = new json::Object(Poco::JSON_PRESERVE_KEY_ORDER);
   prov->set("accepted", static_cast<Poco::UInt64>(provisionAccepted_));
   prov->set("refused", static_cast<Poco::UInt64>(provisionRefused_));
   o.set("provisioning", prov);
-  Obj::Ptr ctl = new Obj(Poco::JSON_PRESERVE_KEY_ORDER);
+  json::Object::Ptr ctl = new json::Object(Poco::JSON_PRESERVE_KEY_ORDER);
   ctl->set("sent", static_cast<Poco::UInt64>(controlSent_));
   ctl->set("retries", static_cast<Poco::UInt64>(controlRetries_));
   ctl->set("replies", static_cast<Poco::UInt64>(controlReplies_));
@@ -301,11 +327,12 @@ std::string WifiLanPlugin::detailsJson() const {
   o.set("resets", static_cast<Poco::UInt64>(resets_));
   o.set("reportErrors", static_cast<Poco::UInt64>(reportErrors_));
   o.set("deferredReports", static_cast<Poco::UInt64>(deferredReports_));
-  return stringify(o);
+  return json::text(o);
 }
 
 void WifiLanPlugin::publishStatus() {
   if (!running_) return;
+  reportCounts();
   std::string details = detailsJson();
   // Waiting: no interface to listen on yet (it is rescanned every probe_period).
   PluginState state = interfaces_.empty() ? PluginState::kWaiting : PluginState::kRunning;

@@ -7,8 +7,8 @@
 // Threading: one I/O thread (lan_io.h) reads the sockets, decodes datagrams and hands them to
 // the hub loop with post(); everything else — device table, keys, pending commands, counters
 // other than the I/O thread's atomic drop counts — lives on the hub loop, so there are no locks.
-// Closures posted by the I/O thread hold a weak reference to the running instance and do
-// nothing once it stopped (they may run after stop() and even after destruction).
+// Closures posted by the I/O thread capture `this`: the host drops posted work once the plugin
+// has stopped, and stop() joins the I/O thread before anything it uses goes.
 //
 // One class, its member functions in one file per seam: wifi_lan_plugin.cc (lifecycle, I/O
 // hand-over, dispatch, status), wifi_lan_keys.cc (keys), wifi_lan_devices.cc (devices),
@@ -25,8 +25,8 @@
 #include <string_view>
 #include <vector>
 
-#include "hearth/host.h"
-#include "hearth/plugin.h"
+#include "hearth/sdk/context.h"
+#include "hearth/sdk/plugin.h"
 #include "lan_io.h"
 #include "lan_protocol.h"
 #include "ssdp.h"
@@ -55,6 +55,9 @@ class WifiLanPlugin : public Plugin, public DeviceTransport {
   WifiLanPlugin(PluginContext& ctx, std::unique_ptr<LanIo> io);
   ~WifiLanPlugin() override;
 
+  // What the declared types cannot check: the interfaces list and the multicast group. Run by
+  // `hearthd --check-config` and before a SIGHUP stops anything; start() runs the same checks.
+  static Status validate(const ConfigView& config);
   // Reads the settings and the stored device keys, registers the "wifi" transport, opens the
   // sockets and starts the presence and status timers.
   Status start() override;
@@ -124,11 +127,11 @@ class WifiLanPlugin : public Plugin, public DeviceTransport {
     std::string host;
     uint16_t port = 0;
     int attemptsLeft = 0;
-    TimerId timer = 0;
+    Timer timer;  // the current attempt's timeout
     std::function<void(Result<std::string>)> done;
   };
 
-  Status readSettings();
+  static Status readSettings(const ConfigView& c, Settings* out);
   Status loadKeys();
   void saveKey(const std::string& deviceId, const LanDevice& d);
   void eraseKey(const std::string& deviceId);
@@ -158,21 +161,26 @@ class WifiLanPlugin : public Plugin, public DeviceTransport {
   bool admitNewDevice(SteadyTime now);
 
   void sendProvisioned(const std::string& deviceId, const LanDevice& d);
-  void arm(std::chrono::milliseconds period, TimerId* slot, void (WifiLanPlugin::*fn)());
+  // Runs fn every period while the plugin runs (slot holds the next firing).
+  void repeat(Timer& slot, std::chrono::milliseconds period, void (WifiLanPlugin::*fn)());
   void sendAttempt(const std::string& req);
   void onControlTimeout(const std::string& req);
   void finishControl(const std::string& req, Result<std::string> result);
   uint64_t nextHubCounter();
   std::string newRequestId();
 
+  // Any thread: one dropped datagram (shown in details.dropped; reportCounts() passes it on).
   void count(lan::DropReason reason);
+  // Hub loop: one event of a plain counter (its details key) and of the plugin counter `name`.
+  void count(uint64_t& counter, std::string_view name);
+  // Hub loop: hands what the atomic counts gained since the last call to ctx_.count().
+  void reportCounts();
   void publishStatus();
 
   PluginContext& ctx_;
   std::unique_ptr<LanIo> io_;
   Settings settings_;
   bool running_ = false;
-  std::shared_ptr<WifiLanPlugin*> alive_;  // closures posted from the I/O thread hold a weak_ptr
 
   std::map<std::string, LanDevice> devices_;
   std::map<std::string, SsdpDevice> ssdp_;
@@ -183,17 +191,22 @@ class WifiLanPlugin : public Plugin, public DeviceTransport {
   double newDeviceTokens_ = 200;
   SteadyTime newDeviceRefill_{};
 
-  TimerId presenceTimer_ = 0;
-  TimerId statusTimer_ = 0;
+  Timer presenceTimer_;
+  Timer statusTimer_;
   std::string lastDetails_;
   PluginState lastState_ = PluginState::kStarting;
 
   // Drop counts: the I/O thread (decode failures) and the hub loop (the rest) both add, so they
-  // are atomics; nothing else is shared.
-  std::array<std::atomic<uint64_t>, static_cast<size_t>(lan::DropReason::kCount)> dropped_{};
+  // are atomics; nothing else is shared. ctx_.count() is for the hub loop only, so these reach
+  // the plugin counters by reportCounts() (with every status check and at stop), the hub-loop
+  // counters below directly.
+  static constexpr size_t kDropReasons = static_cast<size_t>(lan::DropReason::kCount);
+  std::array<std::atomic<uint64_t>, kDropReasons> dropped_{};
   std::atomic<uint64_t> received_{0};
   std::atomic<uint64_t> backlog_{0};
-  std::atomic<uint64_t> ssdpInvalid_{0};
+  std::array<uint64_t, kDropReasons> droppedReported_{};
+  uint64_t receivedReported_ = 0;
+  uint64_t ssdpInvalid_ = 0;
   uint64_t provisionAccepted_ = 0;
   uint64_t provisionRefused_ = 0;
   uint64_t controlSent_ = 0;

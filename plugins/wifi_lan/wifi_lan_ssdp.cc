@@ -1,7 +1,5 @@
 // wifi_lan: SSDP discovery on the hub loop (the codec is ssdp.cc).
 #include "wifi_lan_plugin.h"
-
-
 #include "wifi_lan_shared.h"
 
 namespace hearth::wifi_lan {
@@ -17,7 +15,7 @@ void WifiLanPlugin::handleSsdp(std::string_view datagram, const std::string& hos
   lan::SsdpKind kind = lan::parseSsdp(datagram, &s);
   if (kind == lan::SsdpKind::kIgnored) return;
   if (kind == lan::SsdpKind::kInvalid) {
-    ssdpInvalid_.fetch_add(1, std::memory_order_relaxed);
+    count(ssdpInvalid_, "ssdp_invalid");
     return;
   }
   std::string id = lan::ssdpDeviceId(s);
@@ -62,7 +60,7 @@ void WifiLanPlugin::handleSsdp(std::string_view datagram, const std::string& hos
   r.inventoryOnly = true;
   Status st = ctx_.devices().report(r);
   if (!st) {
-    ++reportErrors_;
+    count(reportErrors_, "report_errors");
     ctx_.logger().debug("the core refused the SSDP record " + id + ": " + st.toString());
     return;
   }

@@ -19,12 +19,13 @@ import random
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
 import uuid
 
-from harness import BUILD_DIR, Hub, wait_for
+from harness import BUILD_DIR, HEARTHD, Hub, wait_for
 
 DEVSIM = os.path.join(BUILD_DIR, "tools", "hearth-devsim", "hearth-devsim")
 GROUP = "239.255.72.1"
@@ -286,6 +287,10 @@ class WifiLanTest(unittest.TestCase):
     def dropped(self, reason):
         return self.details().get("dropped", {}).get(reason, 0)
 
+    def counters(self):
+        """The plugin counters (ctx.count) the host shows under details.wifi_lan.counters."""
+        return self.details().get("counters", {})
+
     def devices(self):
         r = self.hub.admin("devices")
         self.assertTrue(r["ok"], r)
@@ -524,6 +529,7 @@ class WifiLanTest(unittest.TestCase):
         self.assertEqual(self.dropped("mac"), mac_before + 2)
         self.assertEqual(self.dropped("unsolicited"), unsolicited + 1)
         wait_for(lambda: self.details()["control"]["timeouts"] == 1, what="one timeout counted")
+        self.assertEqual(self.counters().get("control_timeouts"), 1)
         self.assertEqual(sim.count(lambda e: e.get("event") == "control"
                                    and e.get("cmd") == "set"), 1)  # retries are not re-run
         sim.cmd("unmute %s" % dev)
@@ -633,6 +639,11 @@ class WifiLanTest(unittest.TestCase):
                 self.assertEqual(dropped[reason], n, reason)
         for reason in ("replay", "duplicate", "unauthorized", "overLimit", "backlog"):
             self.assertEqual(dropped[reason], 0, reason)
+        # The same drops as plugin counters (handed over with the next status check).
+        wait_for(lambda: all(self.counters().get("dropped_" + r, 0) == self.dropped(r)
+                             for r in sent), timeout=10, what="the drop counters")
+        for reason in ("replay", "duplicate", "unauthorized", "over_limit", "backlog"):
+            self.assertNotIn("dropped_" + reason, self.counters())
         self.assertEqual(self.details()["devices"], 1000)
         self.assertEqual(self.hub.proc.poll(), None)
 
@@ -686,6 +697,37 @@ class WifiLanTest(unittest.TestCase):
         sender.sendto((notify % (DEV_ADDR, "byebye", tv)).encode(), ("239.255.255.250", 1900))
         self.wait_device("ssdp-" + tv, lambda d: not d["online"], what="the TV to say byebye")
         self.assertEqual(len([d for d in self.devices().values() if d["transport"] == "ssdp"]), 2)
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(BUILD_DIR, "plugins", "wifi_lan.so")),
+                     "the wifi_lan plugin is not built")
+class WifiLanCheckConfigTest(unittest.TestCase):
+    """--check-config runs the plugin's validate: what start() would refuse is refused before
+    (no namespaces or root needed: nothing is started)."""
+
+    def check(self, root, text):
+        path = os.path.join(root, "hearth.yaml")
+        with open(path, "w") as f:
+            f.write("hub:\n  state_dir: %s\n  plugin_dir: %s\nplugins:\n  wifi_lan:\n%s"
+                    % (root, os.path.join(BUILD_DIR, "plugins"), text))
+        r = subprocess.run([HEARTHD, "--check-config", path], capture_output=True, text=True,
+                           timeout=30)
+        return r.returncode, r.stdout + r.stderr
+
+    def test_bad_interfaces_and_groups_are_refused(self):
+        with tempfile.TemporaryDirectory(prefix="hearth-wl-") as root:
+            code, out = self.check(root, "    interfaces: [eth0, wlan0]\n")
+            self.assertEqual(code, 0, out)
+            for text, says in (("    interfaces: [123]\n", "interface names"),
+                               ("    interfaces: [an-interface-name-too-long]\n",
+                                "interface names"),
+                               ("    multicast_group: 10.0.0.1\n", "not IPv4 multicast"),
+                               ("    multicast_group: lan\n", "not an IPv4 address")):
+                with self.subTest(config=text.strip()):
+                    code, out = self.check(root, text)
+                    self.assertEqual(code, 1, out)
+                    self.assertIn("plugins.wifi_lan", out)
+                    self.assertIn(says, out)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,13 @@ class FakeLanIo : public LanIo {
     std::string datagram, host;
     uint16_t port;
   };
-  explicit FakeLanIo(std::vector<Sent>* sent) : sent_(sent) {}
+  // handlers (optional) receives what the plugin gives the I/O thread, so that a test can play
+  // that thread: its calls post to the hub loop as the real one's do.
+  explicit FakeLanIo(std::vector<Sent>* sent, LanIoHandlers* handlers = nullptr)
+      : sent_(sent), handlers_(handlers) {}
   Status open(const LanIoConfig&, LanIoHandlers h) override {
     if (h.onInterfaces) h.onInterfaces({"eth0"});
+    if (handlers_ != nullptr) *handlers_ = std::move(h);
     return Status::ok();
   }
   void close() override {}
@@ -53,6 +57,7 @@ class FakeLanIo : public LanIo {
 
  private:
   std::vector<Sent>* sent_;
+  LanIoHandlers* handlers_;
 };
 
 // The device side of the protocol, as hearth-devsim implements it.
@@ -120,7 +125,7 @@ class WifiLanPluginTest : public ::testing::Test {
   }
 
   void startPlugin() {
-    plugin_ = std::make_unique<WifiLanPlugin>(ctx_, std::make_unique<FakeLanIo>(&sent_));
+    plugin_ = std::make_unique<WifiLanPlugin>(ctx_, std::make_unique<FakeLanIo>(&sent_, &io_));
     ASSERT_TRUE(plugin_->start().isOk());
     ctx_.drain();
   }
@@ -165,6 +170,7 @@ class WifiLanPluginTest : public ::testing::Test {
 
   FakeContext ctx_{"wifi_lan"};
   std::vector<FakeLanIo::Sent> sent_;
+  LanIoHandlers io_;  // the plugin's I/O thread callbacks
   std::unique_ptr<WifiLanPlugin> plugin_;
 };
 
@@ -424,6 +430,142 @@ TEST_F(WifiLanPluginTest, GarbageIsCountedInTheStatus) {
   EXPECT_EQ(ctx_.state, PluginState::kRunning);
   EXPECT_NE(ctx_.details.find(R"("header":1)"), std::string::npos) << ctx_.details;
   EXPECT_NE(ctx_.details.find(R"("interfaces":["eth0"])"), std::string::npos) << ctx_.details;
+}
+
+TEST_F(WifiLanPluginTest, EventsAreCountedInThePluginCounters) {
+  SimDevice dev;
+  provision(dev, kAliceToken, "alice");
+  // Drops on the I/O thread's path (decode) and on the hub loop's (a bad MAC).
+  io_.onLan("not hearth", kDeviceHost, 1);
+  io_.onLan(std::string(2000, 'x'), kDeviceHost, 1);
+  SimDevice forger = dev;
+  forger.key = lan::deriveKey(kBobToken, kDevice);
+  receive(forger.signedOf(MessageType::kState, "{}"));
+  receive(dev.signedOf(MessageType::kState, R"({"on":true})"));
+  Outcome ok;
+  Message c = command(&ok);
+  ctx_.advance(milliseconds(500));  // one retransmission
+  receive(dev.reply(c, "{}"));
+  ASSERT_TRUE(ok.called);
+  Outcome lost;
+  command(&lost);
+  ctx_.advance(milliseconds(1000));  // the status check hands the atomic counts over
+  EXPECT_EQ(ctx_.counters["dropped_header"], 1);
+  EXPECT_EQ(ctx_.counters["dropped_oversize"], 1);
+  EXPECT_EQ(ctx_.counters["dropped_mac"], 1);
+  EXPECT_EQ(ctx_.counters["provision_accepted"], 1);
+  EXPECT_EQ(ctx_.counters["state_reports"], 1);
+  EXPECT_EQ(ctx_.counters["control_sent"], 2);
+  EXPECT_EQ(ctx_.counters["control_replies"], 1);
+  EXPECT_EQ(ctx_.counters.count("control_timeouts"), 0u);
+  // received counts what passed decode: the provisioning, two state reports, the reply.
+  EXPECT_EQ(ctx_.counters["received"], 4);
+  ctx_.advance(milliseconds(1500));
+  ASSERT_TRUE(lost.called);
+  EXPECT_EQ(ctx_.counters["control_retries"], 3);  // 1 + control_retries
+  EXPECT_EQ(ctx_.counters["control_timeouts"], 1);
+  // The details keep their own keys, with the same figures.
+  EXPECT_NE(ctx_.details.find(R"("header":1)"), std::string::npos) << ctx_.details;
+  EXPECT_NE(ctx_.details.find(R"("timeouts":1)"), std::string::npos) << ctx_.details;
+
+  // The status timer re-arms itself from its own callback: later drops still arrive, each once.
+  for (int i = 0; i < 5; ++i) {
+    io_.onLan("not hearth", kDeviceHost, 1);
+    ctx_.advance(milliseconds(1000));
+    EXPECT_EQ(ctx_.counters["dropped_header"], 2 + i);
+  }
+  // What was dropped since the last status check is handed over by stop().
+  io_.onLan("not hearth", kDeviceHost, 1);
+  plugin_->stop();
+  EXPECT_EQ(ctx_.counters["dropped_header"], 7);
+  EXPECT_EQ(plugin_->dropped(DropReason::kHeader), 7u);
+}
+
+TEST_F(WifiLanPluginTest, AReplyAfterARetransmissionCancelsTheRearmedTimeout) {
+  SimDevice dev;
+  provision(dev, kAliceToken, "alice");
+  int calls = 0;
+  Result<std::string> result = Status::error(ErrorCode::kInternal, "unset");
+  sent_.clear();
+  plugin_->control(kDevice, "alice", "set", "{}", [&](Result<std::string> r) {
+    ++calls;
+    result = std::move(r);
+  });
+  ASSERT_EQ(sent_.size(), 1u);
+  Message c;
+  DropReason why;
+  ASSERT_TRUE(lan::decode(sent_.back().datagram, &c, &why));
+  ctx_.advance(milliseconds(500));  // the timeout re-arms its own slot for the second attempt
+  ASSERT_EQ(sent_.size(), 2u);
+  receive(dev.reply(c, R"({"on":true})"));
+  ASSERT_EQ(calls, 1);
+  ASSERT_TRUE(result.isOk()) << result.status().toString();
+  ctx_.advance(milliseconds(5000));  // the second attempt's timeout was cancelled with the reply
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(sent_.size(), 2u);
+  EXPECT_EQ(ctx_.counters.count("control_timeouts"), 0u);
+}
+
+TEST_F(WifiLanPluginTest, WorkTheIoThreadPostsIsDroppedOnceThePluginStopped) {
+  SimDevice dev;
+  // Posted and run while the plugin runs: the device is reported.
+  io_.onLan(dev.signedAnnounce(), kDeviceHost, 53000);
+  EXPECT_TRUE(ctx_.devs.reports.empty());  // not before the hub loop runs it
+  ctx_.drain();
+  ASSERT_EQ(ctx_.devs.reports.size(), 1u);
+
+  // Posted before stop() and still queued: if it runs before the host drops it, it finds the
+  // plugin stopped and changes nothing; stop() cancelled the timers (no presence check fires).
+  dev.id = "lamp-2";
+  io_.onLan(dev.signedAnnounce(), kDeviceHost, 53000);
+  io_.onInterfaces({"eth1"});
+  plugin_->stop();
+  ctx_.advance(milliseconds(10000));
+  EXPECT_EQ(ctx_.devs.reports.size(), 1u);
+  EXPECT_TRUE(ctx_.devs.onlineChanges.empty());
+  EXPECT_EQ(ctx_.details.find("eth1"), std::string::npos) << ctx_.details;
+
+  // Posted once the host has dropped the plugin's work: never runs.
+  ctx_.markStopped();
+  dev.id = "lamp-3";
+  io_.onLan(dev.signedAnnounce(), kDeviceHost, 53000);
+  io_.onSsdp("NOTIFY * HTTP/1.1\r\n\r\n", kDeviceHost);
+  io_.onInterfaces({"eth2"});
+  ctx_.drain();
+  EXPECT_EQ(ctx_.devs.reports.size(), 1u);
+  EXPECT_EQ(ctx_.details.find("eth2"), std::string::npos) << ctx_.details;
+}
+
+TEST_F(WifiLanPluginTest, ValidateRefusesWhatStartWould) {
+  // validate (--check-config, SIGHUP) and start() run the same checks.
+  EXPECT_TRUE(WifiLanPlugin::validate(ctx_.cfg).isOk());
+  ctx_.cfg.json["interfaces"] = R"(["eth0", "wlan0"])";
+  EXPECT_TRUE(WifiLanPlugin::validate(ctx_.cfg).isOk());
+  const std::pair<const char*, const char*> badInterfaces[] = {
+      {R"({"eth0": 1})", "list of names"},
+      {"[1]", "interface names"},
+      {R"([""])", "interface names"},
+      {R"(["an-interface-name-too-long"])", "interface names"},
+  };
+  plugin_->stop();
+  for (const auto& [list, message] : badInterfaces) {
+    ctx_.cfg.json["interfaces"] = list;
+    Status s = WifiLanPlugin::validate(ctx_.cfg);
+    EXPECT_EQ(s.code(), ErrorCode::kInvalidRequest) << list;
+    EXPECT_NE(s.message().find(message), std::string::npos) << list << ": " << s.message();
+    WifiLanPlugin plugin(ctx_, std::make_unique<FakeLanIo>(&sent_));
+    EXPECT_EQ(plugin.start().message(), s.message()) << list;
+  }
+  ctx_.cfg.json["interfaces"] = "[]";
+  for (const char* group : {"224.0.0.300", "10.0.0.1", "ff02::1", "lan"}) {
+    ctx_.cfg.strings["multicast_group"] = group;
+    Status s = WifiLanPlugin::validate(ctx_.cfg);
+    EXPECT_EQ(s.code(), ErrorCode::kInvalidRequest) << group;
+    EXPECT_NE(s.message().find(std::string("multicast_group ") + group), std::string::npos)
+        << s.message();
+    WifiLanPlugin plugin(ctx_, std::make_unique<FakeLanIo>(&sent_));
+    EXPECT_EQ(plugin.start().message(), s.message()) << group;
+  }
 }
 
 }  // namespace
