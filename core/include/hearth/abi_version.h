@@ -8,6 +8,6 @@
  * adds members at the end of a struct or edits comments (then a plugin built against the old
  * headers still works, and the version stays). */
 #define HEARTH_ABI_VERSION 2
-#define HEARTH_ABI_HEADERS_SHA256 "f704ee4b830b0ddc6013d78ebbc52e0b481971e29021c043d73acdfe37f0d117"
+#define HEARTH_ABI_HEADERS_SHA256 "fafc23e84a0cbe05bdf1100b655b60e9b6c849d1774bf5c924d6078327bc9aaf"
 
 #endif
