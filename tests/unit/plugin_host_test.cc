@@ -84,6 +84,14 @@ config::HubConfig configFor(const std::string& yaml) {
   return *r.config;
 }
 
+// Finds the test plugins and starts each with its defaults.
+void startEveryTestPlugin(PluginHost& host) {
+  host.discover(HEARTH_TEST_PLUGIN_DIR);
+  std::map<std::string, config::PluginConfigResult> cfgs;
+  ASSERT_TRUE(host.validate(configFor("plugins: {}\n"), &cfgs).empty());
+  host.startAll(std::move(cfgs));
+}
+
 TEST(PluginHost, RefusesOtherAbiAndReportsFailedStartOthersRun) {
   FakeCore core;
   PluginHost host(core, core.logger_);
@@ -184,10 +192,7 @@ TEST(PluginHost, ValidateRefusesABadSubtreeAndAcceptsAGoodOne) {
 TEST(PluginHost, AThrowFromATimerMarksThePluginFailedAndTheOthersRun) {
   FakeCore core;
   PluginHost host(core, core.logger_);
-  host.discover(HEARTH_TEST_PLUGIN_DIR);
-  std::map<std::string, config::PluginConfigResult> cfgs;
-  ASSERT_TRUE(host.validate(configFor("plugins: {}\n"), &cfgs).empty());
-  host.startAll(std::move(cfgs));
+  ASSERT_NO_FATAL_FAILURE(startEveryTestPlugin(host));
   ASSERT_EQ(host.state("guarded"), PluginState::kRunning);
   ASSERT_EQ(host.state("echo"), PluginState::kRunning);
 
@@ -222,10 +227,7 @@ std::string request(FakeCore& core, const std::string& method) {
 TEST(PluginHost, EveryPluginsCountersReachAPluginThroughTheTable) {
   FakeCore core;
   PluginHost host(core, core.logger_);
-  host.discover(HEARTH_TEST_PLUGIN_DIR);
-  std::map<std::string, config::PluginConfigResult> cfgs;
-  ASSERT_TRUE(host.validate(configFor("plugins: {}\n"), &cfgs).empty());
-  host.startAll(std::move(cfgs));
+  ASSERT_NO_FATAL_FAILURE(startEveryTestPlugin(host));
   ASSERT_EQ(host.state("echo"), PluginState::kRunning);
   EXPECT_NE(request(core, "pluginCounters").find("\"counters\":[]"), std::string::npos)
       << core.pub_.lastPayload;
@@ -274,10 +276,7 @@ TEST(PluginHost, TheSdkAsksAnOlderShorterHostTableForNoCounters) {
 TEST(PluginHost, AnAnswerThatComesAfterThePluginStoppedIsDropped) {
   FakeCore core;
   PluginHost host(core, core.logger_);
-  host.discover(HEARTH_TEST_PLUGIN_DIR);
-  std::map<std::string, config::PluginConfigResult> cfgs;
-  ASSERT_TRUE(host.validate(configFor("plugins: {}\n"), &cfgs).empty());
-  host.startAll(std::move(cfgs));
+  ASSERT_NO_FATAL_FAILURE(startEveryTestPlugin(host));
   ASSERT_EQ(host.state("guarded"), PluginState::kRunning);
   void* module = dlopen(HEARTH_TEST_PLUGIN_DIR "/guarded_plugin.so", RTLD_NOW | RTLD_NOLOAD);
   ASSERT_NE(module, nullptr) << "the host has guarded_plugin.so loaded";
