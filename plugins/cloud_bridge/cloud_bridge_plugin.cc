@@ -361,7 +361,6 @@ void CloudBridgePlugin::drain() {
     pump();
   } else if (!pendingAcks_.empty() && !ackTimer_.armed()) {
     ackTimer_ = ctx_.after(kAckDelay, [this] {
-      ackTimer_.cancel();  // fired: the handle is free for the next one
       std::vector<uint64_t> acked;
       acked.swap(pendingAcks_);
       commit({}, acked, 0);
@@ -561,7 +560,6 @@ void CloudBridgePlugin::holdWhileFull(std::vector<OutboxMessage> retained, size_
   // Held state must not wait for the next message: look again in a while.
   if (!heldRetained_.empty() && !fullRetryTimer_.armed()) {
     fullRetryTimer_ = ctx_.after(kFullRetry, [this] {
-      fullRetryTimer_.cancel();  // fired: commit() below may need to start it again
       std::vector<uint64_t> acks;
       acks.swap(pendingAcks_);
       commit({}, acks, 0);
@@ -673,7 +671,6 @@ void CloudBridgePlugin::noteDropped(uint64_t n, uint64_t firstSeq, uint64_t last
   if (!dropLogTimer_.armed()) {
     auto wait = std::chrono::duration_cast<milliseconds>(lastDropLog_ + kDropLogInterval - now);
     dropLogTimer_ = ctx_.after(wait, [this] {
-      dropLogTimer_.cancel();  // fired: the next drops start another
       logDrops();
     });
   }
@@ -707,7 +704,6 @@ void CloudBridgePlugin::updateStatus() {
     if (!statusTimer_.armed()) {
       auto wait = std::chrono::duration_cast<milliseconds>(lastStatusAt_ + kStatusInterval - now);
       statusTimer_ = ctx_.after(wait, [this] {
-        statusTimer_.cancel();  // fired: updateStatus() may start the next one
         updateStatus();
       });
     }

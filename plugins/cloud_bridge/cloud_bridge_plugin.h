@@ -123,8 +123,8 @@ class CloudBridgePlugin : public Plugin, private LinkListener {
   std::vector<uint64_t> pendingAcks_;           // acknowledged, not yet removed from the store
   uint64_t unstored_ = 0;  // local messages lost to a failed outbox commit, this run
   BridgeStatus status_;
-  // Timers are handles: reassigning one cancels what it held; a callback that may be started
-  // again while pending frees its handle first (armed() stays true after a timer fired).
+  // Timers are handles: reassigning one cancels what it held; armed() is false once it fired,
+  // so "start one unless one is pending" is `if (!t.armed()) t = ctx_.after(...)`.
   Timer cloudTimer_;
   Timer localTimer_;
   Timer statusTimer_;

@@ -31,7 +31,6 @@ void CoopRelayPlugin::armTimer() {
   // One timer for the earliest deadline rather than one per record: a queue of thousands of
   // commands costs one hub-loop timer. Assigning cancels the one it replaces.
   timer_ = ctx_.after(std::chrono::milliseconds(std::max<int64_t>(0, at - nowMs())), [this] {
-    timer_.cancel();  // fired: armTimer() below arms the next one
     expireDue();
     deliverFreed();  // a reply timeout makes room in its target's delivery window
     armTimer();

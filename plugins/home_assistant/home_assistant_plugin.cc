@@ -588,7 +588,6 @@ void HomeAssistantPlugin::scheduleResend() {
   std::uniform_int_distribution<int64_t> pick(0, std::max<int64_t>(0, maxMs));
   // Spread out: every integration answering a birth at once is what HA's docs warn about.
   resendTimer_ = ctx_.after(std::chrono::milliseconds(pick(rng_)), [this] {
-    resendTimer_.cancel();  // fired: the next birth schedules another
     publishAll();
     report();
   });

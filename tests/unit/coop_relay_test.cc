@@ -1523,7 +1523,7 @@ TEST_F(CoopRelayTest, DeadlineTimerReArmsFromItsOwnCallback) {
 }
 
 // The write-behind timer fires, and the next command delivered at once arms a new one (a fired
-// hearth::Timer still says armed() unless the plugin disarms it).
+// hearth::Timer says it is no longer armed).
 TEST_F(CoopRelayTest, WriteBehindTimerIsArmedAgainAfterItFired) {
   grant();
   for (int i = 0; i < 3; ++i) {

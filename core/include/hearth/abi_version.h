@@ -8,6 +8,6 @@
  * adds members at the end of a struct or edits comments (then a plugin built against the old
  * headers still works, and the version stays). */
 #define HEARTH_ABI_VERSION 2
-#define HEARTH_ABI_HEADERS_SHA256 "fafc23e84a0cbe05bdf1100b655b60e9b6c849d1774bf5c924d6078327bc9aaf"
+#define HEARTH_ABI_HEADERS_SHA256 "9ff4a7de7b13da44a2ecec44ecf27a4415c45f7588d5fd03b83b6dc18963abe7"
 
 #endif

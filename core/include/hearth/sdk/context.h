@@ -287,16 +287,22 @@ inline const char* pluginStateName(PluginState s) {
 class PluginContext;
 
 // A timer that is cancelled when the handle goes (PluginContext::after). Movable, not copyable.
+// armed() is true from after() until the timer fired or was cancelled, so a callback may test
+// or re-arm its own handle (`t_ = ctx.after(...)` inside t_'s callback is safe).
 class [[nodiscard]] Timer {
  public:
   Timer() = default;
-  Timer(PluginContext* ctx, TimerId id) : ctx_(ctx), id_(id) {}
-  Timer(Timer&& o) noexcept : ctx_(o.ctx_), id_(o.id_) { o.ctx_ = nullptr; }
+  Timer(PluginContext* ctx, TimerId id, std::shared_ptr<bool> fired)
+      : ctx_(ctx), id_(id), fired_(std::move(fired)) {}
+  Timer(Timer&& o) noexcept : ctx_(o.ctx_), id_(o.id_), fired_(std::move(o.fired_)) {
+    o.ctx_ = nullptr;
+  }
   Timer& operator=(Timer&& o) noexcept {
     if (this != &o) {
       cancel();
       ctx_ = o.ctx_;
       id_ = o.id_;
+      fired_ = std::move(o.fired_);
       o.ctx_ = nullptr;
     }
     return *this;
@@ -305,11 +311,12 @@ class [[nodiscard]] Timer {
   Timer& operator=(const Timer&) = delete;
   ~Timer() { cancel(); }
   inline void cancel();
-  bool armed() const { return ctx_ != nullptr; }
+  bool armed() const { return ctx_ != nullptr && !(fired_ && *fired_); }
 
  private:
   PluginContext* ctx_ = nullptr;
   TimerId id_ = 0;
+  std::shared_ptr<bool> fired_;  // set by the callback's wrapper just before it runs
 };
 
 class PluginContext {
@@ -348,7 +355,12 @@ class PluginContext {
   virtual void cancelTimer(TimerId id) = 0;
   // The same as a handle: the timer is cancelled when the Timer goes (no TimerId bookkeeping).
   Timer after(std::chrono::milliseconds delay, std::function<void()> fn) {
-    return Timer(this, startTimer(delay, std::move(fn)));
+    auto fired = std::make_shared<bool>(false);
+    TimerId id = startTimer(delay, [fired, fn = std::move(fn)] {
+      *fired = true;
+      fn();
+    });
+    return Timer(this, id, std::move(fired));
   }
 
   // The device inventory and binding engine, for transport plugins.
@@ -392,8 +404,9 @@ class PluginContext {
 };
 
 inline void Timer::cancel() {
-  if (ctx_ != nullptr) ctx_->cancelTimer(id_);
+  if (ctx_ != nullptr && !(fired_ && *fired_)) ctx_->cancelTimer(id_);
   ctx_ = nullptr;
+  fired_.reset();
 }
 
 // A loaded plugin instance. start() and stop() run on the hub loop. start() returning an
