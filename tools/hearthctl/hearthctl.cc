@@ -159,6 +159,25 @@ void printPair(const Poco::JSON::Object::Ptr& r) {
   }
 }
 
+// A plugin's counters that are not zero (details.<plugin>.counters), "name value" pairs in
+// name order, on indented lines of at most 100 columns; nothing when it has none.
+void printCounters(const Poco::JSON::Object::Ptr& detail) {
+  auto counters = detail ? detail->getObject("counters") : nullptr;
+  if (!counters) return;
+  std::string line;
+  for (const auto& key : counters->getNames()) {  // sorted
+    const std::string value = counters->get(key).toString();
+    if (value == "0") continue;
+    const std::string item = key + " " + value;
+    if (!line.empty() && 4 + line.size() + 2 + item.size() > 100) {
+      std::printf("    %s\n", line.c_str());
+      line.clear();
+    }
+    line += (line.empty() ? "" : ", ") + item;
+  }
+  if (!line.empty()) std::printf("    %s\n", line.c_str());
+}
+
 void printHuman(const std::string& method, const Poco::JSON::Object::Ptr& r) {
   if (method == "pair") {
     printPair(r);
@@ -181,6 +200,7 @@ void printHuman(const std::string& method, const Poco::JSON::Object::Ptr& r) {
       }
       std::printf("  %-16s %s%s\n", name.c_str(), plugins->getValue<std::string>(name).c_str(),
                   error.c_str());
+      printCounters(details ? details->getObject(name) : nullptr);
     }
     if (auto c = r->getObject("counters")) {
       std::printf("users: %s, terminals: %s, requests: %s, errors: %s\n",
