@@ -8,6 +8,6 @@
  * adds members at the end of a struct or edits comments (then a plugin built against the old
  * headers still works, and the version stays). */
 #define HEARTH_ABI_VERSION 2
-#define HEARTH_ABI_HEADERS_SHA256 "9ff4a7de7b13da44a2ecec44ecf27a4415c45f7588d5fd03b83b6dc18963abe7"
+#define HEARTH_ABI_HEADERS_SHA256 "1507170ca8dbfb7c8e4f4893d4a2ba41c1779835f6d39ea2ae76aceb30ac4d42"
 
 #endif

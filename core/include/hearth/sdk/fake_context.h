@@ -339,7 +339,6 @@ class FakeContext : public PluginContext {
     posted_.clear();
     timers_.clear();
   }
-  bool isStopped() const { return stopped_; }
   // Forgets every pending timer (as if the hub had dropped them with the plugin).
   void clearTimers() { timers_.clear(); }
   // Timers started and neither fired nor cancelled yet.
