@@ -831,25 +831,5 @@ TEST(BridgePlugin, RefusedConnectionsRetryOnTimersAndAreCounted) {
   EXPECT_EQ(ctx.linesWith("stopped;"), 1u);
 }
 
-// A drain the I/O threads posted just before stop() is dropped by the host once stop() has
-// returned: the plugin does not guard it, and nothing of it runs.
-TEST(BridgePlugin, WorkPostedBeforeStopIsDroppedAfterIt) {
-  BridgeContext ctx;
-  CloudBridgePlugin plugin(ctx);
-  ASSERT_TRUE(plugin.start().isOk());
-  // The links' failures are posted (one drain for both), not run.
-  for (int i = 0; i < 4000 && ctx.pending() == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  ASSERT_EQ(ctx.pending(), 1u);
-  plugin.stop();
-  ctx.dropPosted();
-  ctx.runPosted();
-  ctx.advance(std::chrono::minutes(5));
-  EXPECT_EQ(ctx.linesWith("connection failed"), 0u);
-  EXPECT_EQ(ctx.counter("cloud_attempts"), 1);
-  EXPECT_EQ(ctx.counter("local_reconnects"), 0);
-}
-
 }  // namespace
 }  // namespace hearth::cloud_bridge
