@@ -344,32 +344,48 @@ void CoopRelayPlugin::replyCommand(const Request& req, const json::Params& p, co
   data.set("state", commandStateName(CommandState::kReplied));
   data.set("stateCode", static_cast<int>(CommandState::kReplied));
 
+  std::string response = json::text(data);
   Batch b;
+  b.hints.push_back(
+      {c.from.key(), kEvCommandState, commandStateJson(c, CommandState::kReplied, nullptr)});
+  std::optional<Responder> sender;  // the sender's sendCommand, if still unanswered
   auto unacked = unacked_.find(id);
   if (unacked != unacked_.end()) {
     // Replied before its record reached the disk: nothing about it is left to make durable.
-    // The sender's sendCommand is answered first, because clients learn the commandId there
-    // and match the commandResponse by it.
-    Responder sender = unacked->second;
-    CommandState answered = c.state;  // offered (or delivered, if acknowledged first)
+    sender = unacked->second;
     eraseCommand(id);
-    sender.ok(sendResultJson(id, answered));
   } else {
     b.erase(kCommands, seqKey(c.seq));
     b.apply([this, id] { eraseCommand(id); });
   }
-  b.hints.push_back(
-      {c.from.key(), kEvCommandState, commandStateJson(c, CommandState::kReplied, nullptr)});
-  // A connected sender gets the response before the bookkeeping commit, which keeps the disk
-  // off the round trip. The response is then out whatever happens: a crash before the commit
-  // only brings the command back as delivered, and the sender gets a `timeout` for a command
-  // it already has the answer to (final states are final; clients ignore later ones).
-  if (isOnline(c.from.key()) &&
-      ctx_.sendEvent(c.from.userId, c.from.clientId, kEvCommandResponse, json::text(data)) > 0) {
-    ctx_.count("replies_relayed");
-    return res.status(commit(b, /*applyOnFailure=*/true));
+  // A connected sender gets the response at once, which keeps the disk off the round trip. The
+  // command ends (its record erased, the target answered) only once the broker has
+  // acknowledged the response: a hub that dies before that still has the command, offers it
+  // again, and the target's client sends the app's reply again. If the broker connection goes
+  // first, the response is kept for the sender like one to an offline terminal.
+  const int64_t expiresAtMs = nowMs() + commandTtlMs_;
+  size_t relayed = 0;
+  if (isOnline(c.from.key())) {
+    relayed = ctx_.sendEventConfirmed(
+        c.from.userId, c.from.clientId, kEvCommandResponse, response,
+        [this, b, res, to = c.from.key(), response, expiresAtMs](Status confirmed) mutable {
+          if (!confirmed) {
+            ctx_.count("replies_unconfirmed");
+            b.durable.push_back({to, kEvCommandResponse, response, expiresAtMs, /*keep=*/true});
+          }
+          res.status(commit(b, /*applyOnFailure=*/confirmed.isOk()));
+          deliverFreed();  // an entry into the plugin: the reply freed a window slot
+        });
   }
-  b.durable.push_back({c.from.key(), kEvCommandResponse, json::text(data), nowMs() + commandTtlMs_});
+  // The sender's answer follows the response on the hub's one broker connection, so whatever
+  // of the two reaches the broker, the response does; clients keep a response that comes
+  // before the answer and match it by the answer's commandId.
+  if (sender) sender->ok(sendResultJson(id, c.state));
+  if (relayed > 0) {
+    ctx_.count("replies_relayed");
+    return;
+  }
+  b.durable.push_back({c.from.key(), kEvCommandResponse, response, expiresAtMs});
   Status s = commit(b);
   if (s) ctx_.count("replies_relayed");  // to the outbox: the sender gets it when back online
   res.status(s);

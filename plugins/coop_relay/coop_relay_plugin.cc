@@ -169,7 +169,9 @@ void CoopRelayPlugin::onHello(const std::string& dataJson) {
 
 void CoopRelayPlugin::onSeen(const std::string& dataJson) {
   auto key = terminalOfEvent(dataJson);
-  if (!key || offered_.count(*key) == 0) return;  // the common case: nothing unconfirmed
+  // The common case: nothing unconfirmed, nothing kept (a response the broker did not
+  // acknowledge is kept for a terminal that still looks online).
+  if (!key || (offered_.count(*key) == 0 && outbox_.count(*key) == 0)) return;
   bool presence = false;
   try {
     presence = json::parseObject(dataJson)->optValue<std::string>("via", "") == "presence";

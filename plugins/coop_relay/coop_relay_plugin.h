@@ -56,6 +56,7 @@ class CoopRelayPlugin : public Plugin {
     std::string event;
     std::string dataJson;
     int64_t expiresAtMs = 0;  // durable notices only
+    bool keep = false;        // durable: into the outbox even if the terminal looks online
   };
 
   // One atomic change: store writes that commit together, the in-memory changes that mirror

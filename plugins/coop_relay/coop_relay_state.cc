@@ -140,7 +140,7 @@ Status CoopRelayPlugin::commit(Batch& batch, bool applyOnFailure) {
   std::vector<OutboxEntry> staged;
   std::vector<const Notice*> direct;
   for (const Notice& n : batch.durable) {
-    if (isOnline(n.to)) {
+    if (!n.keep && isOnline(n.to)) {
       direct.push_back(&n);
       continue;
     }

@@ -42,10 +42,16 @@ class FakeCore : public CoreServices {
   IdentityService& identity() override { return *identity_; }
   EventBus& bus() override { return bus_; }
   binding::BindingService& bindings() override { return *bindings_; }
-  size_t sendEvent(const std::string&, const std::string&, const std::string&,
-                   const std::string&) override {
-    return 0;
+  // Sent to `eventTerminals` terminals; a confirmation callback waits in `confirmations`.
+  size_t sendEvent(const std::string&, const std::string&, const std::string& event,
+                   const std::string&, std::function<void(Status)> confirmed) override {
+    sentEvents.push_back(event);
+    if (confirmed && eventTerminals > 0) confirmations.push_back(std::move(confirmed));
+    return eventTerminals;
   }
+  size_t eventTerminals = 0;
+  std::vector<std::string> sentEvents;
+  std::vector<std::function<void(Status)>> confirmations;
   void statusChanged() override { ++statusChanges; }
   // Holds every setBrokerAccount answer until the test gives it.
   void setBrokerAccount(const std::string&, const std::string&, const std::vector<BrokerAcl>&,
@@ -271,6 +277,46 @@ TEST(PluginHost, TheSdkAsksAnOlderShorterHostTableForNoCounters) {
   hearth_host_api current = *PluginHost::Context::api();
   EXPECT_GE(current.size, offsetof(hearth_host_api, plugin_counters) + sizeof(void*));
   EXPECT_NE(current.plugin_counters, nullptr);
+}
+
+TEST(PluginHost, AConfirmedEventReportsTheBrokersAnswerAndAnOlderHostReportsOk) {
+  FakeCore core;
+  core.eventTerminals = 1;
+  PluginHost host(core, core.logger_);
+  ASSERT_NO_FATAL_FAILURE(startEveryTestPlugin(host));
+  // The host runs a callback only for a running plugin: a second context under the name of one.
+  auto view = std::make_unique<fakes::FakeConfig>();
+  auto context = std::make_shared<PluginHost::Context>(core, host, "guarded", std::move(view));
+  std::vector<Status> got;
+  {
+    sdk::detail::CContext ctx(PluginHost::Context::api(), context->handle(), "guarded");
+    EXPECT_EQ(ctx.sendEventConfirmed("alice", "", "ping", "{}", [&](Status s) { got.push_back(s); }),
+              1u);
+    ASSERT_EQ(core.confirmations.size(), 1u);
+    EXPECT_TRUE(got.empty());  // not before the broker's answer
+    core.confirmations[0](Status::error(ErrorCode::kUnavailable, "connection lost"));
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].code(), ErrorCode::kUnavailable);
+  }
+  {
+    // A table from before send_event_confirmed: sent as send_event, ok on the loop's next turn.
+    hearth_host_api older = *PluginHost::Context::api();
+    older.size = offsetof(hearth_host_api, send_event_confirmed);
+    older.send_event_confirmed = [](hearth_ctx*, hearth_str, hearth_str, hearth_str, hearth_str,
+                                    hearth_result_fn, void*, hearth_release_fn) -> uint64_t {
+      ADD_FAILURE() << "called past the table's size";
+      return 0;
+    };
+    sdk::detail::CContext ctx(&older, context->handle(), "guarded");
+    EXPECT_EQ(ctx.sendEventConfirmed("alice", "", "pong", "{}", [&](Status s) { got.push_back(s); }),
+              1u);
+    EXPECT_EQ(core.sentEvents.back(), "pong");
+    EXPECT_EQ(got.size(), 1u);
+    for (int i = 0; i < 5 && got.size() < 2; ++i) core.loop_.runOnce();
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_TRUE(got[1].isOk());
+  }
+  host.stopAll();
 }
 
 TEST(PluginHost, AnAnswerThatComesAfterThePluginStoppedIsDropped) {

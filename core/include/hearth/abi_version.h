@@ -8,6 +8,6 @@
  * adds members at the end of a struct or edits comments (then a plugin built against the old
  * headers still works, and the version stays). */
 #define HEARTH_ABI_VERSION 2
-#define HEARTH_ABI_HEADERS_SHA256 "1507170ca8dbfb7c8e4f4893d4a2ba41c1779835f6d39ea2ae76aceb30ac4d42"
+#define HEARTH_ABI_HEADERS_SHA256 "0687477db09d8a3386f7fa123f86fe8f0c27e326f5308fea8d09a27de374ef01"
 
 #endif

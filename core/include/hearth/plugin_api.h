@@ -312,6 +312,16 @@ typedef struct hearth_host_api {
    * calling plugin's own included), visited during the call in order of plugin, then name.
    * The web plugin serves them on /metrics. */
   void (*plugin_counters)(hearth_ctx* ctx, hearth_counter_fn fn, void* user);
+  /* Added in ABI 2 after its first release (check `size`, as above). send_event, and then
+   * done(code, "") runs once, on the hub loop and never inside this call, when the broker has
+   * acknowledged (MQTT PUBACK) every terminal's copy: HEARTH_OK; or HEARTH_UNAVAILABLE when the
+   * broker connection went before that, or a copy could not be handed to it (that copy may or
+   * may not have arrived). Returns the number of terminals it was sent to; with 0, done is
+   * released without running. For an event whose loss must undo something (coop_relay ends a
+   * command only once its relayed reply is at the broker). */
+  uint64_t (*send_event_confirmed)(hearth_ctx* ctx, hearth_str user_id, hearth_str client_id,
+                                   hearth_str event, hearth_str data_json, hearth_result_fn done,
+                                   void* user, hearth_release_fn release);
 } hearth_host_api;
 
 /* What the plugin offers. Members up to `stop` are required; later ones are optional (a

@@ -213,8 +213,12 @@ int Hub::run() {
   mqtt_->onConnect([this](int rc, const std::string& reason) {
     loop_.dispatch([this, rc, reason] { onConnected(rc, reason); });
   });
+  mqtt_->onPublished([this](int mid, int reasonCode) {
+    loop_.dispatch([this, mid, reasonCode] { confirmations_.acknowledged(mid, reasonCode); });
+  });
   mqtt_->onDisconnect([this](int rc) {
     loop_.dispatch([this, rc] {
+      confirmations_.connectionLost();
       bool wasUp = brokerUp_;
       brokerUp_ = false;
       if (!stopping_ && wasUp) {
@@ -425,7 +429,8 @@ void Hub::onPresence(const std::string& userId, const std::string& clientId,
 }
 
 size_t Hub::sendEvent(const std::string& userId, const std::string& clientId,
-                      const std::string& event, const std::string& dataJson) {
+                      const std::string& event, const std::string& dataJson,
+                      std::function<void(Status)> confirmed) {
   // The data goes into the envelope as the sender wrote it (serialised once), checked only.
   static const std::string kEmpty = "{}";
   const std::string& data = dataJson.empty() ? kEmpty : dataJson;
@@ -443,19 +448,26 @@ size_t Hub::sendEvent(const std::string& userId, const std::string& clientId,
   env += std::to_string(clock_.nowMs());
   env += '}';
   auto payload = std::make_shared<const std::string>(std::move(env));
-  size_t sent = 0;
+  std::vector<std::string> to;
   for (const auto& t : identity_->onlineTerminals(userId)) {
-    if (!clientId.empty() && t.clientId != clientId) continue;
-    std::string topic = "hearth/v1/u/" + userId + "/" + t.clientId + "/evt/" + event;
-    std::optional<bool> now = gate_->send(
-        userId + "/" + t.clientId, [this, topic, payload] {
-          bool ok = mqtt_->publish(topic, *payload, 1, false);
-          mqtt_->flush();
-          return ok;
-        });
+    if (clientId.empty() || t.clientId == clientId) to.push_back(t.clientId);
+  }
+  PublishConfirmations::GroupPtr group;
+  if (confirmed && !to.empty()) group = confirmations_.open(to.size(), std::move(confirmed));
+  size_t sent = 0;
+  for (const auto& client : to) {
+    std::string topic = "hearth/v1/u/" + userId + "/" + client + "/evt/" + event;
+    std::optional<bool> now = gate_->send(userId + "/" + client, [this, topic, payload, group] {
+      int mid = 0;
+      bool ok = mqtt_->publish(topic, *payload, 1, false, nullptr, group ? &mid : nullptr);
+      mqtt_->flush();
+      if (group) confirmations_.sent(group, ok, mid);
+      return ok;
+    });
     // Held for the disk: counted as sent while the broker connection is up.
     if (now ? *now : brokerUp_) ++sent;
   }
+  if (group && sent == 0) PublishConfirmations::cancel(group);
   return sent;
 }
 

@@ -11,6 +11,7 @@
 #include "backup/backup.h"
 #include "backup/scheduler.h"
 #include "control/mqtt_client.h"
+#include "control/publish_confirmations.h"
 #include "control/router.h"
 #include "daemon/core_methods.h"
 #include "daemon/output_gate.h"
@@ -57,7 +58,8 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   EventBus& bus() override { return bus_; }
   binding::BindingService& bindings() override { return *bindings_; }
   size_t sendEvent(const std::string& userId, const std::string& clientId, const std::string& event,
-                   const std::string& dataJson) override;
+                   const std::string& dataJson,
+                   std::function<void(Status)> confirmed = nullptr) override;
   void statusChanged() override;
   LocalBrokerInfo localBroker() const override;
   void setBrokerAccount(const std::string& username, const std::string& password,
@@ -115,6 +117,8 @@ class Hub : public CoreServices, private Publisher, private BrokerAccounts {
   backup::StateLock stateLock_;
   bool ready_ = false;
   bool brokerUp_ = false;
+  // The broker's PUBACKs for events whose sender asked to know (sendEvent's confirmed).
+  PublishConfirmations confirmations_{[this](std::function<void()> fn) { loop_.post(std::move(fn)); }};
   bool statusPending_ = false;
   bool stopping_ = false;
   int64_t startedAtMs_ = 0;

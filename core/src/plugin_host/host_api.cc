@@ -418,6 +418,15 @@ void apiSetBrokerAccount(hearth_ctx* ctx, hearth_str username, hearth_str passwo
   c.core().setBrokerAccount(text(username), text(password), list,
                             [cb](Status s) { cb(codeOf(s), s.message()); });
 }
+uint64_t apiSendEventConfirmed(hearth_ctx* ctx, hearth_str user, hearth_str client,
+                               hearth_str event, hearth_str data, hearth_result_fn done, void* u,
+                               hearth_release_fn release) {
+  Ctx& c = Ctx::of(ctx);
+  auto cb = oneShot(c, "sendEventConfirmed callback",
+                    closureOf(ctx, reinterpret_cast<void*>(done), u, release));
+  return c.core().sendEvent(text(user), text(client), text(event), text(data),
+                            [cb](Status s) { cb(codeOf(s), s.message()); });
+}
 void apiStateDir(hearth_ctx* ctx, hearth_out dir) { write(dir, Ctx::of(ctx).core().stateDir()); }
 void apiPluginCounters(hearth_ctx* ctx, hearth_counter_fn fn, void* user) {
   Ctx::of(ctx).host().forEachCounter(
@@ -471,6 +480,7 @@ const hearth_host_api kApi = {
     apiSetBrokerAccount,
     apiStateDir,
     apiPluginCounters,
+    apiSendEventConfirmed,
 };
 
 }  // namespace

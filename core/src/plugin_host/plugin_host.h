@@ -39,8 +39,10 @@ class CoreServices {
   virtual IdentityService& identity() = 0;
   virtual EventBus& bus() = 0;
   virtual binding::BindingService& bindings() = 0;
+  // confirmed (may be empty): hearth_host_api::send_event_confirmed's done, on the hub loop.
   virtual size_t sendEvent(const std::string& userId, const std::string& clientId,
-                           const std::string& event, const std::string& dataJson) = 0;
+                           const std::string& event, const std::string& dataJson,
+                           std::function<void(Status)> confirmed = nullptr) = 0;
   virtual void statusChanged() = 0;
   // PluginContext::localBroker / setBrokerAccount; without a broker (tests): none.
   virtual LocalBrokerInfo localBroker() const { return {}; }

@@ -148,6 +148,26 @@ class CContext final : public PluginContext, private Devices {
                    const std::string& dataJson) override {
     return api_->send_event(ctx_, str(userId), str(clientId), str(event), str(dataJson));
   }
+  size_t sendEventConfirmed(const std::string& userId, const std::string& clientId,
+                            const std::string& event, const std::string& dataJson,
+                            std::function<void(Status)> confirmed) override {
+    using Done = std::function<void(Status)>;
+    // A member added after the table's first release. An older host confirms nothing: the
+    // event is sent as by sendEvent and taken as confirmed on the next turn of the loop.
+    if (api_->size < offsetof(hearth_host_api, send_event_confirmed) +
+                         sizeof(api_->send_event_confirmed) ||
+        api_->send_event_confirmed == nullptr) {
+      const size_t n = sendEvent(userId, clientId, event, dataJson);
+      if (n > 0) post([confirmed = std::move(confirmed)] { confirmed(Status::ok()); });
+      return n;
+    }
+    return api_->send_event_confirmed(
+        ctx_, str(userId), str(clientId), str(event), str(dataJson),
+        [](void* u, int32_t code, hearth_str t, hearth_out error) {
+          return guarded(error, [&] { (*static_cast<Done*>(u))(status(code, text(t))); });
+        },
+        new Done(std::move(confirmed)), &release<Done>);
+  }
   std::optional<TerminalInfo> terminal(const std::string& userId,
                                        const std::string& clientId) const override {
     std::optional<TerminalInfo> out;

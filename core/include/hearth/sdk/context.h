@@ -338,6 +338,13 @@ class PluginContext {
   // to every online terminal of the user. Returns the number of terminals it was sent to.
   virtual size_t sendEvent(const std::string& userId, const std::string& clientId,
                            const std::string& event, const std::string& dataJson) = 0;
+  // The same, and `confirmed` runs once, on the hub loop and never inside this call, when the
+  // broker has acknowledged (PUBACK) every terminal's copy: ok; or UNAVAILABLE when the broker
+  // connection went first or a copy could not be handed over (it may or may not have arrived).
+  // Not run when the event went to no terminal (returns 0).
+  virtual size_t sendEventConfirmed(const std::string& userId, const std::string& clientId,
+                                    const std::string& event, const std::string& dataJson,
+                                    std::function<void(Status)> confirmed) = 0;
 
   // Terminals known to the hub (from hello and presence).
   virtual std::optional<TerminalInfo> terminal(const std::string& userId,

@@ -255,6 +255,28 @@ class FakeContext : public PluginContext {
                    const std::string&) override {
     return 0;
   }
+  // Sent as by sendEvent (a subclass's own). The broker's acknowledgement comes as posted work
+  // (drain()) with `confirmWith`, or, with holdConfirmations set, waits in `heldConfirmations`
+  // until the test calls confirmHeld().
+  size_t sendEventConfirmed(const std::string& userId, const std::string& clientId,
+                            const std::string& event, const std::string& dataJson,
+                            std::function<void(Status)> confirmed) override {
+    const size_t n = sendEvent(userId, clientId, event, dataJson);
+    if (n == 0) return 0;
+    if (holdConfirmations) {
+      heldConfirmations.push_back(std::move(confirmed));
+    } else {
+      post([confirmed = std::move(confirmed), s = confirmWith] { confirmed(s); });
+    }
+    return n;
+  }
+  // Gives every held confirmation its answer, in send order.
+  void confirmHeld(const Status& s) {
+    auto held = std::move(heldConfirmations);
+    heldConfirmations.clear();
+    for (auto& fn : held) post([fn = std::move(fn), s] { fn(s); });
+    drain();
+  }
   std::optional<TerminalInfo> terminal(const std::string&, const std::string&) const override {
     return std::nullopt;
   }
@@ -369,6 +391,10 @@ class FakeContext : public PluginContext {
   std::multimap<std::string, EventHandler> busHandlers;  // subscribe() records, emit() calls
   std::map<std::string, int64_t> counters;               // count() adds here
   std::vector<PluginCounter> otherCounters;  // other plugins' counters, for pluginCounters()
+  // sendEventConfirmed: what the broker's acknowledgement says, or hold them for the test.
+  Status confirmWith = Status::ok();
+  bool holdConfirmations = false;
+  std::vector<std::function<void(Status)>> heldConfirmations;
   void emit(const std::string& topic, const std::string& data) {
     auto range = busHandlers.equal_range(topic);
     for (auto it = range.first; it != range.second; ++it) it->second(topic, data);
