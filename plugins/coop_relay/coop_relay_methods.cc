@@ -345,9 +345,9 @@ void CoopRelayPlugin::replyCommand(const Request& req, const json::Params& p, co
   data.set("stateCode", static_cast<int>(CommandState::kReplied));
 
   std::string response = json::text(data);
+  // The commandResponse is the sender's news of the final state (it carries state "replied"):
+  // no commandState goes with it.
   Batch b;
-  b.hints.push_back(
-      {c.from.key(), kEvCommandState, commandStateJson(c, CommandState::kReplied, nullptr)});
   std::optional<Responder> sender;  // the sender's sendCommand, if still unanswered
   auto unacked = unacked_.find(id);
   if (unacked != unacked_.end()) {
