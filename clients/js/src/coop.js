@@ -139,6 +139,8 @@ class EarlyBox {
   }
 }
 const NONE = Object.freeze([]);
+// Replies kept until the hub has answered them ok (sent again if their command comes back).
+const MAX_UNANSWERED_REPLIES = 1000;
 
 export class Coop {
   /** @param {import('./client.js').Connection} conn */
@@ -156,6 +158,9 @@ export class Coop {
     this.toAck = new Set();
     this.ackTimer = null;
     this.replied = new RecentIds(10000);
+    // Replies not yet answered ok, by commandId: a command that comes back (the hub lost the
+    // reply with a crash) gets the app's reply again, not a second hand-over.
+    this.unansweredReplies = new Map();
 
     conn.on('command', (d) => this._onCommand(d));
     conn.on('accessRequest', (d) => this._onAccessRequest(d));
@@ -387,7 +392,24 @@ export class Coop {
     // The reply confirms it: no separate ackCommand for this one.
     this.toAck.delete(o.commandId);
     this.replied.add(o.commandId);
-    return settle(o, this._call('replyCommand', { commandId: o.commandId, commandParams: o.commandParams || {}, to: endpointOf(o.to) }));
+    const params = { commandId: o.commandId, commandParams: o.commandParams || {}, to: endpointOf(o.to) };
+    return settle(o, this._sendReply(params));
+  }
+
+  _sendReply(params) {
+    const replies = this.unansweredReplies;
+    replies.delete(params.commandId);
+    if (replies.size >= MAX_UNANSWERED_REPLIES) replies.delete(replies.keys().next().value);
+    replies.set(params.commandId, params);
+    const call = this._call('replyCommand', params);
+    // Answered ok: the hub has it (NOT_FOUND: it had it before, and the command has ended).
+    call.then(
+      () => replies.delete(params.commandId),
+      (e) => {
+        if (e && e.code === 'NOT_FOUND') replies.delete(params.commandId);
+      },
+    );
+    return call;
   }
 
   // ------------------------------------------------------------------ incoming
@@ -397,7 +419,12 @@ export class Coop {
     // Handed over before (the hub offers a command again until it is confirmed): confirm it
     // again, do not show it twice.
     if (this.seenCommands.has(d.commandId)) {
-      if (!this.replied.has(d.commandId)) this._ack(d.commandId);
+      const reply = this.unansweredReplies.get(d.commandId);
+      if (reply) {
+        this._sendReply(reply).catch(() => {}); // the app's reply again (it was lost with the hub)
+      } else if (!this.replied.has(d.commandId)) {
+        this._ack(d.commandId);
+      }
       return;
     }
     const cmd = {
