@@ -32,8 +32,9 @@ void HubLoop::post(std::function<void()> fn) {
     wasEmpty = queue_.empty();
     queue_.push_back(std::move(fn));
   }
-  // The loop drains the whole queue at once, so only the first post after a drain must wake it.
-  if (wasEmpty) wake();
+  // The loop drains the whole queue at once, so only the first post after a drain must wake it;
+  // and the loop itself, posting, is not in poll: it runs the queue before it polls again.
+  if (wasEmpty && !isHubThread()) wake();
 }
 
 void HubLoop::dispatch(std::function<void()> fn) {
