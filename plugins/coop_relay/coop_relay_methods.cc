@@ -336,15 +336,7 @@ void CoopRelayPlugin::replyCommand(const Request& req, const json::Params& p, co
   auto me = caller(req);
   if (!me) return res.status(me.status());
 
-  Object data;
-  data.set("commandId", c.commandId);
-  data.set("commandType", c.commandType);
-  data.set("commandParams", json::parseObject(params));
-  data.set("from", endpointJson(me.value()));
-  data.set("state", commandStateName(CommandState::kReplied));
-  data.set("stateCode", static_cast<int>(CommandState::kReplied));
-
-  std::string response = json::text(data);
+  std::string response = commandResponseJson(c, params, me.value());
   // The commandResponse is the sender's news of the final state (it carries state "replied"):
   // no commandState goes with it.
   Batch b;

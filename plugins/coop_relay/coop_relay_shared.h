@@ -4,6 +4,7 @@
 
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
+#include <Poco/JSONString.h>
 
 #include <chrono>
 #include <cstdint>
@@ -67,21 +68,48 @@ inline const char* accessMessage(AccessResponseCode code) {
   return "rejected";
 }
 
+// The messages of every relayed command are written as text, not built as JSON documents:
+// params are JSON text already (json::Params::objectJson) and go in as they are; strings are
+// quoted by Poco::toJSON. (Keys in the order Poco's documents would print them.)
+inline std::string endpointText(const Endpoint& e) {
+  std::string s;
+  s.reserve(e.appId.size() + e.userId.size() + e.clientId.size() + 48);
+  s.append("{\"appId\":").append(Poco::toJSON(e.appId));
+  s.append(",\"clientIdentify\":").append(Poco::toJSON(e.clientId));
+  s.append(",\"userId\":").append(Poco::toJSON(e.userId)).append("}");
+  return s;
+}
+
 inline std::string sendResultJson(const std::string& commandId, CommandState state) {
-  Object o;
-  o.set("commandId", commandId);
-  o.set("state", commandStateName(state));
-  o.set("stateCode", static_cast<int>(state));
-  return json::text(o);
+  std::string s = "{\"commandId\":" + Poco::toJSON(commandId);
+  s.append(",\"state\":").append(Poco::toJSON(std::string(commandStateName(state))));
+  s.append(",\"stateCode\":").append(std::to_string(static_cast<int>(state))).append("}");
+  return s;
 }
 
 inline std::string commandEventJson(const Command& c) {
-  Object o;
-  o.set("commandId", c.commandId);
-  o.set("commandType", c.commandType);
-  o.set("commandParams", json::parseObject(c.paramsJson));
-  o.set("from", endpointJson(c.from));
-  return json::text(o);
+  std::string s;
+  s.reserve(c.paramsJson.size() + c.commandId.size() + c.commandType.size() + 160);
+  s.append("{\"commandId\":").append(Poco::toJSON(c.commandId));
+  s.append(",\"commandParams\":").append(c.paramsJson);
+  s.append(",\"commandType\":").append(Poco::toJSON(c.commandType));
+  s.append(",\"from\":").append(endpointText(c.from)).append("}");
+  return s;
+}
+
+// The commandResponse: the reply's params (JSON text) from `from`, the final state.
+inline std::string commandResponseJson(const Command& c, const std::string& paramsJson,
+                                       const Endpoint& from) {
+  std::string s;
+  s.reserve(paramsJson.size() + c.commandId.size() + c.commandType.size() + 200);
+  s.append("{\"commandId\":").append(Poco::toJSON(c.commandId));
+  s.append(",\"commandParams\":").append(paramsJson);
+  s.append(",\"commandType\":").append(Poco::toJSON(c.commandType));
+  s.append(",\"from\":").append(endpointText(from));
+  s.append(",\"state\":").append(Poco::toJSON(std::string(commandStateName(CommandState::kReplied))));
+  s.append(",\"stateCode\":").append(std::to_string(static_cast<int>(CommandState::kReplied)));
+  s.append("}");
+  return s;
 }
 
 inline std::string accessRequestEventJson(const AccessRequest& r) {
