@@ -3,6 +3,7 @@
 #include "coop_relay_plugin.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "coop_relay_shared.h"
@@ -109,26 +110,55 @@ size_t CoopRelayPlugin::inFlight(const TerminalKey& target) const {
   return it == inFlight_.end() ? 0 : it->second;
 }
 
-void CoopRelayPlugin::commitDelivered() {
+void CoopRelayPlugin::armWriteBehind() {
+  if (writeBehindTimer_.armed() || unacked_.empty()) return;
+  // The oldest command without a record is written kWriteBehind after it went out.
+  int64_t oldest = INT64_MAX;
+  for (const auto& [id, r] : unacked_) oldest = std::min(oldest, commands_.at(id).offeredAtMs);
+  const int64_t wait = std::max<int64_t>(1, oldest + kWriteBehind.count() - nowMs());
+  writeBehindTimer_ = ctx_.after(std::chrono::milliseconds(wait), [this] {
+    commitDelivered(/*dueOnly=*/true);
+    deliverFreed();  // a failed commit drops its commands, and their window slots
+  });
+}
+
+void CoopRelayPlugin::commitDelivered(bool dueOnly) {
   writeBehindTimer_.cancel();  // also when it is the one firing now
   if (unacked_.empty()) return;
+  // dueOnly: just the commands out for kWriteBehind; a stream of fast round trips then writes
+  // nothing at all (each reply comes before its command's turn), and no sender's answer waits
+  // for the disk ahead of its commandResponse.
   std::map<std::string, Responder> acks;
-  acks.swap(unacked_);
-  Batch b;
-  for (const auto& [id, r] : acks) {
-    const Command& c = commands_.at(id);
-    b.put(kCommands, seqKey(c.seq), toJson(c));
+  if (dueOnly) {
+    const int64_t due = nowMs() - kWriteBehind.count();
+    for (auto it = unacked_.begin(); it != unacked_.end();) {
+      if (commands_.at(it->first).offeredAtMs <= due) {
+        acks.insert(unacked_.extract(it++));
+      } else {
+        ++it;
+      }
+    }
+  } else {
+    acks.swap(unacked_);
   }
-  Status s = commit(b);
-  for (auto& [id, r] : acks) {
-    if (s) {
-      r.ok(sendResultJson(id, commands_.at(id).state));  // offered, or delivered if acked
-    } else {
-      // Delivered but not tracked: the sender hears INTERNAL and a reply finds nothing.
-      eraseCommand(id);
-      r.status(s);
+  if (!acks.empty()) {
+    Batch b;
+    for (const auto& [id, r] : acks) {
+      const Command& c = commands_.at(id);
+      b.put(kCommands, seqKey(c.seq), toJson(c));
+    }
+    Status s = commit(b);
+    for (auto& [id, r] : acks) {
+      if (s) {
+        r.ok(sendResultJson(id, commands_.at(id).state));  // offered, or delivered if acked
+      } else {
+        // Delivered but not tracked: the sender hears INTERNAL and a reply finds nothing.
+        eraseCommand(id);
+        r.status(s);
+      }
     }
   }
+  armWriteBehind();
 }
 
 }  // namespace hearth::coop

@@ -295,12 +295,7 @@ void CoopRelayPlugin::sendCommand(const Request& req, const json::Params& p, con
     c.offeredAtMs = c.createdAtMs;
     insertCommand(c);
     unacked_.emplace(c.commandId, res);
-    if (!writeBehindTimer_.armed()) {  // commitDelivered() disarms it
-      writeBehindTimer_ = ctx_.after(kWriteBehind, [this] {
-        commitDelivered();
-        deliverFreed();  // a failed commit drops its commands, and their window slots
-      });
-    }
+    armWriteBehind();
     armTimer();
     return;
   }

@@ -158,7 +158,10 @@ class CoopRelayPlugin : public Plugin {
 
   // Writes the records of commands delivered at once (sendCommand's fast path) in one
   // transaction and answers their senders.
-  void commitDelivered();
+  // Writes the records of commands delivered at once and still unreplied (all, or dueOnly:
+  // those out for kWriteBehind), answering their senders once they are on disk.
+  void commitDelivered(bool dueOnly = false);
+  void armWriteBehind();  // the timer for the oldest of them
 
   // --- deadlines (command expiry / reply timeout, request expiry, outbox expiry) ---
   void addDeadline(int64_t atMs, const std::string& tag);

@@ -1336,6 +1336,24 @@ TEST_F(CoopRelayTest, AResponseTheBrokerDidNotAcknowledgeIsKeptForTheSender) {
   EXPECT_EQ(ctx_.kv.size("outbox"), 0u);
 }
 
+TEST_F(CoopRelayTest, EachCommandIsWrittenBehindOnItsOwnDeadline) {
+  grant();
+  auto first = sendAsync("light");
+  std::string firstId = events("bob", "b1", "command").back()->getValue<std::string>("commandId");
+  ctx_.advance(std::chrono::milliseconds(30));
+  auto second = sendAsync("light");
+  replyTo(firstId);  // the first is done before its turn: never written
+  ctx_.advance(std::chrono::milliseconds(25));  // 55 ms: the first's turn, not the second's
+  EXPECT_EQ(second->answers, 0);
+  EXPECT_EQ(ctx_.kv.size("commands"), 0u);
+  EXPECT_EQ(ctx_.kv.writesTo["commands"], 0);
+  ctx_.advance(std::chrono::milliseconds(30));  // 85 ms: 55 after the second went out
+  ASSERT_EQ(second->answers, 1);
+  EXPECT_TRUE(second->ok);
+  EXPECT_EQ(ctx_.kv.size("commands"), 1u);
+  EXPECT_TRUE(first->ok);
+}
+
 TEST_F(CoopRelayTest, UnrepliedDeliveredCommandIsOnDiskWithinTheWriteBehindWindow) {
   grant();
   auto first = sendAsync("light");
