@@ -139,8 +139,13 @@ class EarlyBox {
   }
 }
 const NONE = Object.freeze([]);
-// Replies kept until the hub has answered them ok (sent again if their command comes back).
+// Replies kept until the hub has answered them: sent again if their command comes back, and
+// after a call that got no answer, 1 s later, then 2, 4, ... up to every 30 s, 20 times at most.
 const MAX_UNANSWERED_REPLIES = 1000;
+const RETRIED_REPLY_ERRORS = new Set(['TIMEOUT', 'NOT_CONNECTED', 'UNAVAILABLE']);
+const REPLY_RETRY_MS = 1000;
+const REPLY_RETRY_MAX_MS = 30000;
+const MAX_REPLY_ATTEMPTS = 20;
 
 export class Coop {
   /** @param {import('./client.js').Connection} conn */
@@ -161,6 +166,7 @@ export class Coop {
     // Replies not yet answered ok, by commandId: a command that comes back (the hub lost the
     // reply with a crash) gets the app's reply again, not a second hand-over.
     this.unansweredReplies = new Map();
+    this.replyRetries = new Map(); // commandId -> the timer of its next attempt
 
     conn.on('command', (d) => this._onCommand(d));
     conn.on('accessRequest', (d) => this._onAccessRequest(d));
@@ -204,6 +210,9 @@ export class Coop {
       await this.conn.logout();
       if (this.ackTimer) clearTimeout(this.ackTimer);
       this.ackTimer = null;
+      for (const timer of this.replyRetries.values()) clearTimeout(timer);
+      this.replyRetries.clear();
+      this.unansweredReplies.clear();
     })();
     return settle(options, p);
   }
@@ -396,20 +405,45 @@ export class Coop {
     return settle(o, this._sendReply(params));
   }
 
-  _sendReply(params) {
+  _sendReply(params, attempt = 0) {
+    const id = params.commandId;
     const replies = this.unansweredReplies;
-    replies.delete(params.commandId);
-    if (replies.size >= MAX_UNANSWERED_REPLIES) replies.delete(replies.keys().next().value);
-    replies.set(params.commandId, params);
+    this._cancelReplyRetry(id);
+    replies.delete(id);
+    if (replies.size >= MAX_UNANSWERED_REPLIES) {
+      const oldest = replies.keys().next().value;
+      this._cancelReplyRetry(oldest);
+      replies.delete(oldest);
+    }
+    replies.set(id, params);
     const call = this._call('replyCommand', params);
-    // Answered ok: the hub has it (NOT_FOUND: it had it before, and the command has ended).
     call.then(
-      () => replies.delete(params.commandId),
+      () => replies.delete(id), // the hub has it
       (e) => {
-        if (e && e.code === 'NOT_FOUND') replies.delete(params.commandId);
+        if (replies.get(id) !== params) return; // replied again meanwhile
+        // No answer (the hub down, restarting, or it lost the reply with a crash): again later,
+        // until it answers. Any answer ends it: NOT_FOUND means the command has ended.
+        if (e && RETRIED_REPLY_ERRORS.has(e.code) && attempt < MAX_REPLY_ATTEMPTS) {
+          const delay = Math.min(REPLY_RETRY_MAX_MS, REPLY_RETRY_MS * 2 ** attempt);
+          const timer = setTimeout(() => {
+            this.replyRetries.delete(id);
+            if (replies.get(id) === params) this._sendReply(params, attempt + 1).catch(() => {});
+          }, delay);
+          if (timer.unref) timer.unref();
+          this.replyRetries.set(id, timer);
+        } else {
+          replies.delete(id);
+        }
       },
     );
     return call;
+  }
+
+  _cancelReplyRetry(id) {
+    const timer = this.replyRetries.get(id);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.replyRetries.delete(id);
   }
 
   // ------------------------------------------------------------------ incoming

@@ -153,3 +153,50 @@ test('target SIGKILLed, then hearthd SIGKILLed and restarted: still once, in ord
   const again = target(t, clientIdentify);
   await assertDeliveredOnce(again, sent, states);
 });
+
+// A reply the hub lost is given again (docs/coop-api.md, what a crash can lose): the target's
+// app replies to a confirmed command while hearthd is frozen, hearthd is then SIGKILLed (the
+// reply dies with it: the hub's MQTT session is clean) and restarted; the command is still on
+// its disk, and the target's library, whose reply got no answer, sends it again until the hub
+// answers, without handing the command to the app a second time. The sender hears it once.
+test('a reply lost with the hub is sent again when its command comes back', opts, async (t) => {
+  const phone = await loggedIn(hub, 'alice', 'phone', 'appPhone');
+  const tv = await loggedIn(hub, 'alice', 'tv', 'appTv', { requestTimeout: 3000 });
+  t.after(() => phone.coop.logout());
+  t.after(() => tv.coop.logout());
+  const handed = [];
+  tv.coop.receiveCommand((cmd) => handed.push(cmd));
+  const responses = [];
+  const sent = await phone.coop.sendCommand({
+    commandType: 'pause',
+    to: { appId: 'appTv', userId: 'alice', clientIdentify: 'tv' },
+    commandParams: { at: 42 },
+    onResponse: (r) => responses.push(r),
+  });
+  // Answered once the record is on disk (or replied): here the app has not replied yet.
+  assert.equal(sent.state, 'offered');
+  await waitFor(() => handed.length === 1, { what: 'the command at the tv' });
+  // Confirmed (the library's ackCommand after ackDelayMs): the hub will not offer it again, so
+  // only the library's own retry can bring the reply back.
+  await waitFor(() => tv.coop.toAck.size === 0 && !tv.coop.ackTimer, { what: 'the ackCommand' });
+  await sleep(200);
+
+  process.kill(hub.proc.pid, 'SIGSTOP');
+  const reply = tv.coop.replyCommand({
+    commandId: handed[0].commandId,
+    commandParams: { paused: true },
+    to: handed[0].from,
+  });
+  await sleep(300); // the reply is at the broker, queued for the frozen hub
+  await hub.kill9(); // ... and gone with its session
+  await assert.rejects(reply, { code: 'TIMEOUT' }); // the app hears its reply was not answered
+  assert.deepEqual(responses, []);
+
+  await hub.start(); // the command is still on its disk, delivered, awaiting its reply
+  await waitFor(() => responses.length === 1, { timeout: 20000, what: 'the reply at the phone' });
+  assert.equal(responses[0].commandId, sent.commandId);
+  assert.deepEqual(responses[0].commandParams, { paused: true });
+  await sleep(1000); // a second hand-over or a second response would show now
+  assert.equal(handed.length, 1, 'the app was handed the command once');
+  assert.equal(responses.length, 1, 'the phone heard the reply once');
+});
