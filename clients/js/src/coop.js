@@ -157,7 +157,12 @@ export class Coop {
     this.waitingRequests = [];
     this.seenCommands = new RecentIds(10000);
     this.seenRequests = new RecentIds(10000);
-    this.sent = new Map(); // commandId -> {onResponse, onState, done}
+    this.sent = new Map(); // commandId -> {onResponse, onState, done, held, open}
+    // Sent commands whose events can still matter: asked for (answer not in yet) or answered
+    // and not yet final. Only while there is one are commandResponse/commandState parsed.
+    this.asking = 0;
+    this.open = 0;
+    this.offCommandEvents = null;
     this.requested = new Map(); // access request commandId -> onResponse
     this.early = new EarlyBox(1000, 60000);
     this.toAck = new Set();
@@ -171,8 +176,6 @@ export class Coop {
     conn.on('command', (d) => this._onCommand(d));
     conn.on('accessRequest', (d) => this._onAccessRequest(d));
     conn.on('accessResponse', (d) => this._onAccessResponse(d));
-    conn.on('commandResponse', (d) => this._onCommandEvent('commandResponse', d));
-    conn.on('commandState', (d) => this._onCommandEvent('commandState', d));
     // A new session: acknowledgements that were not sent go out on it.
     conn.sessionListeners.add(() => this._scheduleAck());
     // The seed's calls work detached too (`const { login } = mtl.coop`).
@@ -362,11 +365,28 @@ export class Coop {
     const params = { commandType: o.commandType, to: endpointOf(o.to), commandParams: o.commandParams || {} };
     const onResponse = typeof o.onResponse === 'function' ? o.onResponse : null;
     const onState = typeof o.onState === 'function' ? o.onState : null;
+    const wants = !!(onResponse || onState);
+    let asking = wants;
+    const answered = () => {
+      if (!asking) return;
+      asking = false;
+      this.asking -= 1;
+      this._watchCommandEvents();
+    };
+    if (wants) {
+      this.asking += 1;
+      this._watchCommandEvents();
+    }
     const p = this._call('sendCommand', params, (r) => {
       if (typeof r.commandId !== 'string') throw 'a commandId';
-      if (onResponse || onState) this.sent.set(r.commandId, { onResponse, onState, done: false, held: [] });
+      if (wants) {
+        this.sent.set(r.commandId, { onResponse, onState, done: false, held: [], open: true });
+        this.open += 1;
+        answered();
+      }
       return r;
     });
+    if (wants) p.catch(answered);
     return settle(o, p, (r) => {
       const entry = this.sent.get(r.commandId);
       if (!entry) return;
@@ -374,8 +394,41 @@ export class Coop {
       entry.held = null;
       for (const [kind, ev] of this.early.take(`c:${r.commandId}`)) this._onCommandEvent(kind, ev);
       for (const [kind, ev] of held) this._onCommandEvent(kind, ev);
-      if (FINAL_STATES.has(r.state)) this.sent.delete(r.commandId);
+      if (FINAL_STATES.has(r.state)) {
+        this.sent.delete(r.commandId);
+        this._closeSent(entry);
+      }
     });
+  }
+
+  /**
+   * Listens to commandResponse / commandState only while a command sent with onResponse or
+   * onState can still use one: asked for (its answer, which carries the commandId, not in yet:
+   * an event that comes first waits in `early`) or answered and not yet final. Otherwise the
+   * events are not even parsed (each replied command brings a commandState{replied} behind its
+   * commandResponse, which would cost a JSON parse on the round trip's way for nothing).
+   */
+  _watchCommandEvents() {
+    const wanted = this.asking > 0 || this.open > 0;
+    if (wanted && !this.offCommandEvents) {
+      const offResponse = this.conn.on('commandResponse', (d) => this._onCommandEvent('commandResponse', d));
+      const offState = this.conn.on('commandState', (d) => this._onCommandEvent('commandState', d));
+      this.offCommandEvents = () => {
+        offResponse();
+        offState();
+      };
+    } else if (!wanted && this.offCommandEvents) {
+      this.offCommandEvents();
+      this.offCommandEvents = null;
+    }
+  }
+
+  /** A sent command reached its final event: nothing more of it is awaited. */
+  _closeSent(entry) {
+    if (!entry.open) return;
+    entry.open = false;
+    this.open -= 1;
+    this._watchCommandEvents();
   }
 
   /** Seed §18. */
@@ -571,11 +624,14 @@ export class Coop {
       this.early.put(`c:${d.commandId}`, [kind, d]);
       return;
     }
+    const final = kind === 'commandResponse' || (typeof d.state === 'string' && FINAL_STATES.has(d.state));
     if (entry.held) {
       entry.held.push([kind, d]); // the sendCommand answer is being handed to `success` first
+      if (final) this._closeSent(entry); // what follows it is not needed (see below)
       return;
     }
     if (entry.done) return; // a state after the final one (see docs/coop-api.md) is ignored
+    if (final) this._closeSent(entry);
     if (kind === 'commandResponse') {
       entry.done = true;
       this.sent.delete(d.commandId);
