@@ -209,6 +209,12 @@ export class Connection {
     return () => set.delete(listener);
   }
 
+  /** Removes a listener added with on(). */
+  off(event, listener) {
+    const set = this.eventListeners.get(event);
+    if (set) set.delete(listener);
+  }
+
   _emit(event, data, envelope) {
     const set = this.eventListeners.get(event);
     if (!set || set.size === 0) return;

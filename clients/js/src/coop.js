@@ -162,7 +162,9 @@ export class Coop {
     // and not yet final. Only while there is one are commandResponse/commandState parsed.
     this.asking = 0;
     this.open = 0;
-    this.offCommandEvents = null;
+    this.watching = false;
+    this.onCommandResponse = (d) => this._onCommandEvent('commandResponse', d);
+    this.onCommandState = (d) => this._onCommandEvent('commandState', d);
     this.requested = new Map(); // access request commandId -> onResponse
     this.early = new EarlyBox(1000, 60000);
     this.toAck = new Set();
@@ -410,16 +412,14 @@ export class Coop {
    */
   _watchCommandEvents() {
     const wanted = this.asking > 0 || this.open > 0;
-    if (wanted && !this.offCommandEvents) {
-      const offResponse = this.conn.on('commandResponse', (d) => this._onCommandEvent('commandResponse', d));
-      const offState = this.conn.on('commandState', (d) => this._onCommandEvent('commandState', d));
-      this.offCommandEvents = () => {
-        offResponse();
-        offState();
-      };
-    } else if (!wanted && this.offCommandEvents) {
-      this.offCommandEvents();
-      this.offCommandEvents = null;
+    if (wanted === this.watching) return;
+    this.watching = wanted;
+    if (wanted) {
+      this.conn.on('commandResponse', this.onCommandResponse);
+      this.conn.on('commandState', this.onCommandState);
+    } else {
+      this.conn.off('commandResponse', this.onCommandResponse);
+      this.conn.off('commandState', this.onCommandState);
     }
   }
 

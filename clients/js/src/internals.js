@@ -11,6 +11,7 @@ export function internals(client) {
   const { conn, coop } = parts;
   return {
     conn,
+    coop,
     /** Sends pending acknowledgements, then a plain MQTT DISCONNECT (no presence `offline`). */
     async plainDisconnect() {
       await coop._flushAcks();

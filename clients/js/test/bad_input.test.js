@@ -9,6 +9,7 @@ import { test, before, after } from 'node:test';
 
 import mqtt from 'mqtt';
 
+import { internals } from '../src/internals.js';
 import { Hub, missing, waitFor, sleep } from './harness.js';
 import { loggedIn, noUnhandledRejections, rejectsWith, recorder } from './util.js';
 
@@ -177,6 +178,62 @@ test('an answer overtaken by its event: success still runs before onResponse', o
     });
   });
   assert.deepEqual(order, ['success:ra-1', 'onResponse:ra-1:0', 'success:sc-1', 'onResponse:sc-1']);
+});
+
+test("a sent command's events are read only while it awaits them; the rest is not kept", opts, async (t) => {
+  const c = await loggedIn(hub, 'alice', 'bad-watch', 'appA');
+  t.after(() => {
+    behaviour.delete('sendCommand');
+    return c.coop.logout();
+  });
+  const { coop } = internals(c);
+  const from = { appId: 'appB', userId: 'bob', clientIdentify: 'bob-tv' };
+  // Nothing sent: events about commands are not even parsed, so none waits in `early`.
+  await evt(c, 'commandResponse', { commandId: 'nobody-sent-1', from });
+  await evt(c, 'commandState', { commandId: 'nobody-sent-2', state: 'delivered', stateCode: 2 });
+  await sleep(100);
+  assert.equal(coop.early.map.size, 0, 'events of no awaited command are not kept');
+  // A command in flight: an event that overtakes its answer waits for it (the worst order);
+  // the states before the response reach onState, the response onResponse, later ones nothing.
+  behaviour.set('sendCommand', async (env, reply) => {
+    await evt(c, 'commandState', { commandId: 'w-1', state: 'delivered', stateCode: 2, to: from });
+    reply({ id: env.id, ok: true, result: { commandId: 'w-1', state: 'offered', stateCode: 6 } });
+    await evt(c, 'commandResponse', { commandId: 'w-1', from, commandParams: { ok: 1 } });
+    await evt(c, 'commandState', { commandId: 'w-1', state: 'replied', stateCode: 3, to: from });
+    await evt(c, 'commandState', { commandId: 'w-1', state: 'timeout', stateCode: 5, to: from });
+  });
+  const states = recorder();
+  const response = await new Promise((resolve, reject) => {
+    c.coop.sendCommand({ commandType: 'play', to: from, onState: states, onResponse: resolve }).catch(reject);
+  });
+  assert.equal(response.commandId, 'w-1');
+  assert.deepEqual(response.commandParams, { ok: 1 });
+  await sleep(200);
+  assert.deepEqual(states.got.map((s) => s.state), ['delivered']);
+  assert.equal(coop.sent.size, 0);
+  assert.equal(coop.watching, false, 'no command awaits events any more');
+  assert.equal(coop.early.map.size, 0, 'nothing left behind');
+  // Answered with an error: not awaited either.
+  behaviour.set('sendCommand', (env, reply) => reply({ id: env.id, ok: false, error: { code: 'NOT_FOUND', message: 'no such terminal' } }));
+  await rejectsWith(c.coop.sendCommand({ commandType: 'play', to: from, onResponse: () => {} }), 'NOT_FOUND');
+  await sleep(50);
+  assert.equal(coop.watching, false);
+});
+
+test('a request is on the socket when the call returns, not a tick later', opts, async (t) => {
+  const c = await loggedIn(hub, 'alice', 'bad-flush', 'appA');
+  behaviour.set('getDeviceInfo', (env, reply) => reply({ id: env.id, ok: true, result: { ...c.self } }));
+  t.after(() => {
+    behaviour.delete('getDeviceInfo');
+    return c.coop.logout();
+  });
+  const stream = internals(c).conn.mq.stream;
+  const p = c.coop.getDeviceInfo({ openId: 'feedface' });
+  // mqtt-packet corks the socket for each packet until the next tick; the library writes its
+  // request at once, so nothing that runs after it in this turn delays it.
+  assert.equal(stream.writableCorked, 0, 'not corked');
+  assert.equal(stream.writableLength, 0, 'nothing left in the stream buffer');
+  assert.deepEqual(await p, c.self);
 });
 
 test('10,000 calls in flight: bounded, and every one settles', opts, async (t) => {
