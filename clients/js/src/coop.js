@@ -17,6 +17,7 @@ const FINAL_STATES = new Set(['replied', 'expired', 'timeout']);
 export function settle(opts, promise, afterSuccess) {
   const success = isObject(opts) && typeof opts.success === 'function' ? opts.success : null;
   const fail = isObject(opts) && typeof opts.fail === 'function' ? opts.fail : null;
+  if (!success && !fail && !afterSuccess) return promise; // Promise style: nothing to wire
   promise.then(
     (res) => {
       if (success) callApp(success, res);
