@@ -7,12 +7,13 @@
 //
 //   node bench/js_client_bench.mjs [--rounds 2000] [--commands 3000] [--window 32] [--json out.json]
 //
-// Prints p50/p99 of both, the p50 ratio (target <= 1.05), the median of the pairs' ratios and
-// commands/s. Needs a build in
+// Prints p50/p99 of both, the p50 ratio (target <= 1.05), the median of the pairs' ratios,
+// commands/s and the machine's load average around the run. Needs a build in
 // build/ (or HEARTH_BUILD_DIR) and `npm ci` in clients/js.
 
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,6 +36,7 @@ if (why) {
   process.exit(0);
 }
 
+const loadBefore = os.loadavg()[0];
 const hub = await new Hub({ pluginConfig: { coop_relay: { delivery_window: 1000 } } }).open();
 try {
   await hub.addUser('alice', 'alice-secret-1');
@@ -237,7 +239,10 @@ try {
   result.pairedRatioMedian = pct(libMs.map((x, i) => x / rawMs[i]), 50);
   result.p99Ratio = result.library.p99 / result.raw.p99;
   result.rateRatio = libRate / rawRate;
-  console.log(`seed-flow command round trip, ${ROUNDS} each, interleaved (ms):`);
+  // The machine's 1-minute load average before and after: the ratios grow with the load (the
+  // library's CPU competes with the hub and the broker for the same cores).
+  result.loadAverage = [loadBefore, os.loadavg()[0]];
+  console.log(`seed-flow command round trip, ${ROUNDS} each, interleaved (ms; load average ${result.loadAverage.map((x) => x.toFixed(2)).join(' -> ')}):`);
   console.log(`  raw mqtt.js (a correct app by hand)  p50 ${result.raw.p50.toFixed(3)}  p99 ${result.raw.p99.toFixed(3)}`);
   console.log(`  hearth-client                        p50 ${result.library.p50.toFixed(3)}  p99 ${result.library.p99.toFixed(3)}`);
   console.log(`  ratio                                p50 ${result.p50Ratio.toFixed(3)} (target <= 1.05)  p99 ${result.p99Ratio.toFixed(3)}`);
