@@ -562,6 +562,14 @@ export class Connection {
     return this._send(method, params || {}, options || {}, this.mq, undefined, shape);
   }
 
+  /** request() for the library's own calls: a known method name and a params object. */
+  _call(method, params, shape) {
+    if (!this.mq || this.status.state !== 'connected') {
+      return Promise.reject(hearthError('NOT_CONNECTED', `${method}: not connected to the hub (${this.status.state})`, method));
+    }
+    return this._send(method, params, NO_OPTIONS, this.mq, undefined, shape);
+  }
+
   adminRequest(method, params, options) {
     if (!this.mq || this.status.state !== 'connected') {
       return Promise.reject(hearthError('NOT_CONNECTED', `${method}: not connected to the hub (${this.status.state})`, method));
@@ -706,6 +714,7 @@ function flush(mq) {
 }
 
 function ignore() {}
+const NO_OPTIONS = Object.freeze({});
 
 /** A CONNACK refusal of the credentials: 4/5 (MQTT 3) or 0x86/0x87 (MQTT 5). */
 function isRefusal(err) {

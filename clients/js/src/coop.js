@@ -51,16 +51,19 @@ function endpointOf(o) {
   return { appId: o.appId, userId: o.userId, clientIdentify: o.clientIdentify };
 }
 
+const ENDPOINT_KEYS = ['appId', 'userId', 'clientIdentify'];
+
+const isIdent = (v) => typeof v === 'string' && IDENT.test(v);
+
 function checkEndpoint(method, name, e) {
+  if (isEndpoint(e)) return null; // the common case, without building a message
   if (!isObject(e)) return `${name} must be {appId, userId, clientIdentify}`;
-  for (const k of ['appId', 'userId', 'clientIdentify']) {
-    if (typeof e[k] !== 'string' || !IDENT.test(e[k])) return `${name}.${k} must match [A-Za-z0-9._:-]{1,64}`;
-  }
-  return null;
+  const k = ENDPOINT_KEYS.find((key) => !isIdent(e[key]));
+  return `${name}.${k} must match [A-Za-z0-9._:-]{1,64}`;
 }
 
 function isEndpoint(e) {
-  return checkEndpoint('', '', e) === null;
+  return isObject(e) && isIdent(e.appId) && isIdent(e.userId) && isIdent(e.clientIdentify);
 }
 
 /**
@@ -669,6 +672,6 @@ export class Coop {
    * shape that throws a string makes the call fail BAD_RESPONSE naming what was missing.
    */
   _call(method, params, shape) {
-    return this.conn.request(method, params, undefined, shape);
+    return this.conn._call(method, params, shape);
   }
 }
