@@ -14,10 +14,10 @@ const FINAL_STATES = new Set(['replied', 'expired', 'timeout']);
  * callback that throws does not turn into a rejection (nor the reverse). With `fail` given the
  * Promise's rejection is marked handled, so callback-style code sees no unhandled rejection.
  */
-export function settle(opts, promise, afterSuccess) {
+export function settle(opts, promise, afterSuccess, afterFailure) {
   const success = isObject(opts) && typeof opts.success === 'function' ? opts.success : null;
   const fail = isObject(opts) && typeof opts.fail === 'function' ? opts.fail : null;
-  if (!success && !fail && !afterSuccess) return promise; // Promise style: nothing to wire
+  if (!success && !fail && !afterSuccess && !afterFailure) return promise; // Promise style: nothing to wire
   promise.then(
     (res) => {
       if (success) callApp(success, res);
@@ -25,6 +25,7 @@ export function settle(opts, promise, afterSuccess) {
       if (afterSuccess) afterSuccess(res);
     },
     (err) => {
+      if (afterFailure) afterFailure(err);
       if (fail) callApp(fail, { code: err.code, message: err.message, method: err.method });
     },
   );
@@ -383,6 +384,20 @@ export class Coop {
       this.asking += 1;
       this._watchCommandEvents();
     }
+    // The command's events that came before its answer (in `early`) or with it (held while
+    // `success` runs first) are handed over after `success`.
+    const release = (r) => {
+      const entry = this.sent.get(r.commandId);
+      if (!entry || !entry.held) return;
+      const held = entry.held;
+      entry.held = null;
+      for (const [kind, ev] of this.early.take(`c:${r.commandId}`)) this._onCommandEvent(kind, ev);
+      for (const [kind, ev] of held) this._onCommandEvent(kind, ev);
+      if (FINAL_STATES.has(r.state)) {
+        this.sent.delete(r.commandId);
+        this._closeSent(entry);
+      }
+    };
     const p = this._call('sendCommand', params, (r) => {
       if (typeof r.commandId !== 'string') throw 'a commandId';
       if (wants) {
@@ -392,19 +407,7 @@ export class Coop {
       }
       return r;
     });
-    if (wants) p.catch(answered);
-    return settle(o, p, (r) => {
-      const entry = this.sent.get(r.commandId);
-      if (!entry) return;
-      const held = entry.held;
-      entry.held = null;
-      for (const [kind, ev] of this.early.take(`c:${r.commandId}`)) this._onCommandEvent(kind, ev);
-      for (const [kind, ev] of held) this._onCommandEvent(kind, ev);
-      if (FINAL_STATES.has(r.state)) {
-        this.sent.delete(r.commandId);
-        this._closeSent(entry);
-      }
-    });
+    return settle(o, p, wants ? release : undefined, wants ? answered : undefined);
   }
 
   /**
