@@ -17,7 +17,6 @@ const FINAL_STATES = new Set(['replied', 'expired', 'timeout']);
 export function settle(opts, promise, afterSuccess, afterFailure) {
   const success = isObject(opts) && typeof opts.success === 'function' ? opts.success : null;
   const fail = isObject(opts) && typeof opts.fail === 'function' ? opts.fail : null;
-  if (!success && !fail && !afterSuccess && !afterFailure) return promise; // Promise style: nothing to wire
   promise.then(
     (res) => {
       if (success) callApp(success, res);
