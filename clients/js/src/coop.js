@@ -413,8 +413,8 @@ export class Coop {
    * Listens to commandResponse / commandState only while a command sent with onResponse or
    * onState can still use one: asked for (its answer, which carries the commandId, not in yet:
    * an event that comes first waits in `early`) or answered and not yet final. Otherwise the
-   * events are not even parsed (each replied command brings a commandState{replied} behind its
-   * commandResponse, which would cost a JSON parse on the round trip's way for nothing).
+   * events are not even parsed: they could only be dropped (a hub before aa0b444 sent a
+   * commandState{replied} behind each commandResponse, on the round trip's way).
    */
   _watchCommandEvents() {
     const wanted = this.asking > 0 || this.open > 0;
