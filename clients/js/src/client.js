@@ -614,9 +614,10 @@ export class Connection {
       // A publish error (the connection closed under it) says nothing certain: the broker may
       // have the request. The call ends with its answer or TIMEOUT.
       mq.publish(topics.req, payload, { qos: 1, properties: { responseTopic: topics.res, correlationData: encodeId(id) } }, ignore);
-      flush(mq);
       // The answer comes in a later turn of the event loop, so the bookkeeping can follow the
-      // write (it is off the request's way to the hub).
+      // publish. (Uncorking the socket here, to write the request before the rest of the turn,
+      // was tried and undone: under a slow hub, calls in flight when the broker died kept the
+      // client from ever getting connected again — reconnect.test.js under ASan.)
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(hearthError('TIMEOUT', `${method}: no answer from the hub within ${timeout} ms`, method));
@@ -697,20 +698,6 @@ export class Connection {
 function noDelay(mq) {
   const s = mq.stream;
   if (s && typeof s.setNoDelay === 'function') s.setNoDelay(true);
-}
-
-/**
- * Writes what was just published now. mqtt-packet corks the socket for each packet and uncorks
- * it on the next tick (so that the packet's pieces go in one write); until then the request
- * would wait behind whatever runs after it in this turn — the rest of the app's callback, the
- * library's bookkeeping, and mqtt.js's PUBACK of the message being handled, which mqtt.js
- * generates only after the app's handler returned. The uncork that mqtt-packet scheduled then
- * finds nothing corked (a no-op), or flushes a later packet one tick early: the bytes and
- * their order are the same either way.
- */
-function flush(mq) {
-  const s = mq.stream;
-  if (s && s.writableCorked > 0 && typeof s.uncork === 'function') s.uncork();
 }
 
 function ignore() {}

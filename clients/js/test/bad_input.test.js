@@ -220,22 +220,6 @@ test("a sent command's events are read only while it awaits them; the rest is no
   assert.equal(coop.watching, false);
 });
 
-test('a request is on the socket when the call returns, not a tick later', opts, async (t) => {
-  const c = await loggedIn(hub, 'alice', 'bad-flush', 'appA');
-  behaviour.set('getDeviceInfo', (env, reply) => reply({ id: env.id, ok: true, result: { ...c.self } }));
-  t.after(() => {
-    behaviour.delete('getDeviceInfo');
-    return c.coop.logout();
-  });
-  const stream = internals(c).conn.mq.stream;
-  const p = c.coop.getDeviceInfo({ openId: 'feedface' });
-  // mqtt-packet corks the socket for each packet until the next tick; the library writes its
-  // request at once, so nothing that runs after it in this turn delays it.
-  assert.equal(stream.writableCorked, 0, 'not corked');
-  assert.equal(stream.writableLength, 0, 'nothing left in the stream buffer');
-  assert.deepEqual(await p, c.self);
-});
-
 test('10,000 calls in flight: bounded, and every one settles', opts, async (t) => {
   const c = await loggedIn(hub, 'alice', 'bad-4', 'appA', { requestTimeout: 60000 });
   t.after(() => c.coop.logout());
