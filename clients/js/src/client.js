@@ -556,24 +556,25 @@ export class Connection {
     if (params !== undefined && !isObject(params)) {
       return Promise.reject(hearthError('INVALID_REQUEST', `${method}: params must be an object`, method));
     }
-    if (!this.mq || this.status.state !== 'connected') {
-      return Promise.reject(hearthError('NOT_CONNECTED', `${method}: not connected to the hub (${this.status.state})`, method));
-    }
-    return this._send(method, params || {}, options || {}, this.mq, undefined, shape);
+    return this._call(method, params || {}, shape, options || NO_OPTIONS);
   }
 
   /** request() for the library's own calls: a known method name and a params object. */
-  _call(method, params, shape) {
-    if (!this.mq || this.status.state !== 'connected') {
-      return Promise.reject(hearthError('NOT_CONNECTED', `${method}: not connected to the hub (${this.status.state})`, method));
-    }
-    return this._send(method, params, NO_OPTIONS, this.mq, undefined, shape);
+  _call(method, params, shape, options = NO_OPTIONS) {
+    if (!this._connected()) return this._notConnected(method);
+    return this._send(method, params, options, this.mq, undefined, shape);
+  }
+
+  _connected() {
+    return !!this.mq && this.status.state === 'connected';
+  }
+
+  _notConnected(method) {
+    return Promise.reject(hearthError('NOT_CONNECTED', `${method}: not connected to the hub (${this.status.state})`, method));
   }
 
   adminRequest(method, params, options) {
-    if (!this.mq || this.status.state !== 'connected') {
-      return Promise.reject(hearthError('NOT_CONNECTED', `${method}: not connected to the hub (${this.status.state})`, method));
-    }
+    if (!this._connected()) return this._notConnected(method);
     if (typeof method !== 'string' || !/^[A-Za-z][A-Za-z0-9]{0,63}$/.test(method)) {
       return Promise.reject(hearthError('INVALID_REQUEST', `not a method name: ${String(method).slice(0, 64)}`));
     }

@@ -8,6 +8,6 @@
  * adds members at the end of a struct or edits comments (then a plugin built against the old
  * headers still works, and the version stays). */
 #define HEARTH_ABI_VERSION 2
-#define HEARTH_ABI_HEADERS_SHA256 "0687477db09d8a3386f7fa123f86fe8f0c27e326f5308fea8d09a27de374ef01"
+#define HEARTH_ABI_HEADERS_SHA256 "b813642e091ff1876faf96d559b835697b51a4dc415cd400a0941dd228a5bb6e"
 
 #endif

@@ -255,9 +255,9 @@ class FakeContext : public PluginContext {
                    const std::string&) override {
     return 0;
   }
-  // Sent as by sendEvent (a subclass's own). The broker's acknowledgement comes as posted work
-  // (drain()) with `confirmWith`, or, with holdConfirmations set, waits in `heldConfirmations`
-  // until the test calls confirmHeld().
+  // Sent as by sendEvent (a subclass's own). The broker's acknowledgement (ok) comes as posted
+  // work (drain()), or, with holdConfirmations set, waits in `heldConfirmations` until the test
+  // gives it with confirmHeld().
   size_t sendEventConfirmed(const std::string& userId, const std::string& clientId,
                             const std::string& event, const std::string& dataJson,
                             std::function<void(Status)> confirmed) override {
@@ -266,7 +266,7 @@ class FakeContext : public PluginContext {
     if (holdConfirmations) {
       heldConfirmations.push_back(std::move(confirmed));
     } else {
-      post([confirmed = std::move(confirmed), s = confirmWith] { confirmed(s); });
+      post([confirmed = std::move(confirmed)] { confirmed(Status::ok()); });
     }
     return n;
   }
@@ -391,8 +391,7 @@ class FakeContext : public PluginContext {
   std::multimap<std::string, EventHandler> busHandlers;  // subscribe() records, emit() calls
   std::map<std::string, int64_t> counters;               // count() adds here
   std::vector<PluginCounter> otherCounters;  // other plugins' counters, for pluginCounters()
-  // sendEventConfirmed: what the broker's acknowledgement says, or hold them for the test.
-  Status confirmWith = Status::ok();
+  // sendEventConfirmed: hold the broker's acknowledgements for the test (confirmHeld).
   bool holdConfirmations = false;
   std::vector<std::function<void(Status)>> heldConfirmations;
   void emit(const std::string& topic, const std::string& data) {
