@@ -110,6 +110,57 @@ TEST_F(DatabaseTest, CorruptPageFailsIntegrityCheck) {
   EXPECT_NE(db.status().message().find(path_), std::string::npos);
 }
 
+// The hub's start checks in the background while it reads its state; the verdict is the same,
+// and a file that fails it is never written to.
+TEST_F(DatabaseTest, ABackgroundCheckRefusesEveryWriteToAFileThatFailsIt) {
+  {
+    auto db = Database::open(path_);
+    ASSERT_TRUE(db);
+    auto& sql = db.value()->sql();
+    sql.exec("CREATE TABLE filler(x TEXT)");
+    for (int i = 0; i < 200; ++i) sql.exec("INSERT INTO filler VALUES(hex(randomblob(200)))");
+    sql.exec("CREATE INDEX filler_x ON filler(x)");
+    sql.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+  {
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path_) / 2));
+    std::string junk(4096, '\xAB');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  auto readAll = [this] {
+    std::ifstream f(path_, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  const std::string before = readAll();
+  auto db = Database::open(path_, /*quickCheck=*/true, /*checkInBackground=*/true);
+  ASSERT_TRUE(db) << db.status().message();  // the check is still to come
+  Status verdict = db.value()->checked();
+  ASSERT_FALSE(verdict);
+  EXPECT_NE(verdict.message().find("refusing to start"), std::string::npos) << verdict.message();
+  Status write = db.value()->transaction([&] {
+    db.value()->sql().exec("INSERT INTO filler VALUES('x')");
+    return Status::ok();
+  });
+  EXPECT_FALSE(write);
+  EXPECT_EQ(write.message(), verdict.message());
+  EXPECT_FALSE(db.value()->startBackgroundSync([](std::function<void()> fn) { fn(); }));
+  db.value().reset();
+  EXPECT_EQ(readAll(), before);
+}
+
+TEST_F(DatabaseTest, ABackgroundCheckOfAGoodFileLetsWritesThrough) {
+  { ASSERT_TRUE(Database::open(path_)); }
+  auto db = Database::open(path_, /*quickCheck=*/true, /*checkInBackground=*/true);
+  ASSERT_TRUE(db);
+  Status write = db.value()->transaction([&] {
+    db.value()->sql().exec("CREATE TABLE t(x)");
+    return Status::ok();
+  });
+  EXPECT_TRUE(write) << write.message();
+  EXPECT_TRUE(db.value()->checked());
+}
+
 TEST_F(DatabaseTest, PluginKvIsNamespacedAndOrdered) {
   auto db = Database::open(path_);
   ASSERT_TRUE(db);

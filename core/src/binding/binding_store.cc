@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <iterator>
 #include <stdexcept>
 #include <string_view>
 
@@ -141,10 +142,27 @@ Status BindingStore::loadAll(std::map<std::string, Device>* devices,
 
     Group bindingGroup(devices, [](const Device& x) { return !x.bindings.empty(); });
     Rows b(sql, "SELECT device_id, user_id, role, bound_at, seq FROM bindings");
+    // A device's rows are gathered in `run` and moved into its list with one allocation of the
+    // exact size: pushed one by one, a list of 10 grows through 5 allocations to room for 16.
+    Device* runDevice = nullptr;
+    std::vector<Binding> run;
+    auto endRun = [&] {
+      if (runDevice != nullptr) {
+        auto& list = runDevice->bindings;
+        list.reserve(list.size() + run.size());
+        std::move(run.begin(), run.end(), std::back_inserter(list));
+      }
+      run.clear();
+    };
     while (b.next()) {
       Device* dev = bindingGroup.at(b.text(0), b.int64(4));
-      if (dev != nullptr) dev->bindings.push_back(bindingOf(b, 1));
+      if (dev != runDevice) {
+        endRun();
+        runDevice = dev;
+      }
+      if (dev != nullptr) run.push_back(bindingOf(b, 1));
     }
+    endRun();
     std::vector<Device*> again = bindingGroup.disordered();
     if (!again.empty()) {
       Rows ordered(sql,

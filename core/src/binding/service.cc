@@ -43,7 +43,9 @@ Status BindingService::load(const config::HubConfig& cfg) {
   for (const auto& [id, d] : devices_) index(d);
   devicesByUser_.compact();
   // Shares and tokens that expired while the hub was down. Only devices with something due are
-  // copied through mutate (most devices hold no share at all).
+  // copied through mutate (most devices hold no share at all). These are the load's first
+  // writes: they wait for the database's integrity check, which may still be running.
+  if (Status s = deps_.db.checked(); !s) return s;
   const int64_t now = deps_.clock.nowMs();
   std::vector<std::string> due;
   for (const auto& [id, d] : devices_) {

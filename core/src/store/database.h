@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "hearth/host.h"
 #include "hearth/status.h"
@@ -19,8 +20,17 @@ namespace hearth {
 class Database {
  public:
   // Opens or creates the file. Runs PRAGMA integrity_check (full check unless quickCheck).
-  static Result<std::unique_ptr<Database>> open(const std::string& path, bool quickCheck = false);
+  // checkInBackground: for a file that is already WAL at the latest schema version (what every
+  // start but the first after an install or an upgrade finds), the check runs on a thread of its
+  // own, on its own read-only connection, while the caller reads its state; the first
+  // transaction, and checked(), wait for its verdict, so nothing is written to a file that
+  // failed it. Other files are checked before open() returns, as without it.
+  static Result<std::unique_ptr<Database>> open(const std::string& path, bool quickCheck = false,
+                                                bool checkInBackground = false);
   ~Database();
+  // The integrity check's verdict: ok, or the error open() would have returned for it. Waits for
+  // a check still running in the background.
+  Status checked();
 
   SQLite::Database& sql() { return *db_; }
   const std::string& path() const { return path_; }
@@ -104,6 +114,8 @@ class Database {
 
   std::string path_;
   std::unique_ptr<SQLite::Database> db_;
+  std::thread checker_;  // the background integrity check, until checked() joins it
+  Status checkVerdict_ = Status::ok();
   int txDepth_ = 0;
   bool unsyncedCommit_ = false;  // inside transactionUnsynced (no background sync)
   void noteWritable();
