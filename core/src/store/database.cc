@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 namespace hearth {
@@ -148,6 +149,11 @@ Status integrityOf(SQLite::Database& db, const std::string& path, bool quickChec
 
 Result<std::unique_ptr<Database>> Database::open(const std::string& path, bool quickCheck,
                                                  bool checkInBackground) {
+  // No memory statistics: with them every sqlite3_malloc and free takes one mutex of the whole
+  // process, which the background check and the load then contend for (futex waits seen with
+  // strace at every other allocation). Effective before SQLite's first use in the process.
+  static std::once_flag noStats;
+  std::call_once(noStats, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   std::unique_ptr<Database> db;
   try {
     // Only the hub loop uses this connection (the WAL syncer, backups and the background
