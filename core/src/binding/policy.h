@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "binding/user_id.h"
+
 #include "hearth/status.h"
 
 namespace hearth::binding {
@@ -55,7 +57,7 @@ inline constexpr const char* kTransportBle = "ble";
 // ---- State ------------------------------------------------------------------------------------
 
 struct Binding {
-  std::string userId;
+  UserId userId;  // 24 bytes in all (a std::string here made it 48)
   Role role = Role::kNormal;
   int64_t boundAtMs = 0;
   bool operator==(const Binding&) const = default;

@@ -250,7 +250,7 @@ void BindingService::getDeviceDetail(const Request& req, const Params& p, const 
   Poco::JSON::Array::Ptr rel = new Poco::JSON::Array;
   for (const auto& b : members.value()) {
     Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
-    o->set("userId", b.userId);
+    o->set("userId", b.userId.str());
     o->set("role", roleName(b.role));
     o->set("boundAt", b.boundAtMs);
     rel->add(o);
@@ -358,7 +358,7 @@ void BindingService::listDevices(const Request&, const Params&, const Responder&
     o->set("lastSeen", m.lastSeenMs);
     o->set("bindings", d.bindings.size());
     const Binding* owner = findOwner(d);
-    if (owner) o->set("owner", owner->userId);
+    if (owner) o->set("owner", owner->userId.str());
     list->add(o);
   }
   Poco::JSON::Object r;

@@ -8,11 +8,12 @@
 // node. A (user, device) pair is held once however many ways the user is related to the device.
 
 #include <algorithm>
-#include <map>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
 #include "binding/policy.h"
+#include "binding/user_id.h"
 
 namespace hearth::binding {
 
@@ -20,13 +21,13 @@ class UserIndex {
  public:
   using Devices = std::vector<const Device*>;
 
-  void add(const std::string& user, const Device* device) {
+  void add(const UserId& user, const Device* device) {
     Devices& list = byUser_[user];
     auto at = position(list, device->deviceId);
     if (at == list.end() || *at != device) list.insert(at, device);
   }
 
-  void remove(const std::string& user, const Device* device) {
+  void remove(const UserId& user, const Device* device) {
     auto it = byUser_.find(user);
     if (it == byUser_.end()) return;
     Devices& list = it->second;
@@ -48,7 +49,8 @@ class UserIndex {
   // The user's devices in device id order; empty for a user without any.
   const Devices& devicesOf(const std::string& user) const {
     static const Devices kNone;
-    auto it = byUser_.find(user);
+    if (UserId::find(user) == nullptr) return kNone;  // never held: no lookup adds it
+    auto it = byUser_.find(UserId(user));
     return it == byUser_.end() ? kNone : it->second;
   }
 
@@ -60,7 +62,8 @@ class UserIndex {
                             [](const Device* d, const std::string& id) { return d->deviceId < id; });
   }
 
-  std::map<std::string, Devices> byUser_;
+  // By the user id's shared copy: a hash of its address, no string compared.
+  std::unordered_map<UserId, Devices, UserId::Hash> byUser_;
 };
 
 }  // namespace hearth::binding
