@@ -86,7 +86,8 @@ def main():
                    "--window", str(args.window), "--b-endpoint", json.dumps(b_ep),
                    # CPU per command, which load on a shared machine does not change much:
                    # the relay's own cost against the forwarder's, each over its sustained run.
-                   "--hub-pid", str(hub.proc.pid), "--fwd-pid", str(fwd.pid)]
+                   "--hub-pid", str(hub.proc.pid), "--fwd-pid", str(fwd.pid),
+                   "--broker-pid", str(hub.broker.proc.pid)]
             for flag, t, app in (("a", a, "appA"), ("b", b, "appB")):
                 cmd += ["--%s-user" % flag, t.user, "--%s-password" % flag, hub.passwords[t.user],
                         "--%s-client" % flag, t.client_id, "--%s-base" % flag, t.base,
@@ -111,7 +112,10 @@ def main():
         "forwarder_commands_per_s": round(m["forwarder_commands_per_s"], 1),
         "hub_cpu_us_per_command": round(m["hub_cpu_s"] / args.commands * 1e6, 1),
         "forwarder_cpu_us_per_command": round(m["forwarder_cpu_s"] / args.commands * 1e6, 1),
-        # The terminals' own CPU (both, one process) per command on each path.
+        # The broker's and the terminals' (both, one process) CPU per command on each path.
+        "broker_cpu_us_per_command_hub": round(m["broker_cpu_s_hub"] / args.commands * 1e6, 1),
+        "broker_cpu_us_per_command_forwarder": round(
+            m["broker_cpu_s_forwarder"] / args.commands * 1e6, 1),
         "terminals_cpu_us_per_command_hub": round(
             m["terminals_cpu_s_hub"] / args.commands * 1e6, 1),
         "terminals_cpu_us_per_command_forwarder": round(

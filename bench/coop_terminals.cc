@@ -20,12 +20,13 @@
 //   coop-terminals --port N --a-user U --a-password P --a-client C --a-base TOPIC --a-app ID
 //                  --b-user U --b-password P --b-client C --b-base TOPIC --b-app ID
 //                  --b-endpoint JSON [--rounds 1000] [--commands 3000] [--window 32]
-//                  [--warmup 50] [--hub-pid PID] [--fwd-pid PID]
+//                  [--warmup 50] [--hub-pid PID] [--fwd-pid PID] [--broker-pid PID]
 //
 // Interleaved latency rounds (hub and forwarder, the order alternating each round) after a
 // warm-up, then the sustained rate with --window round trips in flight on each path. Prints one
 // JSON line: p50/p99 of each path (ms), both rates (commands/s), and the CPU seconds of the hub
-// (--hub-pid), the forwarder (--fwd-pid) and this process during each sustained run. Exits 1
+// (--hub-pid) and the forwarder (--fwd-pid) over their sustained runs, and of the broker
+// (--broker-pid) and this process over each. Exits 1
 // with a message if a round trip does not come back within 10 s, 2 on bad arguments.
 #include <mosquitto.h>
 #include <sys/resource.h>
@@ -131,7 +132,8 @@ const char kUsage[] =
     "usage: coop-terminals --port N --a-user U --a-password P --a-client C --a-base TOPIC\n"
     "                      --a-app ID --b-user U --b-password P --b-client C --b-base TOPIC\n"
     "                      --b-app ID --b-endpoint JSON [--rounds 1000] [--commands 3000]\n"
-    "                      [--window 32] [--warmup 50] [--hub-pid PID] [--fwd-pid PID]\n";
+    "                      [--window 32] [--warmup 50] [--hub-pid PID] [--fwd-pid PID]\n"
+    "                      [--broker-pid PID]\n";
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr, "coop-terminals: %s\n%s", why.c_str(), kUsage);
@@ -141,13 +143,14 @@ const char kUsage[] =
 struct Args {
   std::map<std::string, std::string> v{{"rounds", "1000"}, {"commands", "3000"},
                                        {"window", "32"},   {"warmup", "50"},
-                                       {"hub-pid", "0"},   {"fwd-pid", "0"}};
+                                       {"hub-pid", "0"},   {"fwd-pid", "0"},
+                                       {"broker-pid", "0"}};
 
   Args(int argc, char** argv) {
     static const char* const known[] = {
         "port",   "a-user",   "a-password", "a-client", "a-base",  "a-app",    "b-user",
         "b-password", "b-client", "b-base", "b-app", "b-endpoint", "rounds", "commands",
-        "window", "warmup",   "hub-pid",    "fwd-pid"};
+        "window", "warmup",   "hub-pid",    "fwd-pid",  "broker-pid"};
     for (int i = 1; i < argc; i += 2) {
       std::string_view opt = argv[i];
       if (opt.substr(0, 2) != "--") usage("unexpected argument '" + std::string(opt) + "'");
@@ -451,13 +454,14 @@ double selfCpuSeconds() {
 }
 
 struct Rate {
-  double perSecond, cpuOther, cpuSelf;
+  double perSecond, cpuRelay, cpuBroker, cpuSelf;
 };
 
 // `commands` round trips on `path`, `window` in flight; the clock runs from the first command
 // to the last response.
-Rate sustained(Bench& bench, Path path, long base, long commands, long window, long pid) {
-  double other0 = cpuSeconds(pid), self0 = selfCpuSeconds();
+Rate sustained(Bench& bench, Path path, long base, long commands, long window, long relayPid,
+               long brokerPid) {
+  double relay0 = cpuSeconds(relayPid), broker0 = cpuSeconds(brokerPid), self0 = selfCpuSeconds();
   long first;
   {
     std::lock_guard<std::mutex> lock(bench.mu);
@@ -492,8 +496,8 @@ Rate sustained(Bench& bench, Path path, long base, long commands, long window, l
   bench.sustained = false;
   double seconds = std::chrono::duration<double>(bench.sLast - start).count();
   lock.unlock();
-  return {static_cast<double>(commands) / seconds, cpuSeconds(pid) - other0,
-          selfCpuSeconds() - self0};
+  return {static_cast<double>(commands) / seconds, cpuSeconds(relayPid) - relay0,
+          cpuSeconds(brokerPid) - broker0, selfCpuSeconds() - self0};
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -513,6 +517,7 @@ int main(int argc, char** argv) {
   long warmup = args.num("warmup", 0, 1'000'000);
   long hubPid = args.num("hub-pid", 0, 1L << 30);
   long fwdPid = args.num("fwd-pid", 0, 1L << 30);
+  long brokerPid = args.num("broker-pid", 0, 1L << 30);
 
   mosquitto_lib_init();
   static Bench bench;  // the network threads use it until the end of the process
@@ -551,19 +556,20 @@ int main(int argc, char** argv) {
     for (Path p : order) lat[p].push_back(roundTripMs(bench, p, seq));
   }
 
-  Rate hub = sustained(bench, kHub, 1'000'000, commands, window, hubPid);
-  Rate fwd = sustained(bench, kFwd, 2'000'000, commands, window, fwdPid);
+  Rate hub = sustained(bench, kHub, 1'000'000, commands, window, hubPid, brokerPid);
+  Rate fwd = sustained(bench, kFwd, 2'000'000, commands, window, fwdPid, brokerPid);
 
   std::printf(
       "{\"terminals\":\"compiled\",\"hub_p50_ms\":%.4f,\"hub_p99_ms\":%.4f,"
       "\"forwarder_p50_ms\":%.4f,\"forwarder_p99_ms\":%.4f,"
       "\"hub_commands_per_s\":%.1f,\"forwarder_commands_per_s\":%.1f,"
       "\"hub_cpu_s\":%.3f,\"forwarder_cpu_s\":%.3f,"
+      "\"broker_cpu_s_hub\":%.3f,\"broker_cpu_s_forwarder\":%.3f,"
       "\"terminals_cpu_s_hub\":%.3f,\"terminals_cpu_s_forwarder\":%.3f,"
       "\"rounds\":%ld,\"commands\":%ld,\"window\":%ld}\n",
       percentile(lat[kHub], 50), percentile(lat[kHub], 99), percentile(lat[kFwd], 50),
-      percentile(lat[kFwd], 99), hub.perSecond, fwd.perSecond, hub.cpuOther, fwd.cpuOther,
-      hub.cpuSelf, fwd.cpuSelf, rounds, commands, window);
+      percentile(lat[kFwd], 99), hub.perSecond, fwd.perSecond, hub.cpuRelay, fwd.cpuRelay,
+      hub.cpuBroker, fwd.cpuBroker, hub.cpuSelf, fwd.cpuSelf, rounds, commands, window);
   std::fflush(stdout);
 
   for (Terminal* t : {&bench.a, &bench.b}) {
