@@ -462,7 +462,6 @@ struct Rate {
 Rate sustained(Bench& bench, Path path, long base, long commands, long window, long relayPid,
                long brokerPid) {
   double relay0 = cpuSeconds(relayPid), broker0 = cpuSeconds(brokerPid), self0 = selfCpuSeconds();
-  long first;
   {
     std::lock_guard<std::mutex> lock(bench.mu);
     bench.sustained = true;
@@ -471,10 +470,9 @@ Rate sustained(Bench& bench, Path path, long base, long commands, long window, l
     bench.sEnd = base + commands;
     bench.sDone = 0;
     bench.sTotal = commands;
-    first = base;
   }
   auto start = Clock::now();
-  for (long seq = first; seq < first + std::min(window, commands); ++seq) bench.send(path, seq);
+  for (long seq = base; seq < base + std::min(window, commands); ++seq) bench.send(path, seq);
   std::unique_lock<std::mutex> lock(bench.mu);
   // Woken only at the end (or on a failure); every 10 s, there must have been progress.
   for (long seen = -1; bench.sDone < commands;) {
