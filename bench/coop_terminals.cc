@@ -373,7 +373,11 @@ void setUp(Terminal& t, Bench& bench, bool isA, Args& args, int port) {
   mosquitto_int_option(t.m, MOSQ_OPT_TCP_NODELAY, 1);
   mosquitto_username_pw_set(t.m, t.user.c_str(), t.password.c_str());
   std::string presence = t.base + "/presence";
-  mosquitto_will_set_v5(t.m, presence.c_str(), 7, "offline", 1, true, nullptr);
+  if (mosquitto_will_set_v5(t.m, presence.c_str(), 7, "offline", 1, true, nullptr) !=
+      MOSQ_ERR_SUCCESS) {
+    std::fprintf(stderr, "coop-terminals: bad Will topic %s\n", presence.c_str());
+    std::exit(2);
+  }
   mosquitto_connect_v5_callback_set(t.m, onConnect);
   mosquitto_subscribe_v5_callback_set(t.m, onSubscribe);
   mosquitto_message_v5_callback_set(t.m, onMessage);
