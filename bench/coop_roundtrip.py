@@ -13,6 +13,11 @@ republishes A's message into B's tree and B's answer into A's tree). Both paths 
 The two are measured interleaved, one round trip at a time, so noise hits both alike. Then
 sustained commands/s with --window round trips in flight.
 
+This script sets up the hub, the users, the terminals' accounts and the access grant (with the
+harness's Python terminals) and starts the forwarder; the terminals A and B that are measured
+are compiled too (bench/coop_terminals.cc, one process that does the rounds and the sustained
+runs), so that the rate and the latencies are the hub's and the forwarder's, not Python's.
+
 Prints p50/p99 of both, their ratios (targets: p50 <= 1.10, p99 <= 1.25; with the SD-card
 model, p50 <= 1.15, p99 <= 1.5) and commands/s against the forwarder's (target >= 0.8).
 Needs a build in build/ (or HEARTH_BUILD_DIR).
@@ -23,8 +28,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
@@ -35,37 +38,8 @@ from harness import Hub  # noqa: E402
 # (TCP_NODELAY, MQTT 5, QoS 1) in the hub's place. hearthd's own broker account may use all of
 # hearth/#; the users may not.
 FORWARDER = os.path.join(harness.BUILD_DIR, "bench", "coop-forwarder")
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of a process so far (/proc/PID/stat), in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
-
-
-class Arrivals:
-    """Arrival times by sequence number, for both paths."""
-
-    def __init__(self):
-        self.cond = threading.Condition()
-        self.at = {}
-
-    def arrived(self, key):
-        with self.cond:
-            self.at[key] = time.perf_counter()
-            self.cond.notify_all()
-
-    def wait(self, key, timeout=10):
-        with self.cond:
-            if not self.cond.wait_for(lambda: key in self.at, timeout):
-                raise AssertionError("round trip %s did not come back" % (key,))
-            return self.at.pop(key)
+# The terminals A and B, compiled too, in one process that also does the measurement.
+TERMINALS = os.path.join(harness.BUILD_DIR, "bench", "coop-terminals")
 
 
 def main():
@@ -91,31 +65,15 @@ def main():
                                              "clientIdentify": "bench-a"}})
         a.wait_event("accessResponse")
 
-        arrivals = Arrivals()
-
-        # B answers both paths from its MQTT callback with the same work: parse, build, publish.
-        def on_b(client, userdata, msg):
-            if msg.topic.endswith("/evt/command"):
-                cmd = json.loads(msg.payload)["data"]
-                body = {"id": "r", "params": {"commandId": cmd["commandId"], "to": cmd["from"],
-                                              "commandParams": cmd["commandParams"]}}
-                client.publish(b.base + "/req/replyCommand", json.dumps(body), qos=1)
-            elif msg.topic.endswith("/bench/cmdin"):
-                cmd = json.loads(msg.payload)
-                body = {"id": "r", "params": {"commandId": cmd["id"], "to": {},
-                                              "commandParams": cmd["params"]["commandParams"]}}
-                client.publish(b.base + "/bench/reply", json.dumps(body), qos=1)
-
-        def on_a(client, userdata, msg):
-            if msg.topic.endswith("/evt/commandResponse"):
-                arrivals.arrived(("hub", json.loads(msg.payload)["data"]["commandParams"]["seq"]))
-            elif msg.topic.endswith("/bench/resp"):
-                arrivals.arrived(("fwd", json.loads(msg.payload)["params"]["commandParams"]["seq"]))
-
-        b.client.on_message = on_b
-        a.client.on_message = on_a
-        for t, topic in ((a, a.base + "/bench/resp"), (b, b.base + "/bench/cmdin")):
-            t.client.subscribe(topic, qos=1)
+        # The terminals are compiled (bench/coop_terminals.cc): Python's per-message cost bound
+        # the rate and diluted the latencies. They take over A's and B's identities: the Python
+        # clients disconnect cleanly (no Will: the retained presence stays "online"), and the
+        # compiled ones connect with the same client ids (the broker allows one connection per
+        # id), publish presence "online" and say hello, as every session of a hearth client
+        # starts.
+        for t in (a, b):
+            t.client.disconnect()
+            t.client.loop_stop()
 
         fwd = subprocess.Popen([FORWARDER, str(hub.broker.port),
                                 hub.broker.password, a.base, b.base],
@@ -123,83 +81,57 @@ def main():
         try:
             if fwd.stdout.readline().strip() != "ready":
                 raise AssertionError("forwarder did not start")
-            time.sleep(0.3)  # let A's and B's extra subscriptions settle
-
-            def publish(path, seq):
-                body = {"id": "c%d" % seq, "params": {"commandType": "bench", "to": b_ep,
-                                                      "commandParams": {"seq": seq}}}
-                topic = a.base + ("/req/sendCommand" if path == "hub" else "/bench/cmd")
-                a.client.publish(topic, json.dumps(body), qos=1)
-
-            def round_trip(path, seq):
-                t0 = time.perf_counter()
-                publish(path, seq)
-                return (arrivals.wait((path, seq)) - t0) * 1000
-
-            # Warm-up, then interleaved latency.
-            for seq in range(50):
-                round_trip("hub", -1 - seq)
-                round_trip("fwd", -1 - seq)
-            lat = {"hub": [], "fwd": []}
-            for seq in range(args.rounds):
-                order = ("hub", "fwd") if seq % 2 == 0 else ("fwd", "hub")
-                for path in order:
-                    lat[path].append(round_trip(path, seq))
-
-            def sustained(path, base):
-                sem = threading.Semaphore(args.window)
-                done = threading.Event()
-
-                def collector():
-                    for seq in range(base, base + args.commands):
-                        arrivals.wait((path, seq), timeout=60)
-                        sem.release()
-                    done.set()
-
-                threading.Thread(target=collector, daemon=True).start()
-                start = time.perf_counter()
-                for seq in range(base, base + args.commands):
-                    sem.acquire()
-                    publish(path, seq)
-                if not done.wait(120):
-                    raise AssertionError("sustained run on %s did not finish" % path)
-                return args.commands / (time.perf_counter() - start)
-
-            # CPU per command, which load on a shared machine does not change much: the
-            # relay's own cost against the forwarder's.
-            c0 = cpu_seconds(hub.proc.pid)
-            rate_hub = sustained("hub", 1_000_000)
-            cpu_hub = cpu_seconds(hub.proc.pid) - c0
-            c0 = cpu_seconds(fwd.pid)
-            rate_fwd = sustained("fwd", 2_000_000)
-            cpu_fwd = cpu_seconds(fwd.pid) - c0
+            cmd = [TERMINALS, "--port", str(hub.broker.port),
+                   "--rounds", str(args.rounds), "--commands", str(args.commands),
+                   "--window", str(args.window), "--b-endpoint", json.dumps(b_ep),
+                   # CPU per command, which load on a shared machine does not change much:
+                   # the relay's own cost against the forwarder's, each over its sustained run.
+                   "--hub-pid", str(hub.proc.pid), "--fwd-pid", str(fwd.pid),
+                   "--broker-pid", str(hub.broker.proc.pid)]
+            for flag, t, app in (("a", a, "appA"), ("b", b, "appB")):
+                cmd += ["--%s-user" % flag, t.user, "--%s-password" % flag, hub.passwords[t.user],
+                        "--%s-client" % flag, t.client_id, "--%s-base" % flag, t.base,
+                        "--%s-app" % flag, app]
+            run = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=600)
+            if run.returncode != 0:
+                raise AssertionError("coop-terminals failed (exit %d)" % run.returncode)
+            measured = json.loads(run.stdout.strip().splitlines()[-1])
         finally:
             fwd.kill()
             fwd.wait()
 
-    p50 = {k: percentile(v, 50) for k, v in lat.items()}
-    p99 = {k: percentile(v, 99) for k, v in lat.items()}
+    m = measured
     result = {
-        "hub_p50_ms": round(p50["hub"], 3),
-        "hub_p99_ms": round(p99["hub"], 3),
-        "forwarder_p50_ms": round(p50["fwd"], 3),
-        "forwarder_p99_ms": round(p99["fwd"], 3),
-        "ratio_p50": round(p50["hub"] / p50["fwd"], 3),
-        "ratio_p99": round(p99["hub"] / p99["fwd"], 3),
-        "hub_commands_per_s": round(rate_hub, 1),
-        "forwarder_commands_per_s": round(rate_fwd, 1),
-        "hub_cpu_us_per_command": round(cpu_hub / args.commands * 1e6, 1),
-        "forwarder_cpu_us_per_command": round(cpu_fwd / args.commands * 1e6, 1),
+        "hub_p50_ms": round(m["hub_p50_ms"], 3),
+        "hub_p99_ms": round(m["hub_p99_ms"], 3),
+        "forwarder_p50_ms": round(m["forwarder_p50_ms"], 3),
+        "forwarder_p99_ms": round(m["forwarder_p99_ms"], 3),
+        "ratio_p50": round(m["hub_p50_ms"] / m["forwarder_p50_ms"], 3),
+        "ratio_p99": round(m["hub_p99_ms"] / m["forwarder_p99_ms"], 3),
+        "hub_commands_per_s": round(m["hub_commands_per_s"], 1),
+        "forwarder_commands_per_s": round(m["forwarder_commands_per_s"], 1),
+        "hub_cpu_us_per_command": round(m["hub_cpu_s"] / args.commands * 1e6, 1),
+        "forwarder_cpu_us_per_command": round(m["forwarder_cpu_s"] / args.commands * 1e6, 1),
+        # The broker's and the terminals' (both, one process) CPU per command on each path.
+        "broker_cpu_us_per_command_hub": round(m["broker_cpu_s_hub"] / args.commands * 1e6, 1),
+        "broker_cpu_us_per_command_forwarder": round(
+            m["broker_cpu_s_forwarder"] / args.commands * 1e6, 1),
+        "terminals_cpu_us_per_command_hub": round(
+            m["terminals_cpu_s_hub"] / args.commands * 1e6, 1),
+        "terminals_cpu_us_per_command_forwarder": round(
+            m["terminals_cpu_s_forwarder"] / args.commands * 1e6, 1),
         "rounds": args.rounds,
         "window": args.window,
+        "load_average": round(os.getloadavg()[0], 2),
     }
     sdcard = bool(os.environ.get("HEARTH_SDCARD_SHIM"))
     t50, t99 = (1.15, 1.5) if sdcard else (1.10, 1.25)
     result["sdcard_ms"] = int(os.environ.get("HEARTH_SDCARD_MS", "5")) if sdcard else 0
-    result["rate_ratio"] = round(rate_hub / rate_fwd, 3)
-    print("%-28s %12s" % ("measure", "value"))
+    result["rate_ratio"] = round(m["hub_commands_per_s"] / m["forwarder_commands_per_s"], 3)
+    result["terminals"] = "compiled"  # bench/coop_terminals.cc; before 2026-12-02: Python (paho)
+    print("%-40s %12s" % ("measure", "value"))
     for k, v in result.items():
-        print("%-28s %12s" % (k, v))
+        print("%-40s %12s" % (k, v))
     print("p50 ratio %.2f %s target %.2f; p99 ratio %.2f %s target %.2f; rate ratio %.2f %s 0.8" % (
         result["ratio_p50"], "<=" if result["ratio_p50"] <= t50 else ">", t50,
         result["ratio_p99"], "<=" if result["ratio_p99"] <= t99 else ">", t99,
