@@ -9,7 +9,7 @@ export HEARTH_BUILD_DIR="$(realpath "${1:-build}")"
 out="${2:-$HEARTH_BUILD_DIR/bench-out}"
 mkdir -p "$out"
 command -v perf >/dev/null || { echo "profile: perf is not installed (linux-perf)" >&2; exit 1; }
-/usr/bin/python3 bench/coop_roundtrip.py --rounds 1500 --commands 4000 >"$out/profile-bench.txt" &
+/usr/bin/python3 bench/coop_roundtrip.py --rounds 5000 --commands 30000 >"$out/profile-bench.txt" &
 bench=$!
 # hearthd is the bench's grandchild or child; wait for it to start.
 pid=""

@@ -123,12 +123,15 @@ inline std::string accessRequestEventJson(const AccessRequest& r) {
   return json::text(o);
 }
 
-// The `userId`/`clientId` of a core event; nullopt if malformed (then it is ignored).
-inline std::optional<TerminalKey> terminalOfEvent(const std::string& dataJson) {
+// The `userId`/`clientId` of a core event; nullopt if malformed (then it is ignored). `via`, if
+// given, gets the event's `via` field (terminal.seen), from the same parse.
+inline std::optional<TerminalKey> terminalOfEvent(const std::string& dataJson,
+                                                  std::string* via = nullptr) {
   try {
     Object::Ptr o = json::parseObject(dataJson);
     TerminalKey k{o->optValue<std::string>("userId", ""), o->optValue<std::string>("clientId", "")};
     if (!isValidIdentifier(k.userId) || !isValidIdentifier(k.clientId)) return std::nullopt;
+    if (via != nullptr) *via = o->optValue<std::string>("via", "");
     return k;
   } catch (const std::exception&) {
     return std::nullopt;
