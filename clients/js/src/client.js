@@ -614,11 +614,12 @@ export class Connection {
       const payload = JSON.stringify({ id, params });
       // A publish error (the connection closed under it) says nothing certain: the broker may
       // have the request. The call ends with its answer or TIMEOUT.
+      const stream = mq.stream;
+      const corked = stream ? stream.writableCorked : 0;
       mq.publish(topics.req, payload, { qos: 1, properties: { responseTopic: topics.res, correlationData: encodeId(id) } }, ignore);
+      flush(mq, stream, corked);
       // The answer comes in a later turn of the event loop, so the bookkeeping can follow the
-      // publish. (Uncorking the socket here, to write the request before the rest of the turn,
-      // was tried and undone: under a slow hub, calls in flight when the broker died kept the
-      // client from ever getting connected again — reconnect.test.js under ASan.)
+      // write (it is off the request's way to the hub).
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(hearthError('TIMEOUT', `${method}: no answer from the hub within ${timeout} ms`, method));
@@ -699,6 +700,24 @@ export class Connection {
 function noDelay(mq) {
   const s = mq.stream;
   if (s && typeof s.setNoDelay === 'function') s.setNoDelay(true);
+}
+
+/**
+ * Writes the packet just published now. mqtt-packet corks the socket for each packet it writes
+ * and uncorks it on the next tick (so that the packet's pieces go in one write); until then the
+ * request would wait behind whatever runs after it in this turn — the rest of the app's
+ * callback, the library's bookkeeping, and mqtt.js's PUBACK of the message being handled, which
+ * mqtt.js generates only after the app's handler returned. Only when that publish was written
+ * to this very stream (its cork is there), the stream is still the client's, connected and
+ * writable: a publish mqtt.js queued (not connected) or a stream that closed or was replaced
+ * is left alone. Every cork is one of mqtt-packet's, each over whole packets, each with its
+ * uncork scheduled: uncorking them now writes those packets, in order, one tick early, and the
+ * scheduled uncorks find nothing corked (Node's uncork stops at zero).
+ */
+function flush(mq, stream, corkedBefore) {
+  if (!stream || mq.stream !== stream || !mq.connected) return;
+  if (stream.destroyed || !stream.writable || !(stream.writableCorked > corkedBefore)) return;
+  for (let n = stream.writableCorked; n > 0; n--) stream.uncork();
 }
 
 function ignore() {}

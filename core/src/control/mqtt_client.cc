@@ -34,6 +34,15 @@ MqttClient::~MqttClient() {
 
 std::string MqttClient::errorString(int rc) { return mosquitto_strerror(rc); }
 
+template <class Call>
+int MqttClient::library(Call call) {
+  ++inLibrary_;
+  int rc = call();
+  --inLibrary_;
+  deliverReports();
+  return rc;
+}
+
 Status MqttClient::configure() {
   if (!options_.username.empty()) {
     mosquitto_username_pw_set(mosq_, options_.username.c_str(),
@@ -80,7 +89,9 @@ Status MqttClient::attach(HubLoop& loop) {
 void MqttClient::tick() {
   tickTimer_ = loop_->startTimer(std::chrono::seconds(1), [this] { tick(); });
   if (ioFd() < 0) return;
-  if (mosquitto_loop_misc(mosq_) != MOSQ_ERR_SUCCESS) connectionLost();
+  if (library([this] { return mosquitto_loop_misc(mosq_); }) != MOSQ_ERR_SUCCESS) {
+    connectionLost();
+  }
 }
 
 int MqttClient::ioFd() const { return mosquitto_socket(mosq_); }
@@ -88,19 +99,49 @@ int MqttClient::ioFd() const { return mosquitto_socket(mosq_); }
 bool MqttClient::ioWantWrite() const { return mosquitto_want_write(mosq_); }
 
 void MqttClient::ioReadable() {
-  if (mosquitto_loop_read(mosq_, 64) != MOSQ_ERR_SUCCESS) connectionLost();
+  if (library([this] { return mosquitto_loop_read(mosq_, 64); }) != MOSQ_ERR_SUCCESS) {
+    connectionLost();
+  }
 }
 
 void MqttClient::ioWritable() {
-  if (mosquitto_loop_write(mosq_, 64) != MOSQ_ERR_SUCCESS) connectionLost();
+  if (library([this] { return mosquitto_loop_write(mosq_, 64); }) != MOSQ_ERR_SUCCESS) {
+    connectionLost();
+  }
 }
 
 void MqttClient::flush() {
-  // libmosquitto queues a publish made inside one of its callbacks (a request handled as it is
-  // read) until the next write; this writes it now. Only QoS 1/2 are published, whose write
-  // path calls no callback, so it is safe inside on_message.
+  // libmosquitto queues a publish until the next write; this writes it now. It runs in a
+  // handler of a message, never inside libmosquitto's callback (see library()): a write that
+  // fails there locks libmosquitto's callback mutex to report the disconnect.
   if (loop_ == nullptr || ioFd() < 0 || !mosquitto_want_write(mosq_)) return;
-  if (mosquitto_loop_write(mosq_, 64) != MOSQ_ERR_SUCCESS) connectionLost();
+  if (library([this] { return mosquitto_loop_write(mosq_, 64); }) != MOSQ_ERR_SUCCESS) {
+    connectionLost();
+  }
+}
+
+void MqttClient::report(std::function<void()> event) {
+  // The network thread (start()) calls the handlers as before; the hub loop queues what comes
+  // inside a libmosquitto call and handles it when that call returned.
+  if (loop_ == nullptr) return event();
+  reports_.push_back(std::move(event));
+  deliverReports();
+}
+
+void MqttClient::deliverReports() {
+  // Outside every libmosquitto call, and not again from inside a handler (a flush): the
+  // running loop below takes what that added, in order, after the current handler.
+  if (inLibrary_ > 0 || delivering_) return;
+  delivering_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{delivering_};
+  while (!reports_.empty()) {
+    std::function<void()> event = std::move(reports_.front());
+    reports_.pop_front();
+    event();
+  }
 }
 
 void MqttClient::connectionLost() {
@@ -126,7 +167,7 @@ void MqttClient::stop() {
   if (loop_ != nullptr) {
     // Flush what is queued (the final status, the DISCONNECT) before detaching.
     for (int i = 0; i < 10 && ioFd() >= 0 && mosquitto_want_write(mosq_); ++i) {
-      mosquitto_loop_write(mosq_, 64);
+      library([this] { return mosquitto_loop_write(mosq_, 64); });
     }
     loop_->cancelTimer(reconnectTimer_);
     loop_->cancelTimer(tickTimer_);
@@ -176,13 +217,17 @@ void MqttClient::connectCb(mosquitto*, void* obj, int rc, int, const mosquitto_p
   auto* self = static_cast<MqttClient*>(obj);
   self->connected_ = (rc == 0);
   if (rc == 0) self->reconnectBackoff_.reset();
-  if (self->onConnect_) self->onConnect_(rc, rc == 0 ? "" : mosquitto_reason_string(rc));
+  self->report([self, rc] {
+    if (self->onConnect_) self->onConnect_(rc, rc == 0 ? "" : mosquitto_reason_string(rc));
+  });
 }
 
 void MqttClient::disconnectCb(mosquitto*, void* obj, int rc, const mosquitto_property*) {
   auto* self = static_cast<MqttClient*>(obj);
   self->connected_ = false;
-  if (self->onDisconnect_) self->onDisconnect_(rc);
+  self->report([self, rc] {
+    if (self->onDisconnect_) self->onDisconnect_(rc);
+  });
 }
 
 void MqttClient::messageCb(mosquitto*, void* obj, const mosquitto_message* m,
@@ -209,12 +254,16 @@ void MqttClient::messageCb(mosquitto*, void* obj, const mosquitto_message* m,
       free(cd);
     }
   }
-  self->onMessage_(std::move(msg));
+  self->report([self, msg = std::move(msg)]() mutable {
+    if (self->onMessage_) self->onMessage_(std::move(msg));
+  });
 }
 
 void MqttClient::publishCb(mosquitto*, void* obj, int mid, int rc, const mosquitto_property*) {
   auto* self = static_cast<MqttClient*>(obj);
-  if (self->onPublished_) self->onPublished_(mid, rc);
+  self->report([self, mid, rc] {
+    if (self->onPublished_) self->onPublished_(mid, rc);
+  });
 }
 
 }  // namespace hearth

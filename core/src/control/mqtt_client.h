@@ -12,6 +12,7 @@
 #include <mosquitto.h>
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <string>
 #include <vector>
@@ -100,6 +101,14 @@ class MqttClient : private IoSource {
   void connectionLost();
   void scheduleReconnect();
   void tick();
+  // Attach mode: libmosquitto runs its callbacks holding its callback mutex, which it locks
+  // again when a write fails (to call on_disconnect). A handler that writes (flush) inside
+  // on_message would then wait on itself for good. So what libmosquitto reports while one of
+  // its calls runs is queued, in order, and handled once that call returned (library()).
+  template <class Call>
+  int library(Call call);
+  void report(std::function<void()> event);
+  void deliverReports();
 
   MqttOptions options_;
   mosquitto* mosq_ = nullptr;
@@ -110,6 +119,9 @@ class MqttClient : private IoSource {
   util::Backoff reconnectBackoff_;
   std::atomic<bool> connected_{false};
   bool started_ = false;
+  int inLibrary_ = 0;        // attach mode: libmosquitto calls under way (nested: flush)
+  bool delivering_ = false;  // deliverReports() is running
+  std::deque<std::function<void()>> reports_;
   ConnectHandler onConnect_;
   DisconnectHandler onDisconnect_;
   MessageHandler onMessage_;
