@@ -106,7 +106,8 @@ inline std::string commandResponseJson(const Command& c, const std::string& para
   s.append(",\"commandParams\":").append(paramsJson);
   s.append(",\"commandType\":").append(Poco::toJSON(c.commandType));
   s.append(",\"from\":").append(endpointText(from));
-  s.append(",\"state\":").append(Poco::toJSON(std::string(commandStateName(CommandState::kReplied))));
+  s.append(",\"state\":")
+      .append(Poco::toJSON(std::string(commandStateName(CommandState::kReplied))));
   s.append(",\"stateCode\":").append(std::to_string(static_cast<int>(CommandState::kReplied)));
   s.append("}");
   return s;

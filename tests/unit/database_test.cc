@@ -3,8 +3,6 @@
 
 #include "store/database.h"
 
-#include "binding/binding_store.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+
+#include "binding/binding_store.h"
 
 namespace hearth {
 namespace {

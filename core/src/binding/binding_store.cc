@@ -221,9 +221,9 @@ Status BindingStore::loadAll(std::map<std::string, Device>* devices,
 }
 
 void BindingStore::writeToken(const ProvisionToken& token) {
-  SQLite::Statement st(db_.sql(),
-                       "INSERT OR REPLACE INTO provision_tokens(token_hash, user_id, device_id, "
-                       "created_at, expires_at, used) VALUES(?,?,?,?,?,?)");
+  SQLite::Statement& st = db_.prepared(
+      "INSERT OR REPLACE INTO provision_tokens(token_hash, user_id, device_id, "
+      "created_at, expires_at, used) VALUES(?,?,?,?,?,?)");
   st.bind(1, token.tokenHash);
   st.bind(2, token.userId);
   st.bind(3, token.deviceId);
@@ -264,10 +264,10 @@ Status BindingStore::appendAudit(const std::vector<AuditEntry>& audit) {
 }
 
 void BindingStore::writeDeviceRow(const Device& device, const DeviceMeta& meta) {
-  SQLite::Statement d(db_.sql(),
-                      "INSERT OR REPLACE INTO devices(device_id, transport, model, name, "
-                      "firmware, mode, bind_window_ms, bind_window_reported_at, inventory_only, "
-                      "first_seen, last_seen) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+  SQLite::Statement& d = db_.prepared(
+      "INSERT OR REPLACE INTO devices(device_id, transport, model, name, "
+      "firmware, mode, bind_window_ms, bind_window_reported_at, inventory_only, "
+      "first_seen, last_seen) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
   d.bind(1, device.deviceId);
   d.bind(2, device.transport);
   d.bind(3, device.model);
@@ -283,12 +283,12 @@ void BindingStore::writeDeviceRow(const Device& device, const DeviceMeta& meta) 
 }
 
 void BindingStore::writeBindings(const Device& device) {
-  SQLite::Statement delB(db_.sql(), "DELETE FROM bindings WHERE device_id=?");
+  SQLite::Statement& delB = db_.prepared("DELETE FROM bindings WHERE device_id=?");
   delB.bind(1, device.deviceId);
   delB.exec();
-  SQLite::Statement insB(db_.sql(),
-                         "INSERT INTO bindings(device_id, user_id, role, bound_at, seq) "
-                         "VALUES(?,?,?,?,?)");
+  SQLite::Statement& insB = db_.prepared(
+      "INSERT INTO bindings(device_id, user_id, role, bound_at, seq) "
+      "VALUES(?,?,?,?,?)");
   int seq = 0;
   for (const auto& b : device.bindings) {
     insB.reset();
@@ -302,13 +302,13 @@ void BindingStore::writeBindings(const Device& device) {
 }
 
 void BindingStore::writeShares(const Device& device) {
-  SQLite::Statement delS(db_.sql(), "DELETE FROM shares WHERE device_id=?");
+  SQLite::Statement& delS = db_.prepared("DELETE FROM shares WHERE device_id=?");
   delS.bind(1, device.deviceId);
   delS.exec();
-  SQLite::Statement insS(db_.sql(),
-                         "INSERT INTO shares(sharing_id, device_id, from_user, way, guest, "
-                         "key_hash, created_at, expires_at, state, closed_at, seq) "
-                         "VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+  SQLite::Statement& insS = db_.prepared(
+      "INSERT INTO shares(sharing_id, device_id, from_user, way, guest, "
+      "key_hash, created_at, expires_at, state, closed_at, seq) "
+      "VALUES(?,?,?,?,?,?,?,?,?,?,?)");
   int seq = 0;
   for (const auto& s : device.shares) {
     insS.reset();
@@ -328,9 +328,9 @@ void BindingStore::writeShares(const Device& device) {
 }
 
 void BindingStore::writeAudit(const std::vector<AuditEntry>& audit) {
-  SQLite::Statement insA(db_.sql(),
-                         "INSERT INTO audit_log(at, actor, device_id, action, subject, reason) "
-                         "VALUES(?,?,?,?,?,?)");
+  SQLite::Statement& insA = db_.prepared(
+      "INSERT INTO audit_log(at, actor, device_id, action, subject, reason) "
+      "VALUES(?,?,?,?,?,?)");
   for (const auto& a : audit) {
     insA.reset();
     insA.bind(1, a.atMs);
@@ -352,7 +352,7 @@ Status BindingStore::saveToken(const ProvisionToken& token) {
 
 Status BindingStore::deleteToken(const std::string& tokenHash) {
   return db_.transaction([&] {
-    SQLite::Statement st(db_.sql(), "DELETE FROM provision_tokens WHERE token_hash=?");
+    SQLite::Statement& st = db_.prepared("DELETE FROM provision_tokens WHERE token_hash=?");
     st.bind(1, tokenHash);
     st.exec();
     return Status::ok();

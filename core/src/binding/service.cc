@@ -1,9 +1,8 @@
 #include "binding/service.h"
 
-#include <malloc.h>
-
 #include <Poco/JSON/Object.h>
 #include <Poco/SHA2Engine.h>
+#include <malloc.h>
 
 #include "control/params.h"
 
@@ -68,7 +67,6 @@ size_t BindingService::bindingCount() const {
   for (const auto& [id, d] : devices_) n += d.bindings.size();
   return n;
 }
-
 
 void BindingService::index(const Device& d) {
   for (const auto& b : d.bindings) devicesByUser_.add(b.userId, &d);
@@ -159,7 +157,6 @@ void BindingService::removeUser(const std::string& userId) {
     deps_.logger.error("binding changes of removing " + userId + " may not be on disk");
   }
 }
-
 
 size_t BindingService::notifyBoundUsers(const std::string& deviceId, const std::string& event,
                                         const std::string& dataJson) {

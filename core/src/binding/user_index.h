@@ -8,8 +8,8 @@
 // node. A (user, device) pair is held once however many ways the user is related to the device.
 
 #include <algorithm>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "binding/policy.h"
@@ -58,8 +58,9 @@ class UserIndex {
 
  private:
   static Devices::iterator position(Devices& list, const std::string& deviceId) {
-    return std::lower_bound(list.begin(), list.end(), deviceId,
-                            [](const Device* d, const std::string& id) { return d->deviceId < id; });
+    return std::lower_bound(
+        list.begin(), list.end(), deviceId,
+        [](const Device* d, const std::string& id) { return d->deviceId < id; });
   }
 
   // By the user id's shared copy: a hash of its address, no string compared.

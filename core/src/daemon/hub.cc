@@ -109,12 +109,12 @@ Status Hub::open() {
     fn();
   });
   db_->setSyncFailureHandler([this](const std::string& error) {
-    logger_.error(error + "; stopping at once: nothing more is acknowledged (systemd restarts "
+    logger_.error(error +
+                  "; stopping at once: nothing more is acknowledged (systemd restarts "
                   "the hub and SQLite recovers the WAL)");
   });
-  if (Status s = db_->startBackgroundSync([this](std::function<void()> fn) {
-        loop_.post(std::move(fn));
-      });
+  if (Status s =
+          db_->startBackgroundSync([this](std::function<void()> fn) { loop_.post(std::move(fn)); });
       !s) {
     return s;
   }
@@ -389,8 +389,8 @@ void Hub::onMessage(const MqttMessage& msg) {
   std::string_view topic = msg.topic;
   if (topic.size() > kUserTree.size() + kPresence.size() && topic.rfind(kUserTree, 0) == 0 &&
       topic.substr(topic.size() - kPresence.size()) == kPresence) {
-    std::string_view ids = topic.substr(kUserTree.size(),
-                                        topic.size() - kUserTree.size() - kPresence.size());
+    std::string_view ids =
+        topic.substr(kUserTree.size(), topic.size() - kUserTree.size() - kPresence.size());
     size_t slash = ids.find('/');
     if (slash != std::string_view::npos && ids.find('/', slash + 1) == std::string_view::npos) {
       onPresence(std::string(ids.substr(0, slash)), std::string(ids.substr(slash + 1)),

@@ -46,18 +46,18 @@ Result<TerminalInfo> IdentityService::hello(const std::string& userId, const std
   t.online = true;
   int64_t now = clock_.nowMs();
   Status s = db_.transaction([&] {
-    SQLite::Statement u(db_.sql(),
-                        "INSERT INTO users(user_id, created_at) VALUES(?, ?) "
-                        "ON CONFLICT(user_id) DO NOTHING");
+    SQLite::Statement& u = db_.prepared(
+        "INSERT INTO users(user_id, created_at) VALUES(?, ?) "
+        "ON CONFLICT(user_id) DO NOTHING");
     u.bind(1, userId);
     u.bind(2, now);
     u.exec();
-    SQLite::Statement st(db_.sql(),
-                         "INSERT INTO terminals(user_id, client_id, app_id, device_model, "
-                         "device_name, open_id, first_seen, last_seen) VALUES(?,?,?,?,?,?,?,?) "
-                         "ON CONFLICT(user_id, client_id) DO UPDATE SET app_id=excluded.app_id, "
-                         "device_model=excluded.device_model, device_name=excluded.device_name, "
-                         "open_id=excluded.open_id, last_seen=excluded.last_seen");
+    SQLite::Statement& st = db_.prepared(
+        "INSERT INTO terminals(user_id, client_id, app_id, device_model, "
+        "device_name, open_id, first_seen, last_seen) VALUES(?,?,?,?,?,?,?,?) "
+        "ON CONFLICT(user_id, client_id) DO UPDATE SET app_id=excluded.app_id, "
+        "device_model=excluded.device_model, device_name=excluded.device_name, "
+        "open_id=excluded.open_id, last_seen=excluded.last_seen");
     st.bind(1, userId);
     st.bind(2, clientId);
     st.bind(3, appId);
@@ -98,9 +98,9 @@ bool IdentityService::setOnline(const std::string& userId, const std::string& cl
 
 Status IdentityService::addUser(const std::string& userId) {
   Status s = db_.transaction([&] {
-    SQLite::Statement u(db_.sql(),
-                        "INSERT INTO users(user_id, created_at) VALUES(?, ?) "
-                        "ON CONFLICT(user_id) DO NOTHING");
+    SQLite::Statement& u = db_.prepared(
+        "INSERT INTO users(user_id, created_at) VALUES(?, ?) "
+        "ON CONFLICT(user_id) DO NOTHING");
     u.bind(1, userId);
     u.bind(2, clock_.nowMs());
     u.exec();
@@ -112,10 +112,10 @@ Status IdentityService::addUser(const std::string& userId) {
 
 Status IdentityService::removeUser(const std::string& userId) {
   Status s = db_.transaction([&] {
-    SQLite::Statement t(db_.sql(), "DELETE FROM terminals WHERE user_id=?");
+    SQLite::Statement& t = db_.prepared("DELETE FROM terminals WHERE user_id=?");
     t.bind(1, userId);
     t.exec();
-    SQLite::Statement u(db_.sql(), "DELETE FROM users WHERE user_id=?");
+    SQLite::Statement& u = db_.prepared("DELETE FROM users WHERE user_id=?");
     u.bind(1, userId);
     u.exec();
     return Status::ok();

@@ -135,13 +135,12 @@ Status integrityOf(SQLite::Database& db, const std::string& path, bool quickChec
       verdict += check.getColumn(0).getString();
     }
     if (verdict == "ok") return Status::ok();
-    return Status::error(ErrorCode::kInternal, "database " + path +
-                                                   " failed its integrity check (" + verdict +
-                                                   ")" + kAdvice);
+    return Status::error(
+        ErrorCode::kInternal,
+        "database " + path + " failed its integrity check (" + verdict + ")" + kAdvice);
   } catch (const std::exception& e) {
-    return Status::error(ErrorCode::kInternal, "database " + path +
-                                                   " is unreadable or corrupt (" + e.what() +
-                                                   ")" + kAdvice);
+    return Status::error(ErrorCode::kInternal, "database " + path + " is unreadable or corrupt (" +
+                                                   e.what() + ")" + kAdvice);
   }
 }
 
@@ -431,9 +430,9 @@ bool Database::checkSpace() {
   return storageFull_;
 }
 
-SQLite::Statement& PluginKvStore::prepared(std::unique_ptr<SQLite::Statement>& slot,
-                                           const char* sql) {
-  if (!slot) slot = std::make_unique<SQLite::Statement>(db_.sql(), sql);
+SQLite::Statement& Database::prepared(const char* sql) {
+  auto& slot = prepared_[sql];
+  if (!slot) slot = std::make_unique<SQLite::Statement>(*db_, sql);
   slot->reset();
   slot->clearBindings();
   return *slot;
@@ -442,10 +441,9 @@ SQLite::Statement& PluginKvStore::prepared(std::unique_ptr<SQLite::Statement>& s
 Status PluginKvStore::put(std::string_view collection, std::string_view key,
                           std::string_view value) {
   return db_.transaction([&] {
-    SQLite::Statement& st =
-        prepared(put_,
-                 "INSERT INTO plugin_kv(plugin, collection, key, value) VALUES(?,?,?,?) "
-                 "ON CONFLICT(plugin, collection, key) DO UPDATE SET value=excluded.value");
+    SQLite::Statement& st = db_.prepared(
+        "INSERT INTO plugin_kv(plugin, collection, key, value) VALUES(?,?,?,?) "
+        "ON CONFLICT(plugin, collection, key) DO UPDATE SET value=excluded.value");
     st.bind(1, plugin_);
     st.bind(2, std::string(collection));
     st.bind(3, key.data(), static_cast<int>(key.size()));
@@ -459,7 +457,7 @@ Result<std::optional<std::string>> PluginKvStore::get(std::string_view collectio
                                                       std::string_view key) {
   try {
     SQLite::Statement& st =
-        prepared(get_, "SELECT value FROM plugin_kv WHERE plugin=? AND collection=? AND key=?");
+        db_.prepared("SELECT value FROM plugin_kv WHERE plugin=? AND collection=? AND key=?");
     st.bind(1, plugin_);
     st.bind(2, std::string(collection));
     st.bind(3, key.data(), static_cast<int>(key.size()));
@@ -476,7 +474,7 @@ Result<std::optional<std::string>> PluginKvStore::get(std::string_view collectio
 Status PluginKvStore::erase(std::string_view collection, std::string_view key) {
   return db_.transaction([&] {
     SQLite::Statement& st =
-        prepared(erase_, "DELETE FROM plugin_kv WHERE plugin=? AND collection=? AND key=?");
+        db_.prepared("DELETE FROM plugin_kv WHERE plugin=? AND collection=? AND key=?");
     st.bind(1, plugin_);
     st.bind(2, std::string(collection));
     st.bind(3, key.data(), static_cast<int>(key.size()));

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "hearth/host.h"
 #include "hearth/status.h"
@@ -33,6 +34,12 @@ class Database {
   Status checked();
 
   SQLite::Database& sql() { return *db_; }
+  // The statement for `sql` (a string literal: cached by its address), prepared once for the
+  // connection's life and handed out reset, with no bindings. For statements that run to
+  // completion (writes) or that the caller resets after its last row, so that none holds a read
+  // snapshot between uses. Preparing costs more than running a one-row write (17 % of the hub's
+  // CPU per binding operation when every write prepared its statements).
+  SQLite::Statement& prepared(const char* sql);
   const std::string& path() const { return path_; }
   int schemaVersion();
   // The migration count this build knows; a file from a newer build is refused.
@@ -114,6 +121,7 @@ class Database {
 
   std::string path_;
   std::unique_ptr<SQLite::Database> db_;
+  std::unordered_map<const char*, std::unique_ptr<SQLite::Statement>> prepared_;  // before db_ dies
   std::thread checker_;  // the background integrity check, until checked() joins it
   Status checkVerdict_ = Status::ok();
   int txDepth_ = 0;
@@ -144,12 +152,8 @@ class PluginKvStore : public KvStore {
   Status transaction(const std::function<Status()>& body) override { return db_.transaction(body); }
 
  private:
-  // Prepared once and reused: an outbox appends and erases thousands of rows a second.
-  SQLite::Statement& prepared(std::unique_ptr<SQLite::Statement>& slot, const char* sql);
-
   Database& db_;
   std::string plugin_;
-  std::unique_ptr<SQLite::Statement> put_, get_, erase_;
 };
 
 }  // namespace hearth
