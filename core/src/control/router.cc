@@ -4,7 +4,7 @@
 #include <Poco/JSON/Parser.h>
 #include <Poco/JSONString.h>
 
-
+#include "control/envelope_scan.h"
 #include "control/params.h"
 
 namespace hearth {
@@ -212,44 +212,68 @@ void RequestRouter::handle(const MqttMessage& msg, const RequestTopic& t) {
                   std::nullopt);
   }
 
-  Poco::JSON::Object::Ptr envelope;
-  try {
-    Poco::Dynamic::Var parsed = Poco::JSON::Parser().parse(msg.payload);
-    if (parsed.type() != typeid(Poco::JSON::Object::Ptr)) {
-      return reject(ErrorCode::kInvalidRequest, "the request must be a JSON object", std::nullopt);
-    }
-    envelope = parsed.extract<Poco::JSON::Object::Ptr>();
-  } catch (const std::exception& e) {
-    return reject(ErrorCode::kInvalidRequest, std::string("malformed JSON: ") + e.what(),
-                  std::nullopt);
-  }
-
-  Poco::Dynamic::Var idVar = envelope->get("id");
-  if (idVar.isEmpty() || !idVar.isString()) {
-    return reject(ErrorCode::kInvalidRequest, "\"id\" must be a string of 1 to 64 characters",
-                  std::nullopt);
-  }
-  std::string id = idVar.toString();
-  if (id.empty() || id.size() > 64) {
-    return reject(ErrorCode::kInvalidRequest, "\"id\" must be a string of 1 to 64 characters",
-                  std::nullopt);
-  }
-
+  // A plugin's method gets its params as text across the plugin boundary: its envelope is
+  // tokenised once and the params written out as they are read (control/envelope_scan.h), with
+  // no document built. A core method gets the parsed document itself.
+  auto it = isValidMethodName(topic->method) ? methods_.find(topic->method) : methods_.end();
+  const bool forCore = it != methods_.end() && it->second.scope == topic->scope &&
+                       static_cast<bool>(it->second.core);
+  const char* const kIdRule = "\"id\" must be a string of 1 to 64 characters";
+  std::string id;
   Poco::JSON::Object::Ptr params;
-  if (envelope->has("params")) {
-    Poco::Dynamic::Var p = envelope->get("params");
-    if (p.type() != typeid(Poco::JSON::Object::Ptr)) {
+  std::string paramsJson;
+  if (forCore) {
+    Poco::JSON::Object::Ptr envelope;
+    try {
+      Poco::Dynamic::Var parsed = Poco::JSON::Parser().parse(msg.payload);
+      if (parsed.type() != typeid(Poco::JSON::Object::Ptr)) {
+        return reject(ErrorCode::kInvalidRequest, "the request must be a JSON object",
+                      std::nullopt);
+      }
+      envelope = parsed.extract<Poco::JSON::Object::Ptr>();
+    } catch (const std::exception& e) {
+      return reject(ErrorCode::kInvalidRequest, std::string("malformed JSON: ") + e.what(),
+                    std::nullopt);
+    }
+    Poco::Dynamic::Var idVar = envelope->get("id");
+    if (idVar.isEmpty() || !idVar.isString()) {
+      return reject(ErrorCode::kInvalidRequest, kIdRule, std::nullopt);
+    }
+    id = idVar.toString();
+    if (id.empty() || id.size() > 64)
+      return reject(ErrorCode::kInvalidRequest, kIdRule, std::nullopt);
+    if (envelope->has("params")) {
+      Poco::Dynamic::Var p = envelope->get("params");
+      if (p.type() != typeid(Poco::JSON::Object::Ptr)) {
+        return reject(ErrorCode::kInvalidRequest, "\"params\" must be an object", id);
+      }
+      params = p.extract<Poco::JSON::Object::Ptr>();
+    } else {
+      params = new Poco::JSON::Object;
+    }
+  } else {
+    ScannedEnvelope envelope;
+    try {
+      envelope = scanEnvelope(msg.payload);
+    } catch (const NotAnObject& e) {
+      return reject(ErrorCode::kInvalidRequest, e.what(), std::nullopt);
+    } catch (const std::exception& e) {
+      return reject(ErrorCode::kInvalidRequest, std::string("malformed JSON: ") + e.what(),
+                    std::nullopt);
+    }
+    if (!envelope.idIsString) return reject(ErrorCode::kInvalidRequest, kIdRule, std::nullopt);
+    id = std::move(envelope.id);
+    if (id.empty() || id.size() > 64)
+      return reject(ErrorCode::kInvalidRequest, kIdRule, std::nullopt);
+    if (envelope.hasParams && !envelope.paramsIsObject) {
       return reject(ErrorCode::kInvalidRequest, "\"params\" must be an object", id);
     }
-    params = p.extract<Poco::JSON::Object::Ptr>();
-  } else {
-    params = new Poco::JSON::Object;
+    paramsJson = envelope.hasParams ? std::move(envelope.paramsJson) : std::string("{}");
   }
 
   if (!isValidMethodName(topic->method)) {
     return reject(ErrorCode::kInvalidRequest, "invalid method name", id);
   }
-  auto it = methods_.find(topic->method);
   if (it == methods_.end() || it->second.scope != topic->scope) {
     return reject(ErrorCode::kUnknownMethod, "no method '" + topic->method + "'", id);
   }
@@ -259,9 +283,7 @@ void RequestRouter::handle(const MqttMessage& msg, const RequestTopic& t) {
   req.id = id;
   req.userId = topic->userId;
   req.clientId = topic->clientId;
-  // A plugin gets the params as text (the plugin boundary carries no C++ objects); the core's
-  // methods get the parsed object itself.
-  if (!it->second.core) req.paramsJson = toJson(*params);
+  if (!forCore) req.paramsJson = std::move(paramsJson);
   req.isAdmin = topic->scope == MethodScope::kAdmin;
 
   auto sink = std::make_shared<MqttResponseSink>(publisher_, logger_, counters_, replyTopic,
