@@ -24,6 +24,24 @@ class DatabaseTest : public ::testing::Test {
     path_ = dir_ + "/hearth.db";
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
+  // A database with a table and an index of some pages, checkpointed into the file, whose
+  // middle (index pages) is then scribbled over, the header left intact.
+  void writeDamagedDatabase() {
+    {
+      auto db = Database::open(path_);
+      ASSERT_TRUE(db);
+      auto& sql = db.value()->sql();
+      sql.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      sql.exec("CREATE TABLE filler(x TEXT)");
+      for (int i = 0; i < 200; ++i) sql.exec("INSERT INTO filler VALUES(hex(randomblob(200)))");
+      sql.exec("CREATE INDEX filler_x ON filler(x)");
+      sql.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    }
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path_) / 2));
+    std::string junk(4096, '\xAB');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
   std::string dir_, path_;
 };
 
@@ -86,25 +104,7 @@ TEST_F(DatabaseTest, GarbageFileIsRefusedAndNotRecreated) {
 }
 
 TEST_F(DatabaseTest, CorruptPageFailsIntegrityCheck) {
-  {
-    auto db = Database::open(path_);
-    ASSERT_TRUE(db);
-    auto& sql = db.value()->sql();
-    sql.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-    sql.exec("CREATE TABLE filler(x TEXT)");
-    for (int i = 0; i < 200; ++i) {
-      sql.exec("INSERT INTO filler VALUES(hex(randomblob(200)))");
-    }
-    sql.exec("CREATE INDEX filler_x ON filler(x)");
-    sql.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-  }
-  // Scribble over the middle of the file (index pages), leaving the header intact.
-  {
-    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path_) / 2));
-    std::string junk(4096, '\xAB');
-    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
-  }
+  ASSERT_NO_FATAL_FAILURE(writeDamagedDatabase());
   auto db = Database::open(path_);
   ASSERT_FALSE(db);
   EXPECT_NE(db.status().message().find(path_), std::string::npos);
@@ -113,21 +113,7 @@ TEST_F(DatabaseTest, CorruptPageFailsIntegrityCheck) {
 // The hub's start checks in the background while it reads its state; the verdict is the same,
 // and a file that fails it is never written to.
 TEST_F(DatabaseTest, ABackgroundCheckRefusesEveryWriteToAFileThatFailsIt) {
-  {
-    auto db = Database::open(path_);
-    ASSERT_TRUE(db);
-    auto& sql = db.value()->sql();
-    sql.exec("CREATE TABLE filler(x TEXT)");
-    for (int i = 0; i < 200; ++i) sql.exec("INSERT INTO filler VALUES(hex(randomblob(200)))");
-    sql.exec("CREATE INDEX filler_x ON filler(x)");
-    sql.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-  }
-  {
-    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path_) / 2));
-    std::string junk(4096, '\xAB');
-    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
-  }
+  ASSERT_NO_FATAL_FAILURE(writeDamagedDatabase());
   auto readAll = [this] {
     std::ifstream f(path_, std::ios::binary);
     return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());

@@ -81,13 +81,7 @@ class EnvelopeHandler : public Poco::JSON::Handler {
       key_.clear();
       return;
     }
-    if (depth_ == 0) throw NotAnObject();
-    if (!capturing_) {
-      topLevelNonObject();
-      if (depth_ == 1) key_.clear();
-      return;
-    }
-    separate();
+    if (!scalarWritten()) return;
     Poco::JSON::Stringifier::formatString(s, text_);
   }
 
@@ -107,14 +101,19 @@ class EnvelopeHandler : public Poco::JSON::Handler {
     }
   }
   void scalar(const std::string& text) {
+    if (scalarWritten()) text_ << text;
+  }
+  // Before a scalar: whether it is to be written (inside "params"; the separator is written
+  // then), else it is noted as the top object's value or skipped.
+  bool scalarWritten() {
     if (depth_ == 0) throw NotAnObject();
     if (!capturing_) {
       topLevelNonObject();
       if (depth_ == 1) key_.clear();
-      return;
+      return false;
     }
     separate();
-    text_ << text;
+    return true;
   }
   void separate() {
     if (afterKey_) {
