@@ -68,8 +68,8 @@ TEST(EnvelopeScan, TheLastOfARepeatedKeyCountsAsInADocument) {
 }
 
 TEST(EnvelopeScan, WrongTypesAreReportedNotGuessed) {
-  for (const char* payload : {R"({"id":5})", R"({"id":null})", R"({"id":["a"]})",
-                              R"({"id":{"a":"b"}})", R"({})"}) {
+  for (const char* payload :
+       {R"({"id":5})", R"({"id":null})", R"({"id":["a"]})", R"({"id":{"a":"b"}})", R"({})"}) {
     EXPECT_FALSE(scanEnvelope(payload).idIsString) << payload;
   }
   for (const char* payload : {R"({"id":"a","params":null})", R"({"id":"a","params":[]})",
