@@ -4,7 +4,7 @@
 #   bench/run_all.sh [BUILD_DIR]        (default: build; also `make bench`)
 #
 # Results (JSON per benchmark, the plot's data) go to BUILD_DIR/bench-out/; each benchmark prints its
-# table as it finishes. Takes about 10 minutes on a 2-core machine. docs/performance.md says what
+# table as it finishes. Takes 3 minutes on a quiet 2-core machine. docs/performance.md says what
 # each measures and holds the latest results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
