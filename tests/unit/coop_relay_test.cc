@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -1126,7 +1127,8 @@ TEST_F(CoopRelayTest, AckCommandConfirmsOnlyOfferedCommandsToTheCaller) {
     EXPECT_EQ(call("bob", "b1", "ackCommand", bad).code, "INVALID_REQUEST") << bad;
   }
   std::string many;
-  for (int i = 0; i < 1001; ++i) many += std::string(i ? "," : "") + "\"id" + std::to_string(i) + "\"";
+  for (int i = 0; i < 1001; ++i)
+    many += std::string(i ? "," : "") + "\"id" + std::to_string(i) + "\"";
   EXPECT_EQ(call("bob", "b1", "ackCommand", R"({"commandIds":[)" + many + "]}").code,
             "INVALID_REQUEST");
   ctx_.knownTerminals.erase({"carol", "c1"});
@@ -1342,7 +1344,7 @@ TEST_F(CoopRelayTest, EachCommandIsWrittenBehindOnItsOwnDeadline) {
   std::string firstId = events("bob", "b1", "command").back()->getValue<std::string>("commandId");
   ctx_.advance(std::chrono::milliseconds(30));
   auto second = sendAsync("light");
-  replyTo(firstId);  // the first is done before its turn: never written
+  replyTo(firstId);                             // the first is done before its turn: never written
   ctx_.advance(std::chrono::milliseconds(25));  // 55 ms: the first's turn, not the second's
   EXPECT_EQ(second->answers, 0);
   EXPECT_EQ(ctx_.kv.size("commands"), 0u);
@@ -1352,6 +1354,20 @@ TEST_F(CoopRelayTest, EachCommandIsWrittenBehindOnItsOwnDeadline) {
   EXPECT_TRUE(second->ok);
   EXPECT_EQ(ctx_.kv.size("commands"), 1u);
   EXPECT_TRUE(first->ok);
+}
+
+TEST_F(CoopRelayTest, CommandIdsAreRandomVersion4UuidsNeverRepeated) {
+  grant();
+  std::set<std::string> seen;
+  const std::regex v4("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
+  for (int i = 0; i < 200; ++i) {
+    auto sent = sendAsync("light");
+    ctx_.advance(std::chrono::milliseconds(60));
+    ASSERT_TRUE(sent->ok);
+    std::string id = sent->result->getValue<std::string>("commandId");
+    EXPECT_TRUE(std::regex_match(id, v4)) << id;
+    EXPECT_TRUE(seen.insert(id).second) << id;
+  }
 }
 
 TEST_F(CoopRelayTest, UnrepliedDeliveredCommandIsOnDiskWithinTheWriteBehindWindow) {
@@ -1620,7 +1636,7 @@ TEST_F(CoopRelayTest, StopCancelsTheDeadlineTimer) {
 
 // Plain counters for a dashboard (hub/status details.coop_relay.counters, /metrics).
 TEST_F(CoopRelayTest, CountsRelayedCommandsRepliesExpiryAndAccessRequests) {
-  grant();  // one access request
+  grant();                                // one access request
   std::string replied = sendOk("light");  // delivered at once
   replyTo(replied);
   std::string unanswered = sendOk("light");  // delivered at once, confirmed, never replied
@@ -1641,9 +1657,9 @@ TEST_F(CoopRelayTest, CountsRelayedCommandsRepliesExpiryAndAccessRequests) {
   EXPECT_EQ(ctx_.counters["commands_timed_out"], 1);
   EXPECT_EQ(ctx_.counters["commands_expired"], 2);
   // Refused calls count nothing.
-  EXPECT_EQ(call("carol", "c1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}")
-                .code,
-            "FORBIDDEN");
+  EXPECT_EQ(
+      call("carol", "c1", "sendCommand", R"({"commandType":"light","to":)" + bobB1() + "}").code,
+      "FORBIDDEN");
   EXPECT_EQ(call("alice", "a1", "requestAccessTo", R"({"to":)" + bobB1() + "}").code,
             "INVALID_REQUEST");
   EXPECT_EQ(ctx_.counters["access_requests"], 1);
@@ -1663,10 +1679,9 @@ TEST_F(CoopRelayTest, InvalidParamMessagesNameTheField) {
             "\"to\" must be an object");
   EXPECT_EQ(message("sendCommand", R"({"commandType":"light","to":{"userId":"bob"}})"),
             "missing \"to.appId\"");
-  EXPECT_EQ(
-      message("rejectAccessRequest",
-              R"({"commandId":"x","to":{"appId":"a","userId":"b+","clientIdentify":"c"}})"),
-      "\"to.userId\" must match [A-Za-z0-9._:-]{1,64}");
+  EXPECT_EQ(message("rejectAccessRequest",
+                    R"({"commandId":"x","to":{"appId":"a","userId":"b+","clientIdentify":"c"}})"),
+            "\"to.userId\" must match [A-Za-z0-9._:-]{1,64}");
   EXPECT_EQ(message("requestAccessTo", R"({"to":)" + bobB1() + R"(,"allPermissions":1})"),
             "\"allPermissions\" must be true or false");
   EXPECT_EQ(message("ackCommand", R"({"commandIds":[]})"), "commandIds: at least one commandId");

@@ -135,6 +135,29 @@ TEST_F(DatabaseTest, ABackgroundCheckRefusesEveryWriteToAFileThatFailsIt) {
   EXPECT_EQ(readAll(), before);
 }
 
+TEST_F(DatabaseTest, APreparedStatementIsUsableAgainAfterAFailedWrite) {
+  auto db = Database::open(path_);
+  ASSERT_TRUE(db);
+  Database& d = *db.value();
+  d.sql().exec("CREATE TABLE t(k TEXT PRIMARY KEY)");
+  static const char* const kInsert = "INSERT INTO t(k) VALUES(?)";
+  auto insert = [&](const char* k) {
+    return d.transaction([&] {
+      SQLite::Statement& st = d.prepared(kInsert);
+      st.bind(1, k);
+      st.exec();
+      return Status::ok();
+    });
+  };
+  EXPECT_TRUE(insert("a"));
+  EXPECT_FALSE(insert("a"));  // the primary key refuses it, and the transaction rolls back
+  EXPECT_TRUE(insert("b"));   // the same statement, reset and unbound, works again
+  EXPECT_EQ(&d.prepared(kInsert), &d.prepared(kInsert));
+  EXPECT_EQ(
+      d.sql().execAndGet("SELECT group_concat(k) FROM (SELECT k FROM t ORDER BY k)").getString(),
+      "a,b");
+}
+
 TEST_F(DatabaseTest, ABackgroundCheckOfAGoodFileLetsWritesThrough) {
   { ASSERT_TRUE(Database::open(path_)); }
   auto db = Database::open(path_, /*quickCheck=*/true, /*checkInBackground=*/true);

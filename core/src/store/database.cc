@@ -433,7 +433,9 @@ bool Database::checkSpace() {
 SQLite::Statement& Database::prepared(const char* sql) {
   auto& slot = prepared_[sql];
   if (!slot) slot = std::make_unique<SQLite::Statement>(*db_, sql);
-  slot->reset();
+  // tryReset: after a step that failed (a constraint, a full disk) sqlite3_reset returns that
+  // step's error again while it resets; reset() would throw it at this, the next, use.
+  slot->tryReset();
   slot->clearBindings();
   return *slot;
 }
