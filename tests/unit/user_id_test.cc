@@ -47,10 +47,12 @@ TEST(UserId, DefaultIsEmptyAndReadsAsAString) {
 }
 
 TEST(UserId, FindAddsNothing) {
-  EXPECT_EQ(UserId::find("never-made-a-userid-of-this"), nullptr);
-  EXPECT_EQ(UserId::find("never-made-a-userid-of-this"), nullptr);
+  EXPECT_FALSE(UserId::find("never-made-a-userid-of-this"));
+  EXPECT_FALSE(UserId::find("never-made-a-userid-of-this"));
   UserId made("made-one-now");
-  EXPECT_EQ(UserId::find("made-one-now"), &made.str());
+  auto found = UserId::find("made-one-now");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(&found->str(), &made.str());
 }
 
 TEST(UserId, ThreadsMakingTheSameIdsGetTheSameCopies) {

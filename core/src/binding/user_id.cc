@@ -38,11 +38,12 @@ const std::string* UserId::intern(std::string_view id) {
   return &*it;
 }
 
-const std::string* UserId::find(std::string_view id) {
+std::optional<UserId> UserId::find(std::string_view id) {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mutex);
   auto it = p.ids.find(id);
-  return it == p.ids.end() ? nullptr : &*it;
+  if (it == p.ids.end()) return std::nullopt;
+  return UserId(&*it);
 }
 
 }  // namespace hearth::binding

@@ -49,8 +49,9 @@ class UserIndex {
   // The user's devices in device id order; empty for a user without any.
   const Devices& devicesOf(const std::string& user) const {
     static const Devices kNone;
-    if (UserId::find(user) == nullptr) return kNone;  // never held: no lookup adds it
-    auto it = byUser_.find(UserId(user));
+    auto id = UserId::find(user);  // a lookup that adds nothing
+    if (!id) return kNone;
+    auto it = byUser_.find(*id);
     return it == byUser_.end() ? kNone : it->second;
   }
 

@@ -214,76 +214,57 @@ void RequestRouter::handle(const MqttMessage& msg, const RequestTopic& t) {
 
   // A plugin's method gets its params as text across the plugin boundary: its envelope is
   // tokenised once and the params written out as they are read (control/envelope_scan.h), with
-  // no document built. A core method gets the parsed document itself.
-  auto it = isValidMethodName(topic->method) ? methods_.find(topic->method) : methods_.end();
-  const bool forCore = it != methods_.end() && it->second.scope == topic->scope &&
-                       static_cast<bool>(it->second.core);
-  const char* const kIdRule = "\"id\" must be a string of 1 to 64 characters";
-  std::string id;
+  // no document built. A core method gets the parsed document itself. Either reading fills
+  // `envelope`, and the checks below are the same for both.
+  const bool validName = isValidMethodName(topic->method);
+  auto it = validName ? methods_.find(topic->method) : methods_.end();
+  const bool known = it != methods_.end() && it->second.scope == topic->scope;
+  const bool forCore = known && static_cast<bool>(it->second.core);
+  ScannedEnvelope envelope;
   Poco::JSON::Object::Ptr params;
-  std::string paramsJson;
-  if (forCore) {
-    Poco::JSON::Object::Ptr envelope;
-    try {
+  try {
+    if (forCore) {
       Poco::Dynamic::Var parsed = Poco::JSON::Parser().parse(msg.payload);
-      if (parsed.type() != typeid(Poco::JSON::Object::Ptr)) {
-        return reject(ErrorCode::kInvalidRequest, "the request must be a JSON object",
-                      std::nullopt);
+      if (parsed.type() != typeid(Poco::JSON::Object::Ptr)) throw NotAnObject();
+      auto document = parsed.extract<Poco::JSON::Object::Ptr>();
+      Poco::Dynamic::Var idVar = document->get("id");
+      envelope.idIsString = !idVar.isEmpty() && idVar.isString();
+      if (envelope.idIsString) envelope.id = idVar.toString();
+      envelope.hasParams = document->has("params");
+      if (envelope.hasParams) {
+        Poco::Dynamic::Var p = document->get("params");
+        envelope.paramsIsObject = p.type() == typeid(Poco::JSON::Object::Ptr);
+        if (envelope.paramsIsObject) params = p.extract<Poco::JSON::Object::Ptr>();
+      } else {
+        params = new Poco::JSON::Object;
       }
-      envelope = parsed.extract<Poco::JSON::Object::Ptr>();
-    } catch (const std::exception& e) {
-      return reject(ErrorCode::kInvalidRequest, std::string("malformed JSON: ") + e.what(),
-                    std::nullopt);
-    }
-    Poco::Dynamic::Var idVar = envelope->get("id");
-    if (idVar.isEmpty() || !idVar.isString()) {
-      return reject(ErrorCode::kInvalidRequest, kIdRule, std::nullopt);
-    }
-    id = idVar.toString();
-    if (id.empty() || id.size() > 64)
-      return reject(ErrorCode::kInvalidRequest, kIdRule, std::nullopt);
-    if (envelope->has("params")) {
-      Poco::Dynamic::Var p = envelope->get("params");
-      if (p.type() != typeid(Poco::JSON::Object::Ptr)) {
-        return reject(ErrorCode::kInvalidRequest, "\"params\" must be an object", id);
-      }
-      params = p.extract<Poco::JSON::Object::Ptr>();
     } else {
-      params = new Poco::JSON::Object;
-    }
-  } else {
-    ScannedEnvelope envelope;
-    try {
       envelope = scanEnvelope(msg.payload);
-    } catch (const NotAnObject& e) {
-      return reject(ErrorCode::kInvalidRequest, e.what(), std::nullopt);
-    } catch (const std::exception& e) {
-      return reject(ErrorCode::kInvalidRequest, std::string("malformed JSON: ") + e.what(),
-                    std::nullopt);
+      if (!envelope.hasParams) envelope.paramsJson = "{}";
     }
-    if (!envelope.idIsString) return reject(ErrorCode::kInvalidRequest, kIdRule, std::nullopt);
-    id = std::move(envelope.id);
-    if (id.empty() || id.size() > 64)
-      return reject(ErrorCode::kInvalidRequest, kIdRule, std::nullopt);
-    if (envelope.hasParams && !envelope.paramsIsObject) {
-      return reject(ErrorCode::kInvalidRequest, "\"params\" must be an object", id);
-    }
-    paramsJson = envelope.hasParams ? std::move(envelope.paramsJson) : std::string("{}");
+  } catch (const NotAnObject& e) {
+    return reject(ErrorCode::kInvalidRequest, e.what(), std::nullopt);
+  } catch (const std::exception& e) {
+    return reject(ErrorCode::kInvalidRequest, std::string("malformed JSON: ") + e.what(),
+                  std::nullopt);
   }
-
-  if (!isValidMethodName(topic->method)) {
-    return reject(ErrorCode::kInvalidRequest, "invalid method name", id);
+  const std::string& id = envelope.id;
+  if (!envelope.idIsString || id.empty() || id.size() > 64) {
+    return reject(ErrorCode::kInvalidRequest, "\"id\" must be a string of 1 to 64 characters",
+                  std::nullopt);
   }
-  if (it == methods_.end() || it->second.scope != topic->scope) {
-    return reject(ErrorCode::kUnknownMethod, "no method '" + topic->method + "'", id);
+  if (envelope.hasParams && !envelope.paramsIsObject) {
+    return reject(ErrorCode::kInvalidRequest, "\"params\" must be an object", id);
   }
+  if (!validName) return reject(ErrorCode::kInvalidRequest, "invalid method name", id);
+  if (!known) return reject(ErrorCode::kUnknownMethod, "no method '" + topic->method + "'", id);
 
   Request req;
   req.method = topic->method;
   req.id = id;
   req.userId = topic->userId;
   req.clientId = topic->clientId;
-  if (!forCore) req.paramsJson = std::move(paramsJson);
+  if (!forCore) req.paramsJson = std::move(envelope.paramsJson);
   req.isAdmin = topic->scope == MethodScope::kAdmin;
 
   auto sink = std::make_shared<MqttResponseSink>(publisher_, logger_, counters_, replyTopic,
