@@ -6,31 +6,21 @@
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { Hub, child, missing, waitFor, sleep } from './harness.js';
-import { loggedIn, noUnhandledRejections } from './util.js';
+import { child, waitFor, sleep } from './harness.js';
+import { hubForFile, loggedIn, noUnhandledRejections } from './util.js';
 
 noUnhandledRejections();
 const here = path.dirname(fileURLToPath(import.meta.url));
-const why = missing();
-const opts = why ? { skip: why } : {};
-let hub;
+const file = hubForFile();
+const { opts } = file;
 let n = 0;
-
-before(async () => {
-  if (why) return;
-  hub = await new Hub().open();
-  await hub.addUser('alice', 'alice-secret-1');
-});
-after(async () => {
-  if (hub) await hub.close();
-});
 
 function target(t, clientId, extraEnv = {}) {
   const c = child(path.join(here, 'fixtures', 'target.mjs'), [], {
-    PORT: String(hub.broker.port),
+    PORT: String(file.hub.broker.port),
     USER_ID: 'alice',
     PASSWORD: 'alice-secret-1',
     CLIENT: clientId,
@@ -72,7 +62,7 @@ async function assertDeliveredOnce(tgt, expected, states) {
 
 async function setup(t) {
   const clientIdentify = `tv${++n}`;
-  const phone = await loggedIn(hub, 'alice', `phone${++n}`, 'appPhone');
+  const phone = await loggedIn(file.hub, 'alice', `phone${++n}`, 'appPhone');
   t.after(() => phone.coop.logout());
   const first = target(t, clientIdentify);
   await first.waitLine((l) => l.ready, { what: 'the target to log in' });
@@ -91,7 +81,7 @@ test('target SIGKILLed: commands sent meanwhile arrive once, in order, when it r
 
 test('target SIGSTOPped past its keepalive: commands arrive once, in order, after SIGCONT', opts, async (t) => {
   const clientIdentify = `tv${++n}`;
-  const phone = await loggedIn(hub, 'alice', `phone${++n}`, 'appPhone');
+  const phone = await loggedIn(file.hub, 'alice', `phone${++n}`, 'appPhone');
   t.after(() => phone.coop.logout());
   const tgt = target(t, clientIdentify, { KEEPALIVE: '1' });
   await tgt.waitLine((l) => l.ready, { what: 'the target to log in' });
@@ -135,8 +125,8 @@ test('plain DISCONNECT, then hearthd SIGKILLed and restarted: still once, in ord
   await first.exited;
   const states = [];
   const sent = await sendSome(phone, clientIdentify, 5, states);
-  await hub.kill9();
-  await hub.start();
+  await file.hub.kill9();
+  await file.hub.start();
   await waitFor(() => phone.status.state === 'connected', { what: 'the phone (it stayed connected to the broker)' });
   const again = target(t, clientIdentify);
   await assertDeliveredOnce(again, sent, states);
@@ -148,8 +138,8 @@ test('target SIGKILLed, then hearthd SIGKILLed and restarted: still once, in ord
   await first.exited;
   const states = [];
   const sent = await sendSome(phone, clientIdentify, 5, states);
-  await hub.kill9();
-  await hub.start();
+  await file.hub.kill9();
+  await file.hub.start();
   const again = target(t, clientIdentify);
   await assertDeliveredOnce(again, sent, states);
 });
@@ -160,8 +150,8 @@ test('target SIGKILLed, then hearthd SIGKILLed and restarted: still once, in ord
 // its disk, and the target's library, whose reply got no answer, sends it again until the hub
 // answers, without handing the command to the app a second time. The sender hears it once.
 test('a reply lost with the hub is sent again when its command comes back', opts, async (t) => {
-  const phone = await loggedIn(hub, 'alice', 'phone', 'appPhone');
-  const tv = await loggedIn(hub, 'alice', 'tv', 'appTv', { requestTimeout: 3000 });
+  const phone = await loggedIn(file.hub, 'alice', 'phone', 'appPhone');
+  const tv = await loggedIn(file.hub, 'alice', 'tv', 'appTv', { requestTimeout: 3000 });
   t.after(() => phone.coop.logout());
   t.after(() => tv.coop.logout());
   const handed = [];
@@ -181,18 +171,18 @@ test('a reply lost with the hub is sent again when its command comes back', opts
   await waitFor(() => tv.coop.toAck.size === 0 && !tv.coop.ackTimer, { what: 'the ackCommand' });
   await sleep(200);
 
-  process.kill(hub.proc.pid, 'SIGSTOP');
+  process.kill(file.hub.proc.pid, 'SIGSTOP');
   const reply = tv.coop.replyCommand({
     commandId: handed[0].commandId,
     commandParams: { paused: true },
     to: handed[0].from,
   });
   await sleep(300); // the reply is at the broker, queued for the frozen hub
-  await hub.kill9(); // ... and gone with its session
+  await file.hub.kill9(); // ... and gone with its session
   await assert.rejects(reply, { code: 'TIMEOUT' }); // the app hears its reply was not answered
   assert.deepEqual(responses, []);
 
-  await hub.start(); // the command is still on its disk, delivered, awaiting its reply
+  await file.hub.start(); // the command is still on its disk, delivered, awaiting its reply
   await waitFor(() => responses.length === 1, { timeout: 20000, what: 'the reply at the phone' });
   assert.equal(responses[0].commandId, sent.commandId);
   assert.deepEqual(responses[0].commandParams, { paused: true });

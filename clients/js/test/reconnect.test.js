@@ -4,30 +4,20 @@
 // presence, hello, sync re-fetch).
 
 import assert from 'node:assert/strict';
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 
 import { ReasonCode } from '../src/index.js';
-import { Hub, missing, waitFor, sleep } from './harness.js';
-import { loggedIn, noUnhandledRejections, rejectsWith, recorder } from './util.js';
+import { waitFor, sleep } from './harness.js';
+import { hubForFile, loggedIn, noUnhandledRejections, rejectsWith, recorder } from './util.js';
 
 noUnhandledRejections();
-const why = missing();
-const opts = why ? { skip: why } : {};
-let hub;
-
-before(async () => {
-  if (why) return;
-  hub = await new Hub().open();
-  await hub.addUser('alice', 'alice-secret-1');
-});
-after(async () => {
-  if (hub) await hub.close();
-});
+const file = hubForFile();
+const { opts } = file;
 
 test('broker restart: reconnecting -> connected, nothing hangs, the session is restored', opts, async (t) => {
   const extra = { requestTimeout: 3000, reconnectMinMs: 200, reconnectMaxMs: 1000 };
-  const phone = await loggedIn(hub, 'alice', 'phone-r', 'appA', extra);
-  const tv = await loggedIn(hub, 'alice', 'tv-r', 'appA', extra);
+  const phone = await loggedIn(file.hub, 'alice', 'phone-r', 'appA', extra);
+  const tv = await loggedIn(file.hub, 'alice', 'tv-r', 'appA', extra);
   t.after(() => Promise.all([phone.coop.logout(), tv.coop.logout()]));
   const states = recorder();
   phone.onConnectionState(states);
@@ -37,9 +27,9 @@ test('broker restart: reconnecting -> connected, nothing hangs, the session is r
 
   // Calls in flight when the broker dies.
   const inFlight = Array.from({ length: 20 }, () => phone.coop.getMyDevices());
-  await hub.broker.kill();
+  await file.hub.broker.kill();
   t.after(async () => {
-    if (!hub.broker.proc) await hub.broker.start();
+    if (!file.hub.broker.proc) await file.hub.broker.start();
   });
   const outcomes = await Promise.allSettled(inFlight);
   for (const o of outcomes) {
@@ -58,7 +48,7 @@ test('broker restart: reconnecting -> connected, nothing hangs, the session is r
   assert.ok(attempts.length >= 2, JSON.stringify(states.got));
   assert.deepEqual(attempts, [...attempts].sort((a, b) => a - b), 'attempts count up');
 
-  await hub.broker.start();
+  await file.hub.broker.start();
   await waitFor(() => phone.status.state === 'connected' && tv.status.state === 'connected', {
     timeout: 20000,
     what: 'both clients connected again',
@@ -83,10 +73,10 @@ test('broker restart: reconnecting -> connected, nothing hangs, the session is r
 });
 
 test('hub (hearthd) down: calls fail TIMEOUT and pending timers are cleared', opts, async (t) => {
-  const phone = await loggedIn(hub, 'alice', 'phone-h', 'appA', { requestTimeout: 800 });
+  const phone = await loggedIn(file.hub, 'alice', 'phone-h', 'appA', { requestTimeout: 800 });
   t.after(() => phone.coop.logout());
-  await hub.kill9();
-  t.after(() => hub.proc || hub.start());
+  await file.hub.kill9();
+  t.after(() => file.hub.proc || file.hub.start());
   const calls = [phone.coop.getMyDevices(), phone.coop.getOpenId(), phone.things.getBoundDevices()];
   const results = await Promise.allSettled(calls);
   assert.deepEqual(results.map((r) => r.reason && r.reason.code), ['TIMEOUT', 'TIMEOUT', 'TIMEOUT']);
@@ -95,5 +85,5 @@ test('hub (hearthd) down: calls fail TIMEOUT and pending timers are cleared', op
   const err = await new Promise((resolve) => phone.coop.getAllDevices({ fail: resolve }).catch(() => {}));
   assert.equal(err.code, 'TIMEOUT');
   assert.match(err.message, /no answer/);
-  await hub.start();
+  await file.hub.start();
 });

@@ -2,9 +2,10 @@
 // file on any unhandled promise rejection (the library must never leave one behind).
 
 import assert from 'node:assert/strict';
-import { after } from 'node:test';
+import { after, before } from 'node:test';
 
 import { createClient } from '../src/index.js';
+import { Hub, missing } from './harness.js';
 
 const unhandled = [];
 process.on('unhandledRejection', (reason) => {
@@ -62,4 +63,23 @@ export function recorder() {
   const fn = (x) => got.push(x);
   fn.got = got;
   return fn;
+}
+
+/**
+ * One hub for a test file, with the user alice: opened before the file's tests and closed
+ * after them. `file.hub` is the hub; `file.opts` skips every test (with the reason) on a
+ * machine that lacks what it needs.
+ */
+export function hubForFile() {
+  const why = missing();
+  const file = { hub: null, opts: why ? { skip: why } : {} };
+  before(async () => {
+    if (why) return;
+    file.hub = await new Hub().open();
+    await file.hub.addUser('alice', 'alice-secret-1');
+  });
+  after(async () => {
+    if (file.hub) await file.hub.close();
+  });
+  return file;
 }

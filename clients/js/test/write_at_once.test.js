@@ -5,25 +5,15 @@
 // calls work again.
 
 import assert from 'node:assert/strict';
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 
 import { internals } from '../src/internals.js';
-import { Hub, missing, waitFor } from './harness.js';
-import { loggedIn, noUnhandledRejections } from './util.js';
+import { waitFor } from './harness.js';
+import { hubForFile, loggedIn, noUnhandledRejections } from './util.js';
 
 noUnhandledRejections();
-const why = missing();
-const opts = why ? { skip: why } : {};
-let hub;
-
-before(async () => {
-  if (why) return;
-  hub = await new Hub().open();
-  await hub.addUser('alice', 'alice-secret-1');
-});
-after(async () => {
-  if (hub) await hub.close();
-});
+const file = hubForFile();
+const { opts } = file;
 
 /** What is still held back in the client's socket: corks and bytes not yet given to the kernel. */
 function heldBack(client) {
@@ -32,8 +22,8 @@ function heldBack(client) {
 }
 
 test('a request is on the wire when the call returns, also from inside a handler', opts, async (t) => {
-  const phone = await loggedIn(hub, 'alice', 'phone-w', 'appA');
-  const tv = await loggedIn(hub, 'alice', 'tv-w', 'appA');
+  const phone = await loggedIn(file.hub, 'alice', 'phone-w', 'appA');
+  const tv = await loggedIn(file.hub, 'alice', 'tv-w', 'appA');
   t.after(() => Promise.all([phone.coop.logout(), tv.coop.logout()]));
 
   const call = phone.coop.getMyDevices();
@@ -63,7 +53,7 @@ test('a request is on the wire when the call returns, also from inside a handler
 
 test('the broker killed under a steady stream of requests: hub and client come back', opts, async (t) => {
   const extra = { requestTimeout: 3000, reconnectMinMs: 200, reconnectMaxMs: 1000 };
-  const phone = await loggedIn(hub, 'alice', 'phone-k', 'appA', extra);
+  const phone = await loggedIn(file.hub, 'alice', 'phone-k', 'appA', extra);
   t.after(() => phone.coop.logout());
 
   // 32 callers, each calling again as soon as its call ended, until the broker is back.
@@ -88,12 +78,12 @@ test('the broker killed under a steady stream of requests: hub and client come b
   });
   await waitFor(() => answered >= 200, { timeout: 20000, what: '200 calls answered' });
 
-  await hub.broker.kill();
+  await file.hub.broker.kill();
   t.after(async () => {
-    if (!hub.broker.proc) await hub.broker.start();
+    if (!file.hub.broker.proc) await file.hub.broker.start();
   });
   await waitFor(() => phone.status.state === 'reconnecting', { what: 'reconnecting' });
-  await hub.broker.start();
+  await file.hub.broker.start();
   await waitFor(() => phone.status.state === 'connected', { timeout: 20000, what: 'the client connected again (hello answered)' });
   const before = answered;
   await waitFor(() => answered >= before + 200, { timeout: 20000, what: 'the hub answering again' });
@@ -101,5 +91,5 @@ test('the broker killed under a steady stream of requests: hub and client come b
   await Promise.all(callers);
   await waitFor(() => phone.pendingCount === 0, { timeout: 5000, what: 'no call pending' });
   // The hub noticed the broker's loss and reconnected by itself (it did not hang in a write).
-  assert.match(hub.log(), /disconnected from the broker/);
+  assert.match(file.hub.log(), /disconnected from the broker/);
 });
