@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "hearth/host.h"
+#include "seq_index.h"
 
 namespace hearth::cloud_bridge {
 
@@ -107,7 +108,7 @@ class CloudOutbox {
   std::optional<uint64_t> retainedSeq(const std::string& topic) const;
   uint64_t nextSeq() const { return nextSeq_; }
   std::optional<uint64_t> oldestSeq() const;
-  bool contains(uint64_t seq) const { return index_.count(seq) != 0; }
+  bool contains(uint64_t seq) const { return index_.contains(seq); }
   const std::string& instanceId() const { return instanceId_; }
   const OutboxLimits& limits() const { return limits_; }
 
@@ -119,7 +120,7 @@ class CloudOutbox {
  private:
   KvStore& store_;
   OutboxLimits limits_;
-  std::map<uint64_t, uint64_t> index_;  // seq -> encoded size
+  SeqIndex index_;  // seq -> encoded size
   uint64_t bytes_ = 0;
   uint64_t nextSeq_ = 0;
   uint64_t droppedTotal_ = 0;
