@@ -60,9 +60,10 @@ struct OutboxLimits {
   // Records appended by this process are also kept in memory up to this many (encoded) bytes,
   // so that sending them does not read them back from the store. Not a bound: the oldest
   // cached records are simply read from the store again. A cached record costs about three
-  // times its encoded size in memory, so 256 KiB of records is under 1 MB of RSS, enough for
-  // the sender's in-flight window while a long backlog is read from the store in batches.
-  uint64_t cacheBytes = 256ull << 10;
+  // times its encoded size in memory (a 70-byte record about 220 bytes), so 64 KiB of records
+  // is about 200 KB of RSS: some 900 small records, several in-flight windows (256), while a
+  // long backlog is read from the store in batches.
+  uint64_t cacheBytes = 64ull << 10;
 };
 
 class CloudOutbox {
