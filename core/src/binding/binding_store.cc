@@ -266,10 +266,10 @@ void BindingStore::writeDeviceRow(const Device& device, const DeviceMeta& meta) 
       "firmware, mode, bind_window_ms, bind_window_reported_at, inventory_only, "
       "first_seen, last_seen) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
   d.bind(1, device.deviceId);
-  d.bind(2, device.transport);
-  d.bind(3, device.model);
+  d.bind(2, device.transport.str());
+  d.bind(3, device.model.str());
   d.bind(4, device.name);
-  d.bind(5, meta.firmware);
+  d.bind(5, meta.firmware.str());
   d.bind(6, modeName(device.mode));
   d.bind(7, device.bindWindowMs);
   d.bind(8, device.bindWindowReportedAtMs);

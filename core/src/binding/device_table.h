@@ -20,7 +20,7 @@ namespace hearth::binding {
 // What the devices table holds beside the policy's Device (firmware and inventory flags are
 // shown and stored, never decided on).
 struct DeviceMeta {
-  std::string firmware;
+  SharedText firmware;
   bool inventoryOnly = false;
   int64_t firstSeenMs = 0;
   int64_t lastSeenMs = 0;

@@ -20,7 +20,7 @@ Poco::JSON::Object::Ptr shareJson(const Share& s, const Device& d) {
   Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
   o->set("sharingId", s.sharingId);
   o->set("deviceId", s.deviceId);
-  o->set("model", d.model);
+  o->set("model", d.model.str());
   o->set("name", d.name);
   o->set("fromUser", s.fromUser);
   o->set("way", shareWayName(s.way));
@@ -156,7 +156,7 @@ void BindingService::scanShare(const Request& req, const Params& p, const Respon
   const Device& d = devices_.find(deviceId)->device;  // the key's device: it is never erased
   Poco::JSON::Object r;
   r.set("deviceId", deviceId);
-  r.set("model", d.model);
+  r.set("model", d.model.str());
   r.set("name", d.name);
   if (out.role) r.set("role", roleName(*out.role));
   answer(res, out, r);
@@ -227,9 +227,9 @@ void BindingService::getBoundDevices(const Request& req, const Params&, const Re
     if (b == nullptr) continue;  // only a sharer or invitee of this device
     Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
     o->set("deviceId", d->deviceId);
-    o->set("model", d->model);
+    o->set("model", d->model.str());
     o->set("name", d->name);
-    o->set("transport", d->transport);
+    o->set("transport", d->transport.str());
     o->set("role", roleName(b->role));
     o->set("online", d->online);
     o->set("boundAt", b->boundAtMs);
@@ -257,9 +257,9 @@ void BindingService::getDeviceDetail(const Request& req, const Params& p, const 
   }
   Poco::JSON::Object r;
   r.set("deviceId", d.deviceId);
-  r.set("model", d.model);
+  r.set("model", d.model.str());
   r.set("name", d.name);
-  r.set("transport", d.transport);
+  r.set("transport", d.transport.str());
   r.set("bindMode", modeName(d.mode));
   r.set("online", d.online);
   r.set("relAccounts", rel);
@@ -349,10 +349,10 @@ void BindingService::listDevices(const Request&, const Params&, const Responder&
     const DeviceMeta& m = e.meta;
     Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
     o->set("deviceId", d.deviceId);
-    o->set("transport", d.transport);
-    o->set("model", d.model);
+    o->set("transport", d.transport.str());
+    o->set("model", d.model.str());
     o->set("name", d.name);
-    o->set("firmware", m.firmware);
+    o->set("firmware", m.firmware.str());
     o->set("bindMode", modeName(d.mode));
     o->set("bindable", !m.inventoryOnly && inBindWindow(d, deps_.clock.nowMs()));
     o->set("inventoryOnly", m.inventoryOnly);
