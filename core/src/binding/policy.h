@@ -89,11 +89,11 @@ struct Device {
   SharedText model;
   std::string name;
   Mode mode = Mode::kShareRequired;
+  bool online = false;  // beside the mode: the two share one 8-byte slot
   // Bindable window as last reported by the device (004 §3.1): 0 = always bindable, > 0 =
   // bindable until bindWindowReportedAtMs + bindWindowMs, kBindWindowClosed = not bindable.
   int64_t bindWindowMs = 0;
   int64_t bindWindowReportedAtMs = 0;
-  bool online = false;
   std::vector<Binding> bindings;  // in bind order; "earliest normal" means first in this list
   // Every share of this device, pending and recently closed, in creation order. "Pending shares"
   // in the SPEC are the entries with state == kPending.
