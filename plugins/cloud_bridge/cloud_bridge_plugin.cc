@@ -1,6 +1,7 @@
 #include "cloud_bridge_plugin.h"
 
 #include <Poco/DigestEngine.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -35,6 +36,12 @@ constexpr milliseconds kLocalReconnectMax{5000};
 // long, or once this many are pending.
 constexpr milliseconds kAckDelay{100};
 constexpr size_t kAckBatch = 1024;
+// A burst of local messages (a batch this large) goes through the heap twice: queued by the
+// local connection's thread, then held by the commit. Once no burst came for kTrimQuiet, the
+// free pages it left are given back to the system (malloc_trim), instead of staying resident
+// as the process's high-water mark.
+constexpr size_t kBurstBatch = 256;
+constexpr milliseconds kTrimQuiet{1000};
 
 Status configError(const std::string& key, const std::string& message) {
   return Status::error(ErrorCode::kInvalidRequest, "plugins.cloud_bridge." + key + ": " + message);
@@ -229,7 +236,8 @@ void CloudBridgePlugin::stop() {
   if (!started_) return;
   started_ = false;
   for (Timer* t :
-       {&cloudTimer_, &localTimer_, &statusTimer_, &dropLogTimer_, &ackTimer_, &fullRetryTimer_}) {
+       {&cloudTimer_, &localTimer_, &statusTimer_, &dropLogTimer_, &ackTimer_, &fullRetryTimer_,
+        &trimTimer_}) {
     t->cancel();
   }
   // Local first: after it is joined no more local messages arrive.
@@ -357,8 +365,10 @@ void CloudBridgePlugin::drain() {
   if (!locals.empty() || lost > 0 || pendingAcks_.size() >= kAckBatch) {
     std::vector<uint64_t> acked;
     acked.swap(pendingAcks_);
+    const bool burst = locals.size() >= kBurstBatch;
     commit(std::move(locals), acked, lost);
     pump();
+    if (burst) trimTimer_ = ctx_.after(kTrimQuiet, [] { ::malloc_trim(0); });
   } else if (!pendingAcks_.empty() && !ackTimer_.armed()) {
     ackTimer_ = ctx_.after(kAckDelay, [this] {
       std::vector<uint64_t> acked;

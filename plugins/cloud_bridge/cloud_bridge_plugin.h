@@ -130,6 +130,7 @@ class CloudBridgePlugin : public Plugin, private LinkListener {
   Timer statusTimer_;
   Timer dropLogTimer_;
   Timer ackTimer_;
+  Timer trimTimer_;  // re-armed by each burst of local messages (kBurstBatch)
   std::chrono::steady_clock::time_point lastStatusAt_{};
   std::string lastStatusJson_;
   PluginState lastState_ = PluginState::kStarting;

@@ -113,8 +113,8 @@ Status CloudOutbox::load(const std::function<std::string()>& newInstanceId) {
         store_.scan(kCollection, from, kLoadChunk, [&](const std::string& k, const std::string& v) {
           ++rows;
           auto seq = parseSeq(k);
-          if (!seq) return true;  // not ours; never written by this class
-          index_[*seq] = v.size();
+          // Not ours (never written by this class), or out of order: key() sorts by seq.
+          if (!seq || !index_.append(*seq, v.size())) return true;
           bytes_ += v.size();
           last = seq;
           if (auto m = decode(v); m && m->retain) {
@@ -132,7 +132,7 @@ Status CloudOutbox::load(const std::function<std::string()>& newInstanceId) {
     if (rows < kLoadChunk || !last) break;
     from = key(*last + 1);
   }
-  if (!index_.empty() && index_.rbegin()->first >= nextSeq_) nextSeq_ = index_.rbegin()->first + 1;
+  if (!index_.empty() && index_.back().seq >= nextSeq_) nextSeq_ = index_.back().seq + 1;
   cacheFloor_ = nextSeq_;
   // The bounds may have been lowered since the records were written.
   for (uint64_t old : superseded) retainedTopicOf_.erase(old);
@@ -142,7 +142,7 @@ Status CloudOutbox::load(const std::function<std::string()>& newInstanceId) {
 
 std::optional<uint64_t> CloudOutbox::oldestSeq() const {
   if (index_.empty()) return std::nullopt;
-  return index_.begin()->first;
+  return index_.front().seq;
 }
 
 std::optional<uint64_t> CloudOutbox::retainedSeq(const std::string& topic) const {
@@ -176,16 +176,16 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
   uint64_t count = index_.size();
   uint64_t bytes = bytes_;
   for (uint64_t seq : acked) {
-    auto it = index_.find(seq);
-    if (it == index_.end() || !removed.insert(seq).second) continue;
+    auto size = index_.find(seq);
+    if (!size || !removed.insert(seq).second) continue;
     --count;
-    bytes -= it->second;
+    bytes -= *size;
   }
   auto replace = [&](uint64_t seq) {
-    auto it = index_.find(seq);
-    if (it == index_.end() || removed.count(seq) || !replaced.insert(seq).second) return;
+    auto size = index_.find(seq);
+    if (!size || removed.count(seq) || !replaced.insert(seq).second) return;
     --count;
-    bytes -= it->second;
+    bytes -= *size;
   };
   for (uint64_t seq : superseded) {
     size_t before = replaced.size();
@@ -237,21 +237,19 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
   }
   std::vector<uint64_t> evicted;
   size_t freshEvicted = 0;
-  auto oldest = index_.begin();
-  while (count > limits_.maxMessages || bytes > limits_.maxBytes) {
-    while (oldest != index_.end() &&
-           (removed.count(oldest->first) || replaced.count(oldest->first)))
-      ++oldest;
-    if (oldest != index_.end()) {
-      evicted.push_back(oldest->first);
-      bytes -= oldest->second;
-      ++oldest;
-    } else if (freshEvicted < fresh.size()) {
-      bytes -= fresh[freshEvicted].value.size();
-      ++freshEvicted;
-    } else {
-      break;  // unreachable: an empty outbox is within any bounds
-    }
+  auto over = [&] { return count > limits_.maxMessages || bytes > limits_.maxBytes; };
+  index_.forEach([&](const SeqIndex::Entry& oldest) {
+    if (!over()) return false;
+    if (removed.count(oldest.seq) || replaced.count(oldest.seq)) return true;
+    evicted.push_back(oldest.seq);
+    bytes -= oldest.size;
+    --count;
+    ++dropped;
+    return true;
+  });
+  while (over() && freshEvicted < fresh.size()) {  // the batch alone is too big
+    bytes -= fresh[freshEvicted].value.size();
+    ++freshEvicted;
     --count;
     ++dropped;
   }
@@ -297,21 +295,13 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
   });
   if (!s) return s;
 
-  for (uint64_t r : removed) {
-    bytes_ -= index_[r];
-    index_.erase(r);
+  auto unindex = [&](uint64_t r) {
+    if (auto size = index_.erase(r)) bytes_ -= *size;
     uncache(r);
-  }
-  for (uint64_t r : evicted) {
-    bytes_ -= index_[r];
-    index_.erase(r);
-    uncache(r);
-  }
-  for (uint64_t r : replaced) {
-    bytes_ -= index_[r];
-    index_.erase(r);
-    uncache(r);
-  }
+  };
+  for (uint64_t r : removed) unindex(r);
+  for (uint64_t r : evicted) unindex(r);
+  for (uint64_t r : replaced) unindex(r);
   for (uint64_t r : removed) forgetRetained(r);
   for (uint64_t r : evicted) forgetRetained(r);
   for (uint64_t r : replaced) forgetRetained(r);
@@ -323,7 +313,7 @@ Result<CloudOutbox::CommitResult> CloudOutbox::commit(std::vector<OutboxMessage>
     }
   }
   for (size_t i = freshEvicted; i < fresh.size(); ++i) {
-    index_[fresh[i].seq] = fresh[i].value.size();
+    index_.append(fresh[i].seq, fresh[i].value.size());
     bytes_ += fresh[i].value.size();
     cacheBytes_ += fresh[i].value.size();
     cache_.emplace(fresh[i].seq,
@@ -384,11 +374,7 @@ Result<std::vector<OutboxRecord>> CloudOutbox::read(uint64_t fromSeq, size_t lim
     });
     if (!e) return e;
     for (uint64_t b : bad) {
-      auto it = index_.find(b);
-      if (it != index_.end()) {
-        bytes_ -= it->second;
-        index_.erase(it);
-      }
+      if (auto size = index_.erase(b)) bytes_ -= *size;
       uncache(b);
       forgetRetained(b);
     }

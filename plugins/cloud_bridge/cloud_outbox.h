@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "hearth/host.h"
+#include "seq_index.h"
 
 namespace hearth::cloud_bridge {
 
@@ -59,9 +60,10 @@ struct OutboxLimits {
   // Records appended by this process are also kept in memory up to this many (encoded) bytes,
   // so that sending them does not read them back from the store. Not a bound: the oldest
   // cached records are simply read from the store again. A cached record costs about three
-  // times its encoded size in memory, so 256 KiB of records is under 1 MB of RSS, enough for
-  // the sender's in-flight window while a long backlog is read from the store in batches.
-  uint64_t cacheBytes = 256ull << 10;
+  // times its encoded size in memory (a 70-byte record about 220 bytes), so 64 KiB of records
+  // is about 200 KB of RSS: some 900 small records, several in-flight windows (256), while a
+  // long backlog is read from the store in batches.
+  uint64_t cacheBytes = 64ull << 10;
 };
 
 class CloudOutbox {
@@ -107,7 +109,7 @@ class CloudOutbox {
   std::optional<uint64_t> retainedSeq(const std::string& topic) const;
   uint64_t nextSeq() const { return nextSeq_; }
   std::optional<uint64_t> oldestSeq() const;
-  bool contains(uint64_t seq) const { return index_.count(seq) != 0; }
+  bool contains(uint64_t seq) const { return index_.contains(seq); }
   const std::string& instanceId() const { return instanceId_; }
   const OutboxLimits& limits() const { return limits_; }
 
@@ -119,7 +121,7 @@ class CloudOutbox {
  private:
   KvStore& store_;
   OutboxLimits limits_;
-  std::map<uint64_t, uint64_t> index_;  // seq -> encoded size
+  SeqIndex index_;  // seq -> encoded size
   uint64_t bytes_ = 0;
   uint64_t nextSeq_ = 0;
   uint64_t droppedTotal_ = 0;

@@ -12,12 +12,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 
 #include "bridge_status.h"
 #include "cloud_bridge_plugin.h"
+#include "seq_index.h"
 #include "cloud_outbox.h"
 #include "fake_context.h"
 #include "topic_rules.h"
@@ -244,6 +246,70 @@ std::vector<std::string> payloads(CloudOutbox& box) {
 }
 
 std::string fixedId() { return "feedc0de"; }
+
+// The outbox's index (seq -> size): lookups, removal anywhere, order, and the array compacted
+// as records go, whichever end they leave from.
+TEST(SeqIndex, FindsRemovesAndKeepsSeqOrder) {
+  SeqIndex index;
+  EXPECT_TRUE(index.empty());
+  for (uint64_t seq = 10; seq < 20; ++seq) EXPECT_TRUE(index.append(seq, seq * 2));
+  EXPECT_FALSE(index.append(19, 1));  // not after the newest
+  EXPECT_FALSE(index.append(5, 1));
+  EXPECT_EQ(index.size(), 10u);
+  EXPECT_EQ(index.find(12), 24u);
+  EXPECT_FALSE(index.find(9));
+  EXPECT_FALSE(index.find(20));
+  EXPECT_EQ(index.erase(12), 24u);  // the middle
+  EXPECT_FALSE(index.erase(12));
+  EXPECT_FALSE(index.contains(12));
+  EXPECT_EQ(index.erase(10), 20u);  // the oldest
+  EXPECT_EQ(index.erase(19), 38u);  // the newest
+  EXPECT_EQ(index.front().seq, 11u);
+  EXPECT_EQ(index.back().seq, 18u);
+  EXPECT_TRUE(index.append(19, 7));  // after the newest that was, a seq is never reused anyway
+  std::vector<uint64_t> seqs;
+  index.forEach([&](const SeqIndex::Entry& e) {
+    seqs.push_back(e.seq);
+    return e.seq < 16;  // stops after 16
+  });
+  EXPECT_EQ(seqs, (std::vector<uint64_t>{11, 13, 14, 15, 16}));
+  EXPECT_EQ(index.size(), 8u);
+  for (uint64_t seq : {11, 13, 14, 15, 16, 17, 18, 19}) EXPECT_TRUE(index.erase(seq));
+  EXPECT_TRUE(index.empty());
+  EXPECT_TRUE(index.append(3, 1));  // an emptied index takes any seq
+}
+
+TEST(SeqIndex, ManyRecordsRemovedFromBothEndsAndTheMiddle) {
+  SeqIndex index;
+  std::map<uint64_t, uint64_t> model;
+  uint64_t next = 0;
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 200; ++i, ++next) {
+      ASSERT_TRUE(index.append(next, next + 1));
+      model[next] = next + 1;
+    }
+    // Acknowledged in order from the front, some from the middle, a few from the back.
+    for (int i = 0; i < 150 && !model.empty(); ++i) {
+      uint64_t seq = (i % 3 == 0) ? model.begin()->first
+                     : (i % 3 == 1) ? std::next(model.begin(), model.size() / 2)->first
+                                    : model.rbegin()->first;
+      ASSERT_EQ(index.erase(seq), model[seq]);
+      model.erase(seq);
+    }
+    ASSERT_EQ(index.size(), model.size());
+    ASSERT_EQ(index.front().seq, model.begin()->first);
+    ASSERT_EQ(index.back().seq, model.rbegin()->first);
+  }
+  std::vector<uint64_t> seen, want;
+  index.forEach([&](const SeqIndex::Entry& e) {
+    seen.push_back(e.seq);
+    EXPECT_EQ(e.size, model[e.seq]);
+    return true;
+  });
+  for (const auto& [seq, size] : model) want.push_back(seq);
+  EXPECT_EQ(seen, want);
+  for (uint64_t seq = 0; seq < next; ++seq) EXPECT_EQ(index.contains(seq), model.count(seq) == 1);
+}
 
 TEST(Outbox, RecordRoundTripsBinaryPayloads) {
   OutboxMessage m{"site1/bin", std::string("\0\x01\xff{\"x\"}\n", 9), 2, true, -5};

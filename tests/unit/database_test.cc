@@ -266,11 +266,13 @@ TEST_F(DatabaseTest, LoadAllKeepsSeqOrderHoweverTheRowsLie) {
       "seq) VALUES ('s2', 'a', 'u1', 'qr', 2, 99, 'pending', 1),"
       "('s1', 'a', 'u1', 'qr', 1, 99, 'pending', 0), ('s3', 'b', 'u4', 'qr', 3, 99, 'pending', 0)");
   binding::BindingStore store(*db.value());
-  std::map<std::string, binding::Device> devices;
-  std::map<std::string, binding::DeviceMeta> meta;
+  binding::DeviceTable table;
   std::map<std::string, binding::ProvisionToken> tokens;
-  ASSERT_TRUE(store.loadAll(&devices, &meta, &tokens));
-  ASSERT_EQ(devices.size(), 3u);
+  ASSERT_TRUE(store.loadAll(&table, &tokens));
+  ASSERT_EQ(table.size(), 3u);
+  EXPECT_EQ(table.find("gone"), nullptr);
+  std::map<std::string, binding::Device> devices;
+  for (const binding::DeviceEntry& e : table) devices[e.device.deviceId] = e.device;
   auto users = [&](const std::string& id) {
     std::vector<std::string> out;
     for (const auto& b : devices.at(id).bindings) out.push_back(b.userId);

@@ -57,14 +57,14 @@ class Rows {
 class Group {
  public:
   // `hasRows`: whether a device already holds rows of this list.
-  Group(std::map<std::string, Device>* devices, bool (*hasRows)(const Device&))
+  Group(DeviceTable* devices, bool (*hasRows)(const Device&))
       : devices_(devices), hasRows_(hasRows) {}
 
   // The device the row belongs to (nullptr for a row of an unknown device), noting disorder.
   Device* at(std::string_view deviceId, int64_t seq) {
     if (current_ == nullptr || current_->deviceId != deviceId) {
-      auto it = devices_->find(std::string(deviceId));
-      current_ = it == devices_->end() ? nullptr : &it->second;
+      DeviceEntry* e = devices_->find(deviceId);
+      current_ = e == nullptr ? nullptr : &e->device;
       if (current_ != nullptr && hasRows_(*current_)) disordered_.push_back(current_);
     } else if (seq < lastSeq_) {
       disordered_.push_back(current_);
@@ -80,7 +80,7 @@ class Group {
   }
 
  private:
-  std::map<std::string, Device>* devices_;
+  DeviceTable* devices_;
   bool (*hasRows_)(const Device&);
   Device* current_ = nullptr;
   int64_t lastSeq_ = 0;
@@ -112,8 +112,7 @@ Share shareOf(Rows& r) {
 
 }  // namespace
 
-Status BindingStore::loadAll(std::map<std::string, Device>* devices,
-                             std::map<std::string, DeviceMeta>* meta,
+Status BindingStore::loadAll(DeviceTable* devices,
                              std::map<std::string, ProvisionToken>* tokens) {
   try {
     SQLite::Database& sql = db_.sql();
@@ -135,9 +134,7 @@ Status BindingStore::loadAll(std::map<std::string, Device>* devices,
       m.inventoryOnly = d.int64(8) != 0;
       m.firstSeenMs = d.int64(9);
       m.lastSeenMs = d.int64(10);
-      meta->emplace(dev.deviceId, std::move(m));
-      std::string id = dev.deviceId;
-      devices->emplace(std::move(id), std::move(dev));
+      devices->insert(std::move(dev), std::move(m));
     }
 
     Group bindingGroup(devices, [](const Device& x) { return !x.bindings.empty(); });
@@ -196,10 +193,10 @@ Status BindingStore::loadAll(std::map<std::string, Device>* devices,
 
     // push_back leaves up to half of each list's room unused; state swapped in later is a copy
     // and exact anyway. With 100,000 bindings this is ~3 MB.
-    for (auto& [id, dev] : *devices) {
-      dev.bindings.shrink_to_fit();
-      dev.shares.shrink_to_fit();
-    }
+    devices->forEach([](DeviceEntry& e) {
+      e.device.bindings.shrink_to_fit();
+      e.device.shares.shrink_to_fit();
+    });
     Rows t(sql,
            "SELECT token_hash, user_id, device_id, created_at, expires_at, used "
            "FROM provision_tokens");
@@ -269,10 +266,10 @@ void BindingStore::writeDeviceRow(const Device& device, const DeviceMeta& meta) 
       "firmware, mode, bind_window_ms, bind_window_reported_at, inventory_only, "
       "first_seen, last_seen) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
   d.bind(1, device.deviceId);
-  d.bind(2, device.transport);
-  d.bind(3, device.model);
+  d.bind(2, device.transport.str());
+  d.bind(3, device.model.str());
   d.bind(4, device.name);
-  d.bind(5, meta.firmware);
+  d.bind(5, meta.firmware.str());
   d.bind(6, modeName(device.mode));
   d.bind(7, device.bindWindowMs);
   d.bind(8, device.bindWindowReportedAtMs);

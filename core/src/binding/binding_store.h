@@ -8,24 +8,19 @@
 #include <string>
 #include <vector>
 
+#include "binding/device_table.h"
 #include "binding/policy.h"
 #include "store/database.h"
 
 namespace hearth::binding {
 
-struct DeviceMeta {
-  std::string firmware;
-  bool inventoryOnly = false;
-  int64_t firstSeenMs = 0;
-  int64_t lastSeenMs = 0;
-};
-
 class BindingStore {
  public:
   explicit BindingStore(Database& db) : db_(db) {}
 
-  Status loadAll(std::map<std::string, Device>* devices, std::map<std::string, DeviceMeta>* meta,
-                 std::map<std::string, ProvisionToken>* tokens);
+  // Reads every device (with its DeviceMeta, bindings and shares) into `devices` and every
+  // provisioning token into `tokens`.
+  Status loadAll(DeviceTable* devices, std::map<std::string, ProvisionToken>* tokens);
 
   // Writes the device's row, bindings and shares, and appends the audit entries; with a token
   // when a provision spent it. One transaction, written to the WAL but not yet synced

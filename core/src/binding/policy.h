@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "binding/shared_text.h"
 #include "binding/user_id.h"
 
 #include "hearth/status.h"
@@ -83,15 +84,16 @@ inline constexpr int64_t kBindWindowClosed = -1;
 
 struct Device {
   std::string deviceId;
-  std::string transport;  // kTransportWifi, kTransportBle, or a plugin's own name
-  std::string model;
+  // Shared by the devices with the same text (shared_text.h): 8 bytes each, not 32.
+  SharedText transport;  // kTransportWifi, kTransportBle, or a plugin's own name
+  SharedText model;
   std::string name;
   Mode mode = Mode::kShareRequired;
+  bool online = false;  // beside the mode: the two share one 8-byte slot
   // Bindable window as last reported by the device (004 §3.1): 0 = always bindable, > 0 =
   // bindable until bindWindowReportedAtMs + bindWindowMs, kBindWindowClosed = not bindable.
   int64_t bindWindowMs = 0;
   int64_t bindWindowReportedAtMs = 0;
-  bool online = false;
   std::vector<Binding> bindings;  // in bind order; "earliest normal" means first in this list
   // Every share of this device, pending and recently closed, in creation order. "Pending shares"
   // in the SPEC are the entries with state == kPending.

@@ -38,8 +38,8 @@ void BindingService::configure(const config::HubConfig& cfg) {
 
 Status BindingService::load(const config::HubConfig& cfg) {
   configure(cfg);
-  if (Status s = store_.loadAll(&devices_, &meta_, &tokens_); !s) return s;
-  for (const auto& [id, d] : devices_) index(d);
+  if (Status s = store_.loadAll(&devices_, &tokens_); !s) return s;
+  for (const DeviceEntry& e : devices_) index(e.device);
   devicesByUser_.compact();
   // Shares and tokens that expired while the hub was down. Only devices with something due are
   // copied through mutate (most devices hold no share at all). These are the load's first
@@ -47,12 +47,12 @@ Status BindingService::load(const config::HubConfig& cfg) {
   if (Status s = deps_.db.checked(); !s) return s;
   const int64_t now = deps_.clock.nowMs();
   std::vector<std::string> due;
-  for (const auto& [id, d] : devices_) {
-    std::optional<int64_t> at = policy_.nextExpiryMs(d);
-    if (at && *at <= now) due.push_back(id);
+  for (const DeviceEntry& e : devices_) {
+    std::optional<int64_t> at = policy_.nextExpiryMs(e.device);
+    if (at && *at <= now) due.push_back(e.device.deviceId);
   }
   for (const auto& id : due) mutate(id, [&](Device& d) { return policy_.expire(d, now); });
-  for (const auto& [id, d] : devices_) scheduleExpiry(d);
+  for (const DeviceEntry& e : devices_) scheduleExpiry(e.device);
   armExpiryTimer();
   // The load left its garbage in the heap (rows read, lists grown then made exact): give the
   // free pages back to the system once, instead of holding the load's peak for the hub's life.
@@ -64,7 +64,7 @@ Status BindingService::load(const config::HubConfig& cfg) {
 
 size_t BindingService::bindingCount() const {
   size_t n = 0;
-  for (const auto& [id, d] : devices_) n += d.bindings.size();
+  for (const DeviceEntry& e : devices_) n += e.device.bindings.size();
   return n;
 }
 
@@ -117,7 +117,7 @@ void BindingService::runExpiry() {
   int64_t now = deps_.clock.nowMs();
   for (const auto& id : expiries_.due(now)) {
     mutate(id, [&](Device& d) { return policy_.expire(d, now); });
-    scheduleExpiry(devices_.at(id));
+    if (const DeviceEntry* e = devices_.find(id)) scheduleExpiry(e->device);
   }
   for (auto it = tokens_.begin(); it != tokens_.end();) {
     if (policy_.tokenDisposableAtMs(it->second) <= now && store_.deleteToken(it->first)) {
@@ -160,10 +160,10 @@ void BindingService::removeUser(const std::string& userId) {
 
 size_t BindingService::notifyBoundUsers(const std::string& deviceId, const std::string& event,
                                         const std::string& dataJson) {
-  auto it = devices_.find(deviceId);
-  if (it == devices_.end()) return 0;
+  const DeviceEntry* e = devices_.find(deviceId);
+  if (e == nullptr) return 0;
   size_t n = 0;
-  for (const auto& b : it->second.bindings) {
+  for (const auto& b : e->device.bindings) {
     deps_.notifyUser(b.userId, event, dataJson);
     ++n;
   }
@@ -177,16 +177,15 @@ size_t BindingService::notifyBoundUsers(const std::string& deviceId, const std::
 }
 
 std::optional<DeviceInfo> BindingService::deviceInfo(const std::string& deviceId) const {
-  auto it = devices_.find(deviceId);
-  if (it == devices_.end()) return std::nullopt;
-  const Device& d = it->second;
+  const DeviceEntry* e = devices_.find(deviceId);
+  if (e == nullptr) return std::nullopt;
+  const Device& d = e->device;
   DeviceInfo info;
   info.deviceId = d.deviceId;
   info.transport = d.transport;
   info.model = d.model;
   info.name = d.name;
-  auto m = meta_.find(deviceId);
-  if (m != meta_.end()) info.firmware = m->second.firmware;
+  info.firmware = e->meta.firmware;
   info.bindMode = modeName(d.mode);
   if (const Binding* owner = findOwner(d)) info.ownerId = owner->userId;
   info.online = d.online;
@@ -197,17 +196,17 @@ void BindingService::controlAs(const std::string& userId, const std::string& dev
                                const std::string& command, const std::string& paramsJson,
                                const std::string& via,
                                std::function<void(Result<std::string>)> done) {
-  auto it = devices_.find(deviceId);
-  if (it == devices_.end())
-    return done(Status::error(ErrorCode::kNotFound, "no device " + deviceId));
-  auto audit = delegatedControl(it->second, userId, command, via, deps_.clock.nowMs());
+  const DeviceEntry* e = devices_.find(deviceId);
+  if (e == nullptr) return done(Status::error(ErrorCode::kNotFound, "no device " + deviceId));
+  const Device& d = e->device;
+  auto audit = delegatedControl(d, userId, command, via, deps_.clock.nowMs());
   if (!audit) return done(audit.status());
-  auto t = transports_.find(it->second.transport);
+  auto t = transports_.find(d.transport);
   if (t == transports_.end()) {
     return done(Status::error(ErrorCode::kUnavailable,
-                              "the " + it->second.transport + " transport plugin is not running"));
+                              "the " + d.transport + " transport plugin is not running"));
   }
-  if (!it->second.online) return done(Status::error(ErrorCode::kOffline, deviceId + " is offline"));
+  if (!d.online) return done(Status::error(ErrorCode::kOffline, deviceId + " is offline"));
   if (Status s = store_.appendAudit({audit.value()}); !s) {
     deps_.logger.error("could not record a command via " + via + ": " + s.message());
     return done(Status::error(ErrorCode::kInternal, "could not record the command"));
@@ -218,9 +217,9 @@ void BindingService::controlAs(const std::string& userId, const std::string& dev
 
 std::vector<std::string> BindingService::boundUsers(const std::string& deviceId) const {
   std::vector<std::string> out;
-  auto it = devices_.find(deviceId);
-  if (it == devices_.end()) return out;
-  for (const auto& b : it->second.bindings) out.push_back(b.userId);
+  const DeviceEntry* e = devices_.find(deviceId);
+  if (e == nullptr) return out;
+  for (const auto& b : e->device.bindings) out.push_back(b.userId);
   return out;
 }
 

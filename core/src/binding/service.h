@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "binding/binding_store.h"
+#include "binding/device_table.h"
 #include "binding/policy.h"
 #include "binding/rate_limit.h"
 #include "binding/user_index.h"
@@ -140,8 +141,7 @@ class BindingService {
   std::vector<ProductRule> products_;
   ModeDefaults defaults_;
 
-  std::map<std::string, Device> devices_;
-  std::map<std::string, DeviceMeta> meta_;
+  DeviceTable devices_;  // with each device's DeviceMeta, in id order
   std::map<std::string, ProvisionToken> tokens_;  // by token hash
   std::map<std::string, Transport> transports_;   // by transport name
 

@@ -29,20 +29,20 @@ std::string notificationJson(const NotificationData& n) {
 
 Outcome BindingService::mutate(const std::string& deviceId,
                                const std::function<Outcome(Device&)>& op, ProvisionToken* token) {
-  auto it = devices_.find(deviceId);
-  if (it == devices_.end()) {
+  DeviceEntry* entry = devices_.find(deviceId);
+  if (entry == nullptr) {
     Outcome out;
     out.status = Status::error(ErrorCode::kNotFound, "no device " + deviceId);
     return out;
   }
-  Device copy = it->second;
+  Device copy = entry->device;
   Outcome out = op(copy);
   if (!out.isOk() || !out.changed) return out;
   // A device whose discovery record is still waiting for its batch (flushDiscovered) is not on
   // disk as it is in memory: write all of it, which also settles that batch for it.
   bool pending = discoveredDirty_.count(deviceId) != 0;
   Status saved =
-      store_.saveDevice(copy, meta_[deviceId], out.audit, token, pending ? nullptr : &it->second);
+      store_.saveDevice(copy, entry->meta, out.audit, token, pending ? nullptr : &entry->device);
   if (!saved) {
     // A full disk is the household's to fix and answers so (STORAGE_FULL); the database
     // reports it once, not on every refused change.
@@ -58,10 +58,10 @@ Outcome BindingService::mutate(const std::string& deviceId,
   }
   if (pending) discoveredDirty_.erase(deviceId);
   markUnsynced();
-  unindex(it->second);
-  it->second = std::move(copy);
-  index(it->second);
-  scheduleExpiry(it->second);
+  unindex(entry->device);
+  DeviceTable::replace(*entry, std::move(copy));
+  index(entry->device);
+  scheduleExpiry(entry->device);
   armExpiryTimer();
   afterDurable([this, notes = out.notifications, deviceId] {
     commitNotifications(notes);

@@ -72,14 +72,14 @@ Status BindingService::report(const DeviceReport& r) {
     return Status::error(ErrorCode::kInvalidRequest, "model/name/firmware must be UTF-8");
   }
   int64_t now = deps_.clock.nowMs();
-  auto it = devices_.find(r.deviceId);
-  bool isNew = it == devices_.end();
-  if (!isNew && it->second.transport != r.transport) {
-    return Status::error(ErrorCode::kConflict,
-                         "device " + r.deviceId + " belongs to transport " + it->second.transport);
+  DeviceEntry* entry = devices_.find(r.deviceId);
+  bool isNew = entry == nullptr;
+  if (!isNew && entry->device.transport != r.transport) {
+    return Status::error(ErrorCode::kConflict, "device " + r.deviceId + " belongs to transport " +
+                                                   entry->device.transport);
   }
-  Device d = isNew ? Device{} : it->second;
-  DeviceMeta m = isNew ? DeviceMeta{} : meta_[r.deviceId];
+  Device d = isNew ? Device{} : entry->device;
+  DeviceMeta m = isNew ? DeviceMeta{} : entry->meta;
   bool persist = isNew || d.model != r.model || d.name != r.name || m.firmware != r.firmware ||
                  m.inventoryOnly != r.inventoryOnly;
   if (isNew) {
@@ -113,10 +113,14 @@ Status BindingService::report(const DeviceReport& r) {
       });
     }
   }
-  if (!isNew) unindex(it->second);
-  devices_[r.deviceId] = std::move(d);
-  meta_[r.deviceId] = m;
-  index(devices_[r.deviceId]);
+  if (isNew) {
+    entry = devices_.insert(std::move(d), std::move(m)).first;
+  } else {
+    unindex(entry->device);
+    DeviceTable::replace(*entry, std::move(d));
+    entry->meta = std::move(m);
+  }
+  index(entry->device);
   if (cameOnline && !isNew)
     notifyBoundUsers(r.deviceId, "deviceOnline", deviceEventData(r.deviceId));
   if (persist && !isNew && publishBus_) {
@@ -131,9 +135,9 @@ void BindingService::flushDiscovered() {
   ids.swap(discoveredDirty_);
   Status s = deps_.db.transaction([&] {
     for (const auto& id : ids) {
-      auto it = devices_.find(id);
-      if (it == devices_.end()) continue;
-      if (Status saved = store_.saveDevice(it->second, meta_[id], {}); !saved) return saved;
+      const DeviceEntry* e = devices_.find(id);
+      if (e == nullptr) continue;
+      if (Status saved = store_.saveDevice(e->device, e->meta, {}); !saved) return saved;
     }
     return Status::ok();
   });
@@ -151,9 +155,9 @@ std::string BindingService::deviceEventData(const std::string& deviceId) const {
 }
 
 void BindingService::setOnline(const std::string& deviceId, bool online) {
-  auto it = devices_.find(deviceId);
-  if (it == devices_.end() || it->second.online == online) return;
-  it->second.online = online;
+  DeviceEntry* e = devices_.find(deviceId);
+  if (e == nullptr || e->device.online == online) return;
+  e->device.online = online;
   notifyBoundUsers(deviceId, online ? "deviceOnline" : "deviceOffline", deviceEventData(deviceId));
 }
 
@@ -163,7 +167,7 @@ Result<std::string> BindingService::presentProvisionToken(const std::string& dev
   if (tok == tokens_.end()) {
     return Status::error(ErrorCode::kTokenInvalid, "unknown provisioning token");
   }
-  if (!devices_.count(deviceId)) {
+  if (devices_.find(deviceId) == nullptr) {
     return Status::error(ErrorCode::kNotFound, "device " + deviceId + " was never reported");
   }
   ProvisionToken spent = tok->second;
@@ -206,11 +210,11 @@ Status BindingService::refuseProvisionToken(const std::string& deviceId, const s
   if (deps_.clock.nowMs() >= t.expiresAtMs) {
     return Status::error(ErrorCode::kTokenExpired, "provisioning token has expired");
   }
-  auto dev = devices_.find(deviceId);
-  if (dev == devices_.end()) {
+  const DeviceEntry* dev = devices_.find(deviceId);
+  if (dev == nullptr) {
     return Status::error(ErrorCode::kNotFound, "device " + deviceId + " was never reported");
   }
-  if (findBinding(dev->second, t.userId) != nullptr) {
+  if (findBinding(dev->device, t.userId) != nullptr) {
     return Status::error(ErrorCode::kConflict, "the token's user is bound to the device already");
   }
   Poco::JSON::Object data;

@@ -20,7 +20,7 @@ Poco::JSON::Object::Ptr shareJson(const Share& s, const Device& d) {
   Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
   o->set("sharingId", s.sharingId);
   o->set("deviceId", s.deviceId);
-  o->set("model", d.model);
+  o->set("model", d.model.str());
   o->set("name", d.name);
   o->set("fromUser", s.fromUser);
   o->set("way", shareWayName(s.way));
@@ -92,15 +92,15 @@ void BindingService::provisionBegin(const Request& req, const Params& p, const R
 
 void BindingService::bindDevice(const Request& req, const Params& p, const Responder& res) {
   std::string deviceId = p.identifier("deviceId");
-  auto it = devices_.find(deviceId);
-  if (it == devices_.end()) return res.error(ErrorCode::kNotFound, "no device " + deviceId);
+  const DeviceEntry* e = devices_.find(deviceId);
+  if (e == nullptr) return res.error(ErrorCode::kNotFound, "no device " + deviceId);
   // Presence is the transport's call (BLE: seen within its window); no transport, no presence.
-  auto t = transports_.find(it->second.transport);
-  bool present = it->second.online && t != transports_.end() && t->second.impl->present(deviceId);
+  auto t = transports_.find(e->device.transport);
+  bool present = e->device.online && t != transports_.end() && t->second.impl->present(deviceId);
   Outcome out = mutate(deviceId, [&](Device& d) {
     d.online = present;
     Outcome o = policy_.bindDevice(d, req.userId, deps_.clock.nowMs());
-    d.online = it->second.online;
+    d.online = e->device.online;
     return o;
   });
   Poco::JSON::Object r;
@@ -153,10 +153,10 @@ void BindingService::scanShare(const Request& req, const Params& p, const Respon
   if (!out.isOk() && countsAsFailedScan(out.status.code())) {
     limiter_.recordFailure(req.userId, now);
   }
-  const Device& d = devices_.at(deviceId);
+  const Device& d = devices_.find(deviceId)->device;  // the key's device: it is never erased
   Poco::JSON::Object r;
   r.set("deviceId", deviceId);
-  r.set("model", d.model);
+  r.set("model", d.model.str());
   r.set("name", d.name);
   if (out.role) r.set("role", roleName(*out.role));
   answer(res, out, r);
@@ -227,9 +227,9 @@ void BindingService::getBoundDevices(const Request& req, const Params&, const Re
     if (b == nullptr) continue;  // only a sharer or invitee of this device
     Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
     o->set("deviceId", d->deviceId);
-    o->set("model", d->model);
+    o->set("model", d->model.str());
     o->set("name", d->name);
-    o->set("transport", d->transport);
+    o->set("transport", d->transport.str());
     o->set("role", roleName(b->role));
     o->set("online", d->online);
     o->set("boundAt", b->boundAtMs);
@@ -242,9 +242,9 @@ void BindingService::getBoundDevices(const Request& req, const Params&, const Re
 
 void BindingService::getDeviceDetail(const Request& req, const Params& p, const Responder& res) {
   std::string deviceId = p.identifier("deviceId");
-  auto it = devices_.find(deviceId);
-  if (it == devices_.end()) return res.error(ErrorCode::kNotFound, "no device " + deviceId);
-  const Device& d = it->second;
+  const DeviceEntry* e = devices_.find(deviceId);
+  if (e == nullptr) return res.error(ErrorCode::kNotFound, "no device " + deviceId);
+  const Device& d = e->device;
   auto members = visibleMembers(d, req.userId);
   if (!members) return res.error(members.status().code(), members.status().message());
   Poco::JSON::Array::Ptr rel = new Poco::JSON::Array;
@@ -257,9 +257,9 @@ void BindingService::getDeviceDetail(const Request& req, const Params& p, const 
   }
   Poco::JSON::Object r;
   r.set("deviceId", d.deviceId);
-  r.set("model", d.model);
+  r.set("model", d.model.str());
   r.set("name", d.name);
-  r.set("transport", d.transport);
+  r.set("transport", d.transport.str());
   r.set("bindMode", modeName(d.mode));
   r.set("online", d.online);
   r.set("relAccounts", rel);
@@ -286,18 +286,19 @@ void BindingService::controlDevice(const Request& req, const Params& p, const Re
     }
     params = toJson(*v.extract<Poco::JSON::Object::Ptr>());
   }
-  auto it = devices_.find(deviceId);
-  if (it == devices_.end()) return res.error(ErrorCode::kNotFound, "no device " + deviceId);
+  const DeviceEntry* e = devices_.find(deviceId);
+  if (e == nullptr) return res.error(ErrorCode::kNotFound, "no device " + deviceId);
+  const Device& d = e->device;
   // Only bound users command a device through the hub (closing the LAN gap of 004 §3.2).
-  if (findBinding(it->second, req.userId) == nullptr) {
+  if (findBinding(d, req.userId) == nullptr) {
     return res.error(ErrorCode::kForbidden, "you are not bound to " + deviceId);
   }
-  auto t = transports_.find(it->second.transport);
+  auto t = transports_.find(d.transport);
   if (t == transports_.end()) {
     return res.error(ErrorCode::kUnavailable,
-                     "the " + it->second.transport + " transport plugin is not running");
+                     "the " + d.transport + " transport plugin is not running");
   }
-  if (!it->second.online) return res.error(ErrorCode::kOffline, deviceId + " is offline");
+  if (!d.online) return res.error(ErrorCode::kOffline, deviceId + " is offline");
   t->second.impl->control(deviceId, req.userId, command, params, [res](Result<std::string> r) {
     if (!r) return res.error(r.status().code(), r.status().message());
     res.ok(r.value());
@@ -343,14 +344,15 @@ void BindingService::auditLog(const Request& req, const Params& p, const Respond
 
 void BindingService::listDevices(const Request&, const Params&, const Responder& res) {
   Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
-  for (const auto& [id, d] : devices_) {
-    const DeviceMeta& m = meta_.at(id);
+  for (const DeviceEntry& e : devices_) {
+    const Device& d = e.device;
+    const DeviceMeta& m = e.meta;
     Poco::JSON::Object::Ptr o = new Poco::JSON::Object;
-    o->set("deviceId", id);
-    o->set("transport", d.transport);
-    o->set("model", d.model);
+    o->set("deviceId", d.deviceId);
+    o->set("transport", d.transport.str());
+    o->set("model", d.model.str());
     o->set("name", d.name);
-    o->set("firmware", m.firmware);
+    o->set("firmware", m.firmware.str());
     o->set("bindMode", modeName(d.mode));
     o->set("bindable", !m.inventoryOnly && inBindWindow(d, deps_.clock.nowMs()));
     o->set("inventoryOnly", m.inventoryOnly);
