@@ -125,16 +125,16 @@ inline std::string accessRequestEventJson(const AccessRequest& r) {
 }
 
 // The `userId`/`clientId` of a core event; nullopt if malformed (then it is ignored). `via`, if
-// given, gets the event's `via` field (terminal.seen), from the same parse.
+// given, gets the event's `via` field (terminal.seen), from the same scan. Runs for every
+// request (terminal.seen): read with json::Params, no document built.
 inline std::optional<TerminalKey> terminalOfEvent(const std::string& dataJson,
                                                   std::string* via = nullptr) {
   try {
-    Object::Ptr o = json::parseObject(dataJson);
-    TerminalKey k{o->optValue<std::string>("userId", ""), o->optValue<std::string>("clientId", "")};
-    if (!isValidIdentifier(k.userId) || !isValidIdentifier(k.clientId)) return std::nullopt;
-    if (via != nullptr) *via = o->optValue<std::string>("via", "");
+    json::Params p(dataJson);
+    TerminalKey k{p.identifier("userId"), p.identifier("clientId")};
+    if (via != nullptr) *via = p.optionalString("via", 64).value_or("");
     return k;
-  } catch (const std::exception&) {
+  } catch (const json::InvalidParam&) {
     return std::nullopt;
   }
 }

@@ -75,6 +75,7 @@ class Scanner {
     if (p_ == end_ || *p_ != '{') return fail("expected '{'");
     ++p_;
     first_ = true;
+    outer_ = 1;  // the members' values are one level down
     return true;
   }
   // The next member's key (a string token) and value; false at the end of the object.
@@ -114,6 +115,7 @@ class Scanner {
     char open[kMaxDepth];  // '{' or '[' per level
     int depth = 0;
     bool spaced = false;
+    if (outer_ + 1 > kMaxDepth) return fail("nesting deeper than 128 levels");
     enum { kFirst, kNext, kAfter } state = kFirst;  // just opened, after ',', after a value
     open[depth++] = *p_++;
     for (;;) {
@@ -148,7 +150,7 @@ class Scanner {
         if (p_ == end_) return fail("unexpected end of text");
       }
       if (*p_ == '{' || *p_ == '[') {
-        if (depth == kMaxDepth) return fail("nesting deeper than 128 levels");
+        if (depth + outer_ == kMaxDepth) return fail("nesting deeper than 128 levels");
         open[depth++] = *p_++;
         state = kFirst;
         continue;
@@ -181,7 +183,7 @@ class Scanner {
         return literal("null", out, start);
       default:
         if (*p_ == '-' || (*p_ >= '0' && *p_ <= '9')) return number(out);
-        return fail("unexpected byte");
+        return fail("expected a value");
     }
   }
 
@@ -332,6 +334,7 @@ class Scanner {
   const char* error_ = nullptr;
   size_t errorAt_ = 0;
   bool first_ = true;
+  int outer_ = 0;  // levels open around the value being read (beginObject's)
 };
 
 // Whether text is one JSON value with nothing but whitespace around it (what Poco's parser
