@@ -70,19 +70,31 @@ inline const char* accessMessage(AccessResponseCode code) {
 
 // The messages of every relayed command are written as text, not built as JSON documents:
 // params are JSON text already (json::Params::objectJson) and go in as they are; strings are
-// quoted by Poco::toJSON. (Keys in the order Poco's documents would print them.)
+// put in quotes by quoted(). (Keys in the order Poco's documents would print them.)
+
+// A JSON string of s: an identifier ([A-Za-z0-9._:-], all that the ids, types and endpoints of
+// a command are) needs no escapes and is only put in quotes; anything else goes through
+// Poco::toJSON.
+inline std::string quoted(const std::string& s) {
+  if (!isValidIdentifier(s)) return Poco::toJSON(s);
+  std::string q;
+  q.reserve(s.size() + 2);
+  q.append(1, '"').append(s).append(1, '"');
+  return q;
+}
+
 inline std::string endpointText(const Endpoint& e) {
   std::string s;
   s.reserve(e.appId.size() + e.userId.size() + e.clientId.size() + 48);
-  s.append("{\"appId\":").append(Poco::toJSON(e.appId));
-  s.append(",\"clientIdentify\":").append(Poco::toJSON(e.clientId));
-  s.append(",\"userId\":").append(Poco::toJSON(e.userId)).append("}");
+  s.append("{\"appId\":").append(quoted(e.appId));
+  s.append(",\"clientIdentify\":").append(quoted(e.clientId));
+  s.append(",\"userId\":").append(quoted(e.userId)).append("}");
   return s;
 }
 
 inline std::string sendResultJson(const std::string& commandId, CommandState state) {
-  std::string s = "{\"commandId\":" + Poco::toJSON(commandId);
-  s.append(",\"state\":").append(Poco::toJSON(std::string(commandStateName(state))));
+  std::string s = "{\"commandId\":" + quoted(commandId);
+  s.append(",\"state\":").append(quoted(std::string(commandStateName(state))));
   s.append(",\"stateCode\":").append(std::to_string(static_cast<int>(state))).append("}");
   return s;
 }
@@ -90,9 +102,9 @@ inline std::string sendResultJson(const std::string& commandId, CommandState sta
 inline std::string commandEventJson(const Command& c) {
   std::string s;
   s.reserve(c.paramsJson.size() + c.commandId.size() + c.commandType.size() + 160);
-  s.append("{\"commandId\":").append(Poco::toJSON(c.commandId));
+  s.append("{\"commandId\":").append(quoted(c.commandId));
   s.append(",\"commandParams\":").append(c.paramsJson);
-  s.append(",\"commandType\":").append(Poco::toJSON(c.commandType));
+  s.append(",\"commandType\":").append(quoted(c.commandType));
   s.append(",\"from\":").append(endpointText(c.from)).append("}");
   return s;
 }
@@ -102,12 +114,12 @@ inline std::string commandResponseJson(const Command& c, const std::string& para
                                        const Endpoint& from) {
   std::string s;
   s.reserve(paramsJson.size() + c.commandId.size() + c.commandType.size() + 200);
-  s.append("{\"commandId\":").append(Poco::toJSON(c.commandId));
+  s.append("{\"commandId\":").append(quoted(c.commandId));
   s.append(",\"commandParams\":").append(paramsJson);
-  s.append(",\"commandType\":").append(Poco::toJSON(c.commandType));
+  s.append(",\"commandType\":").append(quoted(c.commandType));
   s.append(",\"from\":").append(endpointText(from));
   s.append(",\"state\":")
-      .append(Poco::toJSON(std::string(commandStateName(CommandState::kReplied))));
+      .append(quoted(std::string(commandStateName(CommandState::kReplied))));
   s.append(",\"stateCode\":").append(std::to_string(static_cast<int>(CommandState::kReplied)));
   s.append("}");
   return s;
