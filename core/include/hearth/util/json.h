@@ -159,13 +159,13 @@ class Params {
     Scanner s(list.text.substr(1));  // after '[': the scan saw it is a well-formed array
     Token item;
     while (!s.take(']')) {
+      if (items.size() == maxItems) {
+        throw InvalidParam("\"" + what(name) + "\" has more than " + std::to_string(maxItems) +
+                           " items");
+      }
       if (!items.empty()) s.take(',');
       s.value(item);
       items.push_back(item);
-    }
-    if (items.size() > maxItems) {
-      throw InvalidParam("\"" + what(name) + "\" has more than " + std::to_string(maxItems) +
-                         " items");
     }
     for (size_t i = 0; i < items.size(); ++i) {
       std::string entry = checkedIdentifier(items[i], name + "[" + std::to_string(i) + "]");
