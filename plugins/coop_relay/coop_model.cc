@@ -47,17 +47,11 @@ Object::Ptr endpointJson(const Endpoint& e) {
 }
 
 Endpoint endpointParam(const json::Params& p, const std::string& name) {
-  Object::Ptr o = p.objectParam(name);
+  json::Params o = p.objectParams(name);  // errors name "to.appId" etc.
   Endpoint e;
-  const char* fields[] = {"appId", "userId", "clientIdentify"};
-  std::string* targets[] = {&e.appId, &e.userId, &e.clientId};
-  for (size_t i = 0; i < 3; ++i) {
-    std::string what = name + "." + fields[i];
-    if (!o->has(fields[i]) || o->isNull(fields[i])) {
-      throw json::InvalidParam("missing \"" + what + "\"");
-    }
-    *targets[i] = json::Params::identifierValue(o->get(fields[i]), what);
-  }
+  e.appId = o.identifier("appId");
+  e.userId = o.identifier("userId");
+  e.clientId = o.identifier("clientIdentify");
   return e;
 }
 

@@ -190,7 +190,7 @@ class CoopRelayPlugin : public Plugin {
   Result<Endpoint> resolveTarget(const Endpoint& to) const;
   const Grant* findGrant(const TerminalKey& granter, const TerminalKey& grantee) const;
   json::Array::Ptr deviceList(bool authorized, const TerminalKey& self) const;
-  std::string newCommandId() const;
+  std::string newCommandId();
   std::string commandStateJson(const Command& c, CommandState state, const char* reason) const;
   void hintPartners(Batch& batch, const TerminalKey& key) const;
   static Notice syncHint(const TerminalKey& to, const char* type);
@@ -206,6 +206,9 @@ class CoopRelayPlugin : public Plugin {
   size_t deliveryWindow_;  // delivered commands per target awaiting their reply, at most
 
   uint64_t nextSeq_ = 1;
+  // Random bytes from the OS for commandIds, fetched 4 KiB (256 ids) at a time.
+  unsigned char random_[4096];
+  size_t randomUsed_ = sizeof random_;
   std::map<std::string, Grant> grants_;                            // by Grant::storeKey()
   std::map<std::string, AccessRequest> requests_;                  // by commandId
   std::map<std::string, Command> commands_;                        // by commandId

@@ -70,19 +70,31 @@ inline const char* accessMessage(AccessResponseCode code) {
 
 // The messages of every relayed command are written as text, not built as JSON documents:
 // params are JSON text already (json::Params::objectJson) and go in as they are; strings are
-// quoted by Poco::toJSON. (Keys in the order Poco's documents would print them.)
+// put in quotes by quoted(). (Keys in the order Poco's documents would print them.)
+
+// A JSON string of s: an identifier ([A-Za-z0-9._:-], all that the ids, types and endpoints of
+// a command are) needs no escapes and is only put in quotes; anything else goes through
+// Poco::toJSON.
+inline std::string quoted(const std::string& s) {
+  if (!isValidIdentifier(s)) return Poco::toJSON(s);
+  std::string q;
+  q.reserve(s.size() + 2);
+  q.append(1, '"').append(s).append(1, '"');
+  return q;
+}
+
 inline std::string endpointText(const Endpoint& e) {
   std::string s;
   s.reserve(e.appId.size() + e.userId.size() + e.clientId.size() + 48);
-  s.append("{\"appId\":").append(Poco::toJSON(e.appId));
-  s.append(",\"clientIdentify\":").append(Poco::toJSON(e.clientId));
-  s.append(",\"userId\":").append(Poco::toJSON(e.userId)).append("}");
+  s.append("{\"appId\":").append(quoted(e.appId));
+  s.append(",\"clientIdentify\":").append(quoted(e.clientId));
+  s.append(",\"userId\":").append(quoted(e.userId)).append("}");
   return s;
 }
 
 inline std::string sendResultJson(const std::string& commandId, CommandState state) {
-  std::string s = "{\"commandId\":" + Poco::toJSON(commandId);
-  s.append(",\"state\":").append(Poco::toJSON(std::string(commandStateName(state))));
+  std::string s = "{\"commandId\":" + quoted(commandId);
+  s.append(",\"state\":").append(quoted(std::string(commandStateName(state))));
   s.append(",\"stateCode\":").append(std::to_string(static_cast<int>(state))).append("}");
   return s;
 }
@@ -90,9 +102,9 @@ inline std::string sendResultJson(const std::string& commandId, CommandState sta
 inline std::string commandEventJson(const Command& c) {
   std::string s;
   s.reserve(c.paramsJson.size() + c.commandId.size() + c.commandType.size() + 160);
-  s.append("{\"commandId\":").append(Poco::toJSON(c.commandId));
+  s.append("{\"commandId\":").append(quoted(c.commandId));
   s.append(",\"commandParams\":").append(c.paramsJson);
-  s.append(",\"commandType\":").append(Poco::toJSON(c.commandType));
+  s.append(",\"commandType\":").append(quoted(c.commandType));
   s.append(",\"from\":").append(endpointText(c.from)).append("}");
   return s;
 }
@@ -102,12 +114,12 @@ inline std::string commandResponseJson(const Command& c, const std::string& para
                                        const Endpoint& from) {
   std::string s;
   s.reserve(paramsJson.size() + c.commandId.size() + c.commandType.size() + 200);
-  s.append("{\"commandId\":").append(Poco::toJSON(c.commandId));
+  s.append("{\"commandId\":").append(quoted(c.commandId));
   s.append(",\"commandParams\":").append(paramsJson);
-  s.append(",\"commandType\":").append(Poco::toJSON(c.commandType));
+  s.append(",\"commandType\":").append(quoted(c.commandType));
   s.append(",\"from\":").append(endpointText(from));
   s.append(",\"state\":")
-      .append(Poco::toJSON(std::string(commandStateName(CommandState::kReplied))));
+      .append(quoted(std::string(commandStateName(CommandState::kReplied))));
   s.append(",\"stateCode\":").append(std::to_string(static_cast<int>(CommandState::kReplied)));
   s.append("}");
   return s;
@@ -125,16 +137,16 @@ inline std::string accessRequestEventJson(const AccessRequest& r) {
 }
 
 // The `userId`/`clientId` of a core event; nullopt if malformed (then it is ignored). `via`, if
-// given, gets the event's `via` field (terminal.seen), from the same parse.
+// given, gets the event's `via` field (terminal.seen), from the same scan. Runs for every
+// request (terminal.seen): read with json::Params, no document built.
 inline std::optional<TerminalKey> terminalOfEvent(const std::string& dataJson,
                                                   std::string* via = nullptr) {
   try {
-    Object::Ptr o = json::parseObject(dataJson);
-    TerminalKey k{o->optValue<std::string>("userId", ""), o->optValue<std::string>("clientId", "")};
-    if (!isValidIdentifier(k.userId) || !isValidIdentifier(k.clientId)) return std::nullopt;
-    if (via != nullptr) *via = o->optValue<std::string>("via", "");
+    json::Params p(dataJson);
+    TerminalKey k{p.identifier("userId"), p.identifier("clientId")};
+    if (via != nullptr) *via = p.optionalString("via", 64).value_or("");
     return k;
-  } catch (const std::exception&) {
+  } catch (const json::InvalidParam&) {
     return std::nullopt;
   }
 }

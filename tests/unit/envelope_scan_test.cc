@@ -91,5 +91,26 @@ TEST(EnvelopeScan, ATopValueThatIsNoObjectOrNoJsonIsRefused) {
   }
 }
 
+TEST(EnvelopeScan, ParamsAreHandedOnAsTheyCameWithoutTheSpaceBetweenTokens) {
+  ScannedEnvelope e = scanEnvelope(
+      "{ \"id\" : \"r\\u0031\" ,\n \"params\" : { \"a b\" : [ 1 , \"c \\\" d\" ] , \"e\":1.50 } }\n");
+  EXPECT_EQ(e.id, "r1");  // escapes resolved
+  EXPECT_EQ(e.paramsJson, R"({"a b":[1,"c \" d"],"e":1.50})");
+}
+
+TEST(EnvelopeScan, MalformedJsonSaysWhatAndWhere) {
+  try {
+    scanEnvelope(R"({"id":"a","params":{"x":[1,]}})");
+    FAIL() << "accepted";
+  } catch (const MalformedJson& e) {
+    EXPECT_STREQ(e.what(), "expected a value at byte 27") << e.what();
+  }
+  EXPECT_THROW(scanEnvelope(R"({"id":"a","params":{"x":1}} {})"), MalformedJson);
+  EXPECT_THROW(scanEnvelope("{\"id\":\"\xc0\x80\"}"), MalformedJson);  // overlong UTF-8
+  EXPECT_THROW(scanEnvelope(std::string("{\"id\":\"a\",\"params\":") + std::string(128, '[') +
+                            std::string(128, ']') + "}"),
+               MalformedJson);  // 129 levels with the envelope's own
+}
+
 }  // namespace
 }  // namespace hearth

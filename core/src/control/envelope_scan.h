@@ -1,8 +1,8 @@
 #pragma once
-// A request envelope read for a plugin's method: `{"id": …, "params": {…}}` tokenised once by
-// Poco's parser, with no document built. The id is kept and the params object is written out
-// again as compact JSON text as it is read, which is what crosses the plugin boundary
-// (Request::paramsJson). The core's own methods take the parsed document instead (router.cc).
+// A request envelope read for the router: `{"id": …, "params": {…}}` scanned once
+// (hearth/util/json_scan.h), with no document built. The id is kept and the params object's
+// text is handed on as it came, without the whitespace between its tokens: for a plugin's
+// method that is Request::paramsJson, for a core method the text json::Params reads.
 
 #include <stdexcept>
 #include <string>
@@ -17,10 +17,13 @@ struct ScannedEnvelope {
   std::string paramsJson;       // that object as compact JSON text
 };
 
-// Throws std::exception (Poco's JSONException) for text that is not JSON, and
+// Throws MalformedJson for text that is not JSON (saying what is wrong and where), and
 // NotAnObject for JSON whose top value is not an object.
 struct NotAnObject : std::runtime_error {
   NotAnObject() : std::runtime_error("the request must be a JSON object") {}
+};
+struct MalformedJson : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 ScannedEnvelope scanEnvelope(const std::string& payload);
 

@@ -15,8 +15,8 @@ using json::Params;
 // Compact JSON text of an object (what responses and events carry).
 inline std::string toJson(const Poco::JSON::Object& o) { return json::text(o); }
 
-// Whether text is one well-formed JSON value. Checks without building a document (Poco's
-// parser with a handler that keeps nothing): for JSON that is passed on as it is.
+// Whether text is one well-formed JSON value. Checks without building a document (one scan,
+// hearth/util/json_scan.h, accepting what Poco's parser accepts): for JSON passed on as it is.
 bool isJsonText(const std::string& text);
 
 }  // namespace hearth

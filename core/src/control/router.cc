@@ -1,7 +1,6 @@
 #include "control/router.h"
 
 #include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
 #include <Poco/JSONString.h>
 
 #include "control/envelope_scan.h"
@@ -212,39 +211,19 @@ void RequestRouter::handle(const MqttMessage& msg, const RequestTopic& t) {
                   std::nullopt);
   }
 
-  // A plugin's method gets its params as text across the plugin boundary: its envelope is
-  // tokenised once and the params written out as they are read (control/envelope_scan.h), with
-  // no document built. A core method gets the parsed document itself. Either reading fills
-  // `envelope`, and the checks below are the same for both.
+  // The envelope is scanned once (control/envelope_scan.h), with no document built: a
+  // plugin's method gets the params text across the plugin boundary (Request::paramsJson), a
+  // core method json::Params reading that text. The checks below are the same for both.
   const bool validName = isValidMethodName(topic->method);
   auto it = validName ? methods_.find(topic->method) : methods_.end();
   const bool known = it != methods_.end() && it->second.scope == topic->scope;
-  const bool forCore = known && static_cast<bool>(it->second.core);
   ScannedEnvelope envelope;
-  Poco::JSON::Object::Ptr params;
   try {
-    if (forCore) {
-      Poco::Dynamic::Var parsed = Poco::JSON::Parser().parse(msg.payload);
-      if (parsed.type() != typeid(Poco::JSON::Object::Ptr)) throw NotAnObject();
-      auto document = parsed.extract<Poco::JSON::Object::Ptr>();
-      Poco::Dynamic::Var idVar = document->get("id");
-      envelope.idIsString = !idVar.isEmpty() && idVar.isString();
-      if (envelope.idIsString) envelope.id = idVar.toString();
-      envelope.hasParams = document->has("params");
-      if (envelope.hasParams) {
-        Poco::Dynamic::Var p = document->get("params");
-        envelope.paramsIsObject = p.type() == typeid(Poco::JSON::Object::Ptr);
-        if (envelope.paramsIsObject) params = p.extract<Poco::JSON::Object::Ptr>();
-      } else {
-        params = new Poco::JSON::Object;
-      }
-    } else {
-      envelope = scanEnvelope(msg.payload);
-      if (!envelope.hasParams) envelope.paramsJson = "{}";
-    }
+    envelope = scanEnvelope(msg.payload);
+    if (!envelope.hasParams) envelope.paramsJson = "{}";
   } catch (const NotAnObject& e) {
     return reject(ErrorCode::kInvalidRequest, e.what(), std::nullopt);
-  } catch (const std::exception& e) {
+  } catch (const MalformedJson& e) {
     return reject(ErrorCode::kInvalidRequest, std::string("malformed JSON: ") + e.what(),
                   std::nullopt);
   }
@@ -264,6 +243,7 @@ void RequestRouter::handle(const MqttMessage& msg, const RequestTopic& t) {
   req.id = id;
   req.userId = topic->userId;
   req.clientId = topic->clientId;
+  const bool forCore = static_cast<bool>(it->second.core);
   if (!forCore) req.paramsJson = std::move(envelope.paramsJson);
   req.isAdmin = topic->scope == MethodScope::kAdmin;
 
@@ -272,7 +252,7 @@ void RequestRouter::handle(const MqttMessage& msg, const RequestTopic& t) {
   Responder responder(sink);
   try {
     if (it->second.core) {
-      it->second.core(req, Params(params), responder);
+      it->second.core(req, Params(std::move(envelope.paramsJson)), responder);
     } else {
       it->second.handler(req, responder);
     }

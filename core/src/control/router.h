@@ -42,8 +42,8 @@ namespace json {
 class Params;  // hearth/util/json.h
 }  // namespace json
 using json::Params;
-// A core method: handed the params the router parsed (the payload is parsed once; a plugin's
-// handler gets them as JSON text, Request::paramsJson, across the plugin boundary instead).
+// A core method: handed Params reading the params text the router scanned (the payload is read
+// once; a plugin's handler gets that text, Request::paramsJson, across the plugin boundary).
 using CoreRequestHandler = std::function<void(const Request&, const Params&, Responder)>;
 
 class RequestRouter {

@@ -23,6 +23,7 @@
 
 #include "hearth/sdk/context.h"
 #include "hearth/sdk/status.h"
+#include "hearth/util/json_scan.h"
 
 namespace hearth::json {
 
@@ -74,20 +75,33 @@ inline Result<Object::Ptr> tryParseObject(const std::string& jsonText) {
 }
 
 // Typed access to a request's params. Every accessor checks type and range and throws
-// InvalidParam naming the param; a present `null` counts as absent.
+// InvalidParam naming the param; a present `null` counts as absent, and of a repeated name the
+// last counts (as in a parsed document).
+//
+// The text is read once, without building a document (json_scan.h): each top-level member is
+// kept as its place in the text, a scalar decoded only when asked for, an object or array
+// parsed (objectParam) or read as Params (objectParams) only when asked for, and objectJson
+// hands a member's text on as it came (without the whitespace between its tokens).
 class Params {
  public:
   // paramsJson must be a JSON object (the router always hands one over).
-  explicit Params(const std::string& paramsJson) : obj_(parseObject(paramsJson)) {}
-  // An object parsed already (the core's router): no second parse.
-  explicit Params(Object::Ptr obj) : obj_(std::move(obj)) {}
+  explicit Params(std::string paramsJson) : text_(std::move(paramsJson)) { scan(); }
+  // An object parsed already: read from its text.
+  explicit Params(Object::Ptr obj) : text_(text(obj)), dom_(std::move(obj)) { scan(); }
 
-  bool has(const std::string& name) const { return obj_->has(name) && !obj_->isNull(name); }
-  const Object::Ptr& object() const { return obj_; }
+  bool has(const std::string& name) const {
+    const Member* m = find(name);
+    return m && m->kind != Kind::kNull;
+  }
+  // The whole params as a document (parsed the first time it is asked for).
+  const Object::Ptr& object() const {
+    if (!dom_) dom_ = parseObject(text_);
+    return dom_;
+  }
 
   // A required string of minLen..maxLen bytes.
   std::string string(const std::string& name, size_t maxLen = 256, size_t minLen = 1) const {
-    return stringValue(required(name), name, maxLen, minLen);
+    return checkedString(required(name), name, maxLen, minLen);
   }
   std::optional<std::string> optionalString(const std::string& name, size_t maxLen = 256) const {
     if (!has(name)) return std::nullopt;
@@ -95,7 +109,7 @@ class Params {
   }
   // A required string matching [A-Za-z0-9._:-]{1,64}.
   std::string identifier(const std::string& name) const {
-    return identifierValue(required(name), name);
+    return checkedIdentifier(required(name), name);
   }
   std::optional<std::string> optionalIdentifier(const std::string& name) const {
     if (!has(name)) return std::nullopt;
@@ -104,69 +118,157 @@ class Params {
   // An optional integer (a JSON number without a fraction).
   std::optional<int64_t> optionalInt(const std::string& name) const {
     if (!has(name)) return std::nullopt;
-    Poco::Dynamic::Var v = obj_->get(name);
-    if (!v.isInteger()) throw InvalidParam("\"" + name + "\" must be an integer");
-    return v.convert<int64_t>();
+    Token t = token(*find(name));
+    if (t.kind != Kind::kNumber || !t.integer) {
+      throw InvalidParam("\"" + what(name) + "\" must be an integer");
+    }
+    Poco::Int64 v = 0;
+    if (!Poco::NumberParser::tryParse64(std::string(t.text), v)) {
+      throw InvalidParam("\"" + what(name) + "\" is out of range");
+    }
+    return v;
   }
   // An optional boolean (JSON true/false only: 0/1 or "true" are type errors).
   bool optionalBool(const std::string& name, bool fallback) const {
     if (!has(name)) return fallback;
-    Poco::Dynamic::Var v = obj_->get(name);
-    if (v.type() != typeid(bool)) throw InvalidParam("\"" + name + "\" must be true or false");
-    return v.extract<bool>();
+    Token t = token(*find(name));
+    if (t.kind != Kind::kBool) throw InvalidParam("\"" + what(name) + "\" must be true or false");
+    return t.text[0] == 't';
   }
-  // A required JSON object.
+  // A required JSON object, parsed.
   Object::Ptr objectParam(const std::string& name) const {
-    required(name);
-    Object::Ptr o = obj_->getObject(name);
-    if (!o) throw InvalidParam("\"" + name + "\" must be an object");
-    return o;
+    return parseObject(std::string(objectToken(name).text));
+  }
+  // A required JSON object, read as Params: its members' errors name them "name.member".
+  Params objectParams(const std::string& name) const {
+    Params p(std::string(objectToken(name).text));
+    p.prefix_ = what(name) + ".";
+    return p;
   }
   // An optional JSON object as text ("{}" when absent).
   std::string objectJson(const std::string& name) const {
-    return has(name) ? text(objectParam(name)) : "{}";
+    return has(name) ? compactText(objectToken(name)) : "{}";
   }
   // An optional array of identifiers, at most maxItems, duplicates removed, order kept.
   std::vector<std::string> identifierList(const std::string& name, size_t maxItems) const {
     std::vector<std::string> out;
     if (!has(name)) return out;
-    Array::Ptr a = obj_->getArray(name);
-    if (!a) throw InvalidParam("\"" + name + "\" must be an array");
-    if (a->size() > maxItems) {
-      throw InvalidParam("\"" + name + "\" has more than " + std::to_string(maxItems) + " items");
+    Token list = token(*find(name));
+    if (list.kind != Kind::kArray) throw InvalidParam("\"" + what(name) + "\" must be an array");
+    std::vector<Token> items;
+    Scanner s(list.text.substr(1));  // after '[': the scan saw it is a well-formed array
+    Token item;
+    while (!s.take(']')) {
+      if (items.size() == maxItems) {
+        throw InvalidParam("\"" + what(name) + "\" has more than " + std::to_string(maxItems) +
+                           " items");
+      }
+      if (!items.empty()) s.take(',');
+      s.value(item);
+      items.push_back(item);
     }
-    for (size_t i = 0; i < a->size(); ++i) {
-      std::string item = identifierValue(a->get(i), name + "[" + std::to_string(i) + "]");
-      if (std::find(out.begin(), out.end(), item) == out.end()) out.push_back(std::move(item));
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string entry = checkedIdentifier(items[i], name + "[" + std::to_string(i) + "]");
+      if (std::find(out.begin(), out.end(), entry) == out.end()) out.push_back(std::move(entry));
     }
     return out;
   }
 
   // Checks a value found elsewhere (a nested object's field) by the same rules; `what` names it.
   static std::string identifierValue(const Poco::Dynamic::Var& v, const std::string& what) {
-    std::string s = stringValue(v, what, 64, 1);
-    if (!isValidIdentifier(s)) {
-      throw InvalidParam("\"" + what + "\" must match [A-Za-z0-9._:-]{1,64}");
-    }
-    return s;
+    return identifierChecked(stringValue(v, what, 64, 1), what);
   }
   static std::string stringValue(const Poco::Dynamic::Var& v, const std::string& what,
                                  size_t maxLen, size_t minLen) {
     if (!v.isString()) throw InvalidParam("\"" + what + "\" must be a string");
-    std::string s = v.toString();
+    return lengthChecked(v.toString(), what, maxLen, minLen);
+  }
+
+ private:
+  struct Member {
+    std::string key;
+    Kind kind;
+    bool spaced, escaped, integer;
+    uint32_t begin, size;  // the value's place in text_
+  };
+
+  void scan() {
+    Scanner s(text_);
+    Token key, val;
+    if (!s.beginObject()) {
+      if (isJson(text_)) throw InvalidParam("not a JSON object");
+      throw InvalidParam("not JSON: " + s.error());
+    }
+    members_.reserve(8);
+    while (s.member(key, val)) {
+      Member m{decodeString(key), val.kind, val.spaced, val.escaped, val.integer,
+               static_cast<uint32_t>(val.text.data() - text_.data()),
+               static_cast<uint32_t>(val.text.size())};
+      auto seen = std::find_if(members_.begin(), members_.end(),
+                               [&](const Member& x) { return x.key == m.key; });
+      if (seen != members_.end()) {
+        *seen = std::move(m);  // the last of a repeated name counts
+      } else {
+        members_.push_back(std::move(m));
+      }
+    }
+    if (s.failed() || !s.atEnd()) {
+      if (!s.failed()) s.fail("excess characters after the object");
+      throw InvalidParam("not JSON: " + s.error());
+    }
+  }
+  const Member* find(const std::string& name) const {
+    for (const Member& m : members_) {
+      if (m.key == name) return &m;
+    }
+    return nullptr;
+  }
+  Token token(const Member& m) const {
+    Token t;
+    t.kind = m.kind;
+    t.text = std::string_view(text_).substr(m.begin, m.size);
+    t.spaced = m.spaced;
+    t.escaped = m.escaped;
+    t.integer = m.integer;
+    return t;
+  }
+  std::string what(const std::string& name) const { return prefix_ + name; }
+  Token required(const std::string& name) const {
+    if (!has(name)) throw InvalidParam("missing \"" + what(name) + "\"");
+    return token(*find(name));
+  }
+  Token objectToken(const std::string& name) const {
+    Token t = required(name);
+    if (t.kind != Kind::kObject) throw InvalidParam("\"" + what(name) + "\" must be an object");
+    return t;
+  }
+  std::string checkedString(const Token& t, const std::string& name, size_t maxLen,
+                            size_t minLen) const {
+    if (t.kind != Kind::kString) throw InvalidParam("\"" + what(name) + "\" must be a string");
+    return lengthChecked(decodeString(t), what(name), maxLen, minLen);
+  }
+  std::string checkedIdentifier(const Token& t, const std::string& name) const {
+    return identifierChecked(checkedString(t, name, 64, 1), what(name));
+  }
+  static std::string lengthChecked(std::string s, const std::string& what, size_t maxLen,
+                                   size_t minLen) {
     if (s.size() < minLen || s.size() > maxLen) {
       throw InvalidParam("\"" + what + "\" must be " + std::to_string(minLen) + " to " +
                          std::to_string(maxLen) + " characters");
     }
     return s;
   }
-
- private:
-  Poco::Dynamic::Var required(const std::string& name) const {
-    if (!has(name)) throw InvalidParam("missing \"" + name + "\"");
-    return obj_->get(name);
+  static std::string identifierChecked(std::string s, const std::string& what) {
+    if (!isValidIdentifier(s)) {
+      throw InvalidParam("\"" + what + "\" must match [A-Za-z0-9._:-]{1,64}");
+    }
+    return s;
   }
-  Object::Ptr obj_;
+
+  std::string text_;
+  std::vector<Member> members_;
+  std::string prefix_;  // "to." for the Params of member "to" (objectParams)
+  mutable Object::Ptr dom_;
 };
 
 // For a plugin's request handler: runs body(params); an InvalidParam from it answers
